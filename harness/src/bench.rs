@@ -1,0 +1,446 @@
+//! `hil bench`: measures the harness against its targets and prints one row per figure.
+//!
+//! Every figure comes from real sockets on loopback: raw MQTT 3.1.1 clients (rumqttc's
+//! codec over a `TcpStream`, no client library in the measured path) talk to a broker
+//! started for the benchmark, through the tap and, for comparison, straight to the engine.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use rumqttc::mqttbytes::v4::{self, Packet};
+use rumqttc::mqttbytes::QoS;
+use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::broker::{Broker, BrokerConfig};
+use crate::trace::{Event, EventBody, Trace, TraceOptions};
+
+/// Every network wait in the benchmark gives up after this long.
+const IO_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Sizes of the runs; the defaults are what `hil bench` uses.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    pub broker: BrokerConfig,
+    pub cold_starts: usize,
+    pub latency_samples: usize,
+    pub publishers: usize,
+    pub messages_per_publisher: usize,
+}
+
+impl BenchOptions {
+    pub fn new(broker: BrokerConfig) -> BenchOptions {
+        BenchOptions {
+            broker,
+            cold_starts: 10,
+            latency_samples: 2000,
+            publishers: 4,
+            messages_per_publisher: 25_000,
+        }
+    }
+}
+
+/// One measured figure and the target it is held to.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub name: String,
+    pub value: f64,
+    pub unit: &'static str,
+    /// The target in words, empty when the row is for information.
+    pub target: String,
+    /// Whether the target was met; `None` for information rows.
+    pub pass: Option<bool>,
+}
+
+impl Row {
+    fn info(name: impl Into<String>, value: f64, unit: &'static str) -> Row {
+        Row {
+            name: name.into(),
+            value,
+            unit,
+            target: String::new(),
+            pass: None,
+        }
+    }
+
+    fn target(
+        name: impl Into<String>,
+        value: f64,
+        unit: &'static str,
+        target: String,
+        pass: bool,
+    ) -> Row {
+        Row {
+            name: name.into(),
+            value,
+            unit,
+            target,
+            pass: Some(pass),
+        }
+    }
+}
+
+/// Runs every measurement and returns the rows in table order.
+pub async fn run(options: &BenchOptions) -> io::Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    rows.extend(cold_start(options).await?);
+    rows.extend(latency(options).await?);
+    rows.extend(throughput(options).await?);
+    Ok(rows)
+}
+
+/// Renders rows as an aligned text table.
+pub fn table(rows: &[Row]) -> String {
+    let name_width = rows.iter().map(|r| r.name.len()).max().unwrap_or(0);
+    let mut out = format!(
+        "{:<name_width$}  {:>14}  {:<32}  result\n",
+        "measurement", "value", "target"
+    );
+    for row in rows {
+        let verdict = match row.pass {
+            Some(true) => "ok",
+            Some(false) => "MISSED",
+            None => "",
+        };
+        let value = format!("{} {}", format_value(row.value), row.unit);
+        out += &format!(
+            "{:<name_width$}  {:>14}  {:<32}  {verdict}\n",
+            row.name, value, row.target
+        );
+    }
+    out
+}
+
+fn format_value(value: f64) -> String {
+    if value.fract() == 0.0 {
+        format!("{value:.0}")
+    } else {
+        format!("{value:.1}")
+    }
+}
+
+async fn start_broker(options: &BenchOptions, trace: Trace) -> io::Result<Broker> {
+    Broker::start(options.broker.clone(), trace)
+        .await
+        .map_err(io::Error::other)
+}
+
+async fn cold_start(options: &BenchOptions) -> io::Result<Vec<Row>> {
+    let mut samples = Vec::with_capacity(options.cold_starts);
+    for _ in 0..options.cold_starts {
+        let started = Instant::now();
+        let broker = start_broker(options, Trace::in_memory()).await?;
+        RawClient::connect(broker.addr(), "bench-cold").await?;
+        samples.push(micros(started.elapsed()));
+        broker.stop().await;
+    }
+    let stats = Percentiles::of(&mut samples);
+    Ok(vec![
+        Row::target(
+            "broker cold start to first CONNACK (p50)",
+            stats.p50 / 1000.0,
+            "ms",
+            "< 50 ms".into(),
+            stats.p50 < 50_000.0,
+        ),
+        Row::info(
+            "broker cold start to first CONNACK (max)",
+            stats.max / 1000.0,
+            "ms",
+        ),
+    ])
+}
+
+async fn latency(options: &BenchOptions) -> io::Result<Vec<Row>> {
+    let broker = start_broker(options, Trace::in_memory()).await?;
+    let direct = broker
+        .untapped_addr()
+        .await
+        .ok_or_else(|| io::Error::other("broker engine is not running"))?;
+    let mut rows = Vec::new();
+    for qos in [QoS::AtMostOnce, QoS::AtLeastOnce] {
+        let tapped = publish_to_deliver(broker.addr(), qos, options.latency_samples).await?;
+        let untapped = publish_to_deliver(direct, qos, options.latency_samples).await?;
+        let q = qos as u8;
+        let allowed = (untapped.p50 * 1.10).max(untapped.p50 + 50.0);
+        for (label, stats) in [("with tap", &tapped), ("without tap", &untapped)] {
+            rows.push(Row::info(
+                format!("publish→deliver QoS {q} {label} p50"),
+                stats.p50,
+                "µs",
+            ));
+            rows.push(Row::info(
+                format!("publish→deliver QoS {q} {label} p99"),
+                stats.p99,
+                "µs",
+            ));
+            rows.push(Row::info(
+                format!("publish→deliver QoS {q} {label} max"),
+                stats.max,
+                "µs",
+            ));
+        }
+        rows.push(Row::target(
+            format!("tap overhead on QoS {q} p50"),
+            tapped.p50 - untapped.p50,
+            "µs",
+            format!("≤ max(10 %, 50 µs) = {allowed:.0} µs p50"),
+            tapped.p50 <= allowed,
+        ));
+    }
+    broker.stop().await;
+    Ok(rows)
+}
+
+/// One publisher, one subscriber, one message at a time: the time from writing a publish
+/// to reading its delivery.
+async fn publish_to_deliver(addr: SocketAddr, qos: QoS, samples: usize) -> io::Result<Percentiles> {
+    let topic = "bench/latency";
+    let mut subscriber = RawClient::connect(addr, "bench-sub").await?;
+    subscriber.subscribe(topic, qos).await?;
+    let mut publisher = RawClient::connect(addr, "bench-pub").await?;
+    let warmup = samples / 10;
+    let mut times = Vec::with_capacity(samples);
+    for i in 0..samples + warmup {
+        let mut publish = v4::Publish::new(topic, qos, Bytes::from_static(b"on"));
+        publish.pkid = if qos == QoS::AtMostOnce {
+            0
+        } else {
+            (i % 60_000 + 1) as u16
+        };
+        let started = Instant::now();
+        publisher.send(&Packet::Publish(publish)).await?;
+        let delivered = subscriber.next_publish().await?;
+        let elapsed = started.elapsed();
+        if qos == QoS::AtLeastOnce {
+            subscriber
+                .send(&Packet::PubAck(v4::PubAck::new(delivered.pkid)))
+                .await?;
+            publisher.next_packet().await?;
+        }
+        if i >= warmup {
+            times.push(micros(elapsed));
+        }
+    }
+    Ok(Percentiles::of(&mut times))
+}
+
+async fn throughput(options: &BenchOptions) -> io::Result<Vec<Row>> {
+    let dir = tempfile::tempdir()?;
+    let trace_path = dir.path().join("trace.jsonl");
+    let trace = Trace::start(TraceOptions {
+        file: Some(&trace_path),
+        keep_in_memory: false,
+    })
+    .map_err(io::Error::other)?;
+    let broker = start_broker(options, trace.clone()).await?;
+    let total = options.publishers * options.messages_per_publisher;
+
+    let mut subscriber = RawClient::connect(broker.addr(), "bench-sink").await?;
+    subscriber
+        .subscribe("bench/throughput/#", QoS::AtMostOnce)
+        .await?;
+    let started = Instant::now();
+    let mut publishers = Vec::new();
+    for p in 0..options.publishers {
+        let addr = broker.addr();
+        let count = options.messages_per_publisher;
+        publishers.push(tokio::spawn(async move {
+            let mut client = RawClient::connect(addr, &format!("bench-pub-{p}")).await?;
+            client
+                .publish_burst(&format!("bench/throughput/{p}"), count)
+                .await
+        }));
+    }
+    let mut received = 0usize;
+    let receive = async {
+        while received < total {
+            subscriber.next_publish().await?;
+            received += 1;
+        }
+        io::Result::Ok(())
+    };
+    let outcome = receive.await;
+    let elapsed = started.elapsed();
+    for publisher in publishers {
+        publisher.await.map_err(io::Error::other)??;
+    }
+    drop(subscriber);
+    broker.stop().await;
+    let tap_packets = broker
+        .stats()
+        .packets
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let packets_seen = count_packets(&trace_path, &trace, tap_packets)?;
+    outcome?;
+
+    let rate = received as f64 / elapsed.as_secs_f64();
+    Ok(vec![
+        Row::target(
+            format!(
+                "QoS 0 throughput through the tap ({} publishers)",
+                options.publishers
+            ),
+            rate.round(),
+            "msg/s",
+            "≥ 50000 msg/s".into(),
+            rate >= 50_000.0,
+        ),
+        Row::target(
+            "trace events lost (written vs recorded)",
+            (packets_seen.recorded - packets_seen.written) as f64,
+            "events",
+            format!("0 of {}", packets_seen.recorded),
+            packets_seen.recorded == packets_seen.written,
+        ),
+        Row::target(
+            "MQTT packets in the trace file vs seen by the tap",
+            packets_seen.in_file as f64,
+            "packets",
+            format!("= {} seen", packets_seen.tap),
+            packets_seen.in_file == packets_seen.tap,
+        ),
+    ])
+}
+
+struct PacketCounts {
+    recorded: u64,
+    written: u64,
+    in_file: u64,
+    tap: u64,
+}
+
+/// Finishes the trace and counts the MQTT events that reached the file.
+fn count_packets(path: &std::path::Path, trace: &Trace, tap: u64) -> io::Result<PacketCounts> {
+    let summary = trace.finish().map_err(io::Error::other)?;
+    let text = std::fs::read_to_string(path)?;
+    let in_file = text
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Event>(line).ok())
+        .filter(|event| matches!(event.body, EventBody::Mqtt { .. }))
+        .count() as u64;
+    Ok(PacketCounts {
+        recorded: summary.recorded,
+        written: summary.written,
+        in_file,
+        tap,
+    })
+}
+
+fn micros(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1e6
+}
+
+struct Percentiles {
+    p50: f64,
+    p99: f64,
+    max: f64,
+}
+
+impl Percentiles {
+    fn of(samples: &mut [f64]) -> Percentiles {
+        samples.sort_by(f64::total_cmp);
+        let at = |q: f64| {
+            let index = ((samples.len() as f64 - 1.0) * q).round() as usize;
+            samples.get(index).copied().unwrap_or(0.0)
+        };
+        Percentiles {
+            p50: at(0.50),
+            p99: at(0.99),
+            max: at(1.0),
+        }
+    }
+}
+
+/// A bare MQTT 3.1.1 client over one socket, so that nothing but the broker and the tap
+/// is in the measured path.
+struct RawClient {
+    stream: TcpStream,
+    buf: BytesMut,
+}
+
+impl RawClient {
+    async fn connect(addr: SocketAddr, client_id: &str) -> io::Result<RawClient> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let mut client = RawClient {
+            stream,
+            buf: BytesMut::with_capacity(64 * 1024),
+        };
+        let mut connect = v4::Connect::new(client_id);
+        connect.keep_alive = 60;
+        client.send(&Packet::Connect(connect)).await?;
+        match client.next_packet().await? {
+            Packet::ConnAck(ack) if ack.code == v4::ConnectReturnCode::Success => Ok(client),
+            other => Err(io::Error::other(format!("expected CONNACK, got {other:?}"))),
+        }
+    }
+
+    async fn subscribe(&mut self, filter: &str, qos: QoS) -> io::Result<()> {
+        self.send(&Packet::Subscribe(v4::Subscribe::new(filter, qos)))
+            .await?;
+        match self.next_packet().await? {
+            Packet::SubAck(_) => Ok(()),
+            other => Err(io::Error::other(format!("expected SUBACK, got {other:?}"))),
+        }
+    }
+
+    async fn send(&mut self, packet: &Packet) -> io::Result<()> {
+        let mut out = BytesMut::new();
+        packet
+            .write(&mut out, usize::MAX)
+            .map_err(io::Error::other)?;
+        self.stream.write_all(&out).await
+    }
+
+    /// Writes `count` QoS 0 publishes, several per write as a busy client would.
+    async fn publish_burst(&mut self, topic: &str, count: usize) -> io::Result<()> {
+        let mut out = BytesMut::new();
+        for i in 0..count {
+            let publish = v4::Publish::new(topic, QoS::AtMostOnce, Bytes::from(format!("{i}")));
+            Packet::Publish(publish)
+                .write(&mut out, usize::MAX)
+                .map_err(io::Error::other)?;
+            if out.len() > 16 * 1024 {
+                self.stream.write_all(&out).await?;
+                out.clear();
+            }
+        }
+        self.stream.write_all(&out).await
+    }
+
+    async fn next_publish(&mut self) -> io::Result<v4::Publish> {
+        loop {
+            if let Packet::Publish(publish) = self.next_packet().await? {
+                return Ok(publish);
+            }
+        }
+    }
+
+    async fn next_packet(&mut self) -> io::Result<Packet> {
+        loop {
+            match Packet::read(&mut self.buf, usize::MAX) {
+                Ok(packet) => return Ok(packet),
+                Err(rumqttc::mqttbytes::Error::InsufficientBytes(_)) => {}
+                Err(error) => return Err(io::Error::other(error)),
+            }
+            let read = tokio::time::timeout(IO_DEADLINE, self.stream.read_buf(&mut self.buf))
+                .await
+                .map_err(|_| {
+                    io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "no packet from the broker within 30 s",
+                    )
+                })??;
+            if read == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "broker closed the connection",
+                ));
+            }
+        }
+    }
+}

@@ -1,0 +1,284 @@
+//! The embedded broker a run owns: the wire tap on the public address, and behind it a
+//! rumqttd engine in a child process.
+//!
+//! Why a child process: rumqttd has no shutdown and keeps its state until the process
+//! ends, so the only way to stop it, or to restart it with every session, subscription,
+//! in-flight and retained message gone, is to end its process. The tap owns the public
+//! listener (so `:0` works and the address survives restarts) and forwards each
+//! connection to the engine's internal loopback ports, one per protocol version.
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdListener};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::TcpListener;
+use tokio::process::{Child, Command};
+use tokio::sync::Mutex;
+
+use crate::engine::{BIND_FAILED_PREFIX, READY_LINE};
+use crate::tap::{Tap, TapStats, Upstream};
+use crate::trace::{BrokerAction, EventBody, Trace};
+
+/// Largest MQTT packet accepted by default: room for the firmware's 1 MB payload test.
+pub const DEFAULT_MAX_PACKET_SIZE: usize = 2 * 1024 * 1024;
+/// How long an engine may take to listen before start-up fails.
+const ENGINE_READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Tries at finding free internal ports; a port can be taken between picking and binding.
+const ENGINE_PORT_ATTEMPTS: usize = 5;
+
+/// How to start a broker.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// Public address; port 0 picks a free one.
+    pub listen: SocketAddr,
+    pub max_packet_size: usize,
+    /// The `hil` executable that runs the engine (`hil broker-engine`).
+    pub engine_exe: PathBuf,
+}
+
+impl BrokerConfig {
+    /// Loopback, a free port, the default packet limit and the `hil` executable found by
+    /// [`find_engine_exe`].
+    pub fn loopback() -> Result<BrokerConfig, BrokerError> {
+        Ok(BrokerConfig {
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            max_packet_size: DEFAULT_MAX_PACKET_SIZE,
+            engine_exe: find_engine_exe()?,
+        })
+    }
+}
+
+/// Why a broker could not start or restart.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("cannot listen on {addr}: {source}; {hint}")]
+    Bind {
+        addr: SocketAddr,
+        source: io::Error,
+        hint: &'static str,
+    },
+    #[error("cannot find the `hil` executable that runs the broker engine (looked beside {0}); set HIL_EXE to its path")]
+    EngineNotFound(PathBuf),
+    #[error("broker engine {exe} failed to start: {detail}")]
+    Engine { exe: PathBuf, detail: String },
+}
+
+/// The `hil` executable: `HIL_EXE` if set, else the running program if it is `hil`, else a
+/// `hil` beside it or one folder up (where cargo puts binaries next to test executables).
+pub fn find_engine_exe() -> Result<PathBuf, BrokerError> {
+    if let Some(exe) = std::env::var_os("HIL_EXE") {
+        return Ok(PathBuf::from(exe));
+    }
+    let current =
+        std::env::current_exe().map_err(|_| BrokerError::EngineNotFound(PathBuf::from(".")))?;
+    let name = format!("hil{}", std::env::consts::EXE_SUFFIX);
+    if current.file_name().is_some_and(|n| n == name.as_str()) {
+        return Ok(current);
+    }
+    current
+        .ancestors()
+        .skip(1)
+        .take(2)
+        .map(|dir| dir.join(&name))
+        .find(|candidate| candidate.is_file())
+        .ok_or(BrokerError::EngineNotFound(current))
+}
+
+/// A running broker. Stop it with [`Broker::stop`]; dropping it kills the engine too.
+pub struct Broker {
+    tap: Tap,
+    trace: Trace,
+    config: BrokerConfig,
+    engine: Mutex<Option<Engine>>,
+}
+
+impl Broker {
+    /// Binds the public address, starts the engine and records `broker started`.
+    pub async fn start(config: BrokerConfig, trace: Trace) -> Result<Broker, BrokerError> {
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| BrokerError::Bind {
+                    addr: config.listen,
+                    hint: bind_hint(&source),
+                    source,
+                })?;
+        let engine = Engine::spawn(&config).await?;
+        let tap =
+            Tap::start(listener, trace.clone(), config.max_packet_size).map_err(|source| {
+                BrokerError::Bind {
+                    addr: config.listen,
+                    hint: bind_hint(&source),
+                    source,
+                }
+            })?;
+        tap.set_upstream(Some(engine.upstream));
+        let broker = Broker {
+            tap,
+            trace,
+            config,
+            engine: Mutex::new(Some(engine)),
+        };
+        broker.record(BrokerAction::Started);
+        Ok(broker)
+    }
+
+    /// The public address clients connect to.
+    pub fn addr(&self) -> SocketAddr {
+        self.tap.addr()
+    }
+
+    /// `mqtt://HOST:PORT`
+    pub fn url(&self) -> String {
+        format!("mqtt://{}", self.addr())
+    }
+
+    pub fn stats(&self) -> &TapStats {
+        self.tap.stats()
+    }
+
+    /// The engine's listener for MQTT 3.1.1, bypassing the tap (for benchmarks).
+    pub async fn untapped_addr(&self) -> Option<SocketAddr> {
+        self.engine
+            .lock()
+            .await
+            .as_ref()
+            .map(|engine| engine.upstream.v311)
+    }
+
+    /// A real restart: every connection is cut, the engine process ends (taking every
+    /// session, subscription, in-flight and retained message with it), connections are
+    /// turned away for `down_for`, then a fresh engine serves the same public address.
+    pub async fn restart(&self, down_for: Duration) -> Result<(), BrokerError> {
+        let mut engine = self.engine.lock().await;
+        self.tap.set_upstream(None);
+        self.tap.cut_all();
+        if let Some(old) = engine.take() {
+            old.kill().await;
+        }
+        self.record(BrokerAction::Down);
+        tokio::time::sleep(down_for).await;
+        let fresh = Engine::spawn(&self.config).await?;
+        self.tap.set_upstream(Some(fresh.upstream));
+        *engine = Some(fresh);
+        self.record(BrokerAction::Restarted);
+        Ok(())
+    }
+
+    /// Cuts every connection, waits until each has recorded its end, ends the engine.
+    pub async fn stop(&self) {
+        self.tap.set_upstream(None);
+        self.tap.stop().await;
+        if let Some(engine) = self.engine.lock().await.take() {
+            engine.kill().await;
+        }
+        self.record(BrokerAction::Stopped);
+    }
+
+    fn record(&self, action: BrokerAction) {
+        self.trace.record(EventBody::Broker {
+            action,
+            addr: self.addr().to_string(),
+        });
+    }
+}
+
+fn bind_hint(error: &io::Error) -> &'static str {
+    match error.kind() {
+        io::ErrorKind::AddrInUse => "another program uses this port: stop it, or pick another with --port (0 = any free port)",
+        io::ErrorKind::PermissionDenied => "ports below 1024 need privileges: use a port above 1024 (or --port 0)",
+        io::ErrorKind::AddrNotAvailable => "this machine has no such address: use 127.0.0.1 or one of its own addresses",
+        _ => "check the address and port",
+    }
+}
+
+/// A rumqttd engine process. Its stdin is a pipe it watches: if this process dies
+/// without killing it, the pipe closes and the engine exits by itself.
+struct Engine {
+    child: Child,
+    upstream: Upstream,
+}
+
+impl Engine {
+    async fn spawn(config: &BrokerConfig) -> Result<Engine, BrokerError> {
+        let mut last_error = String::new();
+        for _ in 0..ENGINE_PORT_ATTEMPTS {
+            let upstream = Upstream {
+                v311: free_loopback_port()
+                    .map_err(|e| engine_error(&config.engine_exe, e.to_string()))?,
+                v5: free_loopback_port()
+                    .map_err(|e| engine_error(&config.engine_exe, e.to_string()))?,
+            };
+            match Engine::try_spawn(&config.engine_exe, upstream, config.max_packet_size).await? {
+                Ok(engine) => return Ok(engine),
+                Err(bind_failure) => last_error = bind_failure,
+            }
+        }
+        Err(engine_error(&config.engine_exe, last_error))
+    }
+
+    /// `Ok(Err(..))` when the internal ports were taken meanwhile (worth another try).
+    async fn try_spawn(
+        exe: &Path,
+        upstream: Upstream,
+        max_packet_size: usize,
+    ) -> Result<Result<Engine, String>, BrokerError> {
+        let mut child = Command::new(exe)
+            .arg("broker-engine")
+            .arg("--v311")
+            .arg(upstream.v311.to_string())
+            .arg("--v5")
+            .arg(upstream.v5.to_string())
+            .arg("--max-packet-size")
+            .arg(max_packet_size.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| engine_error(exe, format!("cannot run it: {e}")))?;
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut first_line = String::new();
+        let read = tokio::time::timeout(
+            ENGINE_READY_TIMEOUT,
+            BufReader::new(stdout).read_line(&mut first_line),
+        )
+        .await;
+        let line = first_line.trim();
+        match read {
+            Err(_) => Err(engine_error(
+                exe,
+                format!("not listening after {}s", ENGINE_READY_TIMEOUT.as_secs()),
+            )),
+            Ok(Err(e)) => Err(engine_error(exe, e.to_string())),
+            Ok(Ok(_)) if line == READY_LINE => Ok(Ok(Engine { child, upstream })),
+            Ok(Ok(_)) if line.starts_with(BIND_FAILED_PREFIX) => Ok(Err(line.to_string())),
+            Ok(Ok(_)) => {
+                let status = child.wait().await.ok();
+                Err(engine_error(
+                    exe,
+                    format!("exited ({status:?}) saying {line:?}"),
+                ))
+            }
+        }
+    }
+
+    async fn kill(mut self) {
+        // The engine holds no state worth saving; ending it at once is the point.
+        let _ = self.child.kill().await;
+    }
+}
+
+fn engine_error(exe: &Path, detail: String) -> BrokerError {
+    BrokerError::Engine {
+        exe: exe.to_path_buf(),
+        detail,
+    }
+}
+
+fn free_loopback_port() -> io::Result<SocketAddr> {
+    StdListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()
+}

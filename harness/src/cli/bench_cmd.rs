@@ -1,0 +1,40 @@
+//! `hil bench`: the benchmark table.
+
+use hil::bench::{self, BenchOptions};
+use hil::broker::BrokerConfig;
+use hil::exit::Exit;
+
+use super::Failure;
+
+/// Measure hil against its speed targets and print a table (or JSON).
+///
+/// Rows: broker cold start to first CONNACK; publish→deliver latency for QoS 0 and 1,
+/// with and without the tap; QoS 0 throughput through the tap; trace completeness.
+/// Exit code 1 when a target is missed.
+///
+/// Example:
+///   hil bench --json > bench.json
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    /// Print the rows as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn run(args: Args) -> Result<Exit, Failure> {
+    let options = BenchOptions::new(BrokerConfig::loopback()?);
+    let rows = bench::run(&options)
+        .await
+        .map_err(|e| Failure::new(Exit::Infrastructure, format!("benchmark failed: {e}")))?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).expect("rows serialize")
+        );
+    } else {
+        print!("{}", bench::table(&rows));
+    }
+    let missed = rows.iter().any(|row| row.pass == Some(false));
+    Ok(if missed { Exit::Failed } else { Exit::Success })
+}

@@ -1,0 +1,143 @@
+//! Command definitions (clap) and dispatch.
+
+mod bench_cmd;
+mod broker_cmd;
+mod trace_cmd;
+
+use std::fmt;
+
+use clap::{Parser, Subcommand};
+use hil::exit::Exit;
+
+/// Hardware-in-the-loop test harness for MQTT devices.
+///
+/// hil runs an embedded MQTT broker that records every packet of every client, replays
+/// scripted scenarios against simulated or real boards, and reports to CI.
+#[derive(Debug, Parser)]
+#[command(name = "hil", version, propagate_version = true, after_help = EXIT_CODES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+const EXIT_CODES: &str = "\
+Exit codes: 0 success · 1 a test or scenario failed · 2 usage or input-file error ·
+            3 infrastructure error (port, board, broker, serial) · 130 interrupted
+
+Logging goes to stderr; set HIL_LOG (e.g. HIL_LOG=debug) for more.";
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Broker(broker_cmd::Args),
+    #[command(subcommand)]
+    Trace(trace_cmd::Command),
+    Bench(bench_cmd::Args),
+    /// Internal: the rumqttd engine behind `hil broker` and every run's broker.
+    #[command(hide = true)]
+    BrokerEngine(broker_cmd::EngineArgs),
+}
+
+/// A command's failure: what to tell the user and which exit code to give.
+#[derive(Debug)]
+pub struct Failure {
+    pub exit: Exit,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(exit: Exit, message: impl fmt::Display) -> Failure {
+        Failure {
+            exit,
+            message: message.to_string(),
+        }
+    }
+}
+
+impl From<hil::broker::BrokerError> for Failure {
+    fn from(error: hil::broker::BrokerError) -> Failure {
+        Failure::new(Exit::Infrastructure, error)
+    }
+}
+
+impl From<hil::trace::TraceFileError> for Failure {
+    fn from(error: hil::trace::TraceFileError) -> Failure {
+        Failure::new(Exit::Infrastructure, error)
+    }
+}
+
+pub fn main() -> Exit {
+    let cli = Cli::parse();
+    init_logging();
+    let outcome = match cli.command {
+        Command::BrokerEngine(args) => return broker_cmd::engine(&args),
+        Command::Trace(command) => trace_cmd::run(command),
+        command => runtime().and_then(|rt| {
+            rt.block_on(async {
+                match command {
+                    Command::Broker(args) => broker_cmd::run(args).await,
+                    Command::Bench(args) => bench_cmd::run(args).await,
+                    Command::Trace(_) | Command::BrokerEngine(_) => unreachable!("handled above"),
+                }
+            })
+        }),
+    };
+    match outcome {
+        Ok(exit) => exit,
+        Err(failure) => {
+            anstream::eprintln!(
+                "{}error:{} {}",
+                ERROR.render(),
+                ERROR.render_reset(),
+                failure.message
+            );
+            failure.exit
+        }
+    }
+}
+
+const ERROR: anstyle::Style = anstyle::AnsiColor::Red.on_default().bold();
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            Failure::new(
+                Exit::Infrastructure,
+                format!("cannot start the async runtime: {e}"),
+            )
+        })
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HIL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,rumqttd=off"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Which signal asked the program to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    Interrupt,
+    Terminate,
+}
+
+/// Waits for Ctrl-C (SIGINT) or SIGTERM.
+pub async fn stop_signal() -> Result<Stop, Failure> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let fail = |e| {
+        Failure::new(
+            Exit::Infrastructure,
+            format!("cannot watch for signals: {e}"),
+        )
+    };
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(fail)?;
+    let mut terminate = signal(SignalKind::terminate()).map_err(fail)?;
+    Ok(tokio::select! {
+        _ = interrupt.recv() => Stop::Interrupt,
+        _ = terminate.recv() => Stop::Terminate,
+    })
+}

@@ -1,0 +1,89 @@
+//! The broker engine: rumqttd, run by `hil broker-engine` in a child process of the
+//! [`crate::broker::Broker`] that owns it.
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use rumqttd::{Config, ConnectionSettings, RouterConfig, ServerSettings};
+
+/// Printed on stdout once both listeners accept connections.
+pub const READY_LINE: &str = "ready";
+/// Printed on stdout when a listener's port is taken.
+pub const BIND_FAILED_PREFIX: &str = "bind-failed";
+const LISTEN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Runs rumqttd on `v311` and `v5` until stdin closes. Returns only on failure.
+pub fn run(v311: SocketAddr, v5: SocketAddr, max_packet_size: usize) -> Result<(), String> {
+    // Find a taken port now, while it can still be reported; rumqttd would only log it.
+    for addr in [v311, v5] {
+        if let Err(error) = TcpListener::bind(addr) {
+            println!("{BIND_FAILED_PREFIX} {addr}: {error}");
+            return Err(format!("cannot listen on {addr}: {error}"));
+        }
+    }
+    let mut broker = rumqttd::Broker::new(config(v311, v5, max_packet_size));
+    std::thread::Builder::new()
+        .name("rumqttd".into())
+        .spawn(move || {
+            let result = broker.start();
+            eprintln!("hil broker engine: rumqttd stopped: {result:?}");
+            std::process::exit(3);
+        })
+        .map_err(|e| e.to_string())?;
+    for addr in [v311, v5] {
+        wait_until_listening(addr)?;
+    }
+    println!("{READY_LINE}");
+    std::io::stdout().flush().map_err(|e| e.to_string())?;
+    // The owner keeps stdin open for as long as it wants the engine; EOF (the owner
+    // stopped or died) ends the engine.
+    let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+    Ok(())
+}
+
+fn config(v311: SocketAddr, v5: SocketAddr, max_packet_size: usize) -> Config {
+    let server = |name: &str, listen| ServerSettings {
+        name: name.into(),
+        listen,
+        tls: None,
+        next_connection_delay_ms: 0,
+        connections: ConnectionSettings {
+            connection_timeout_ms: 10_000,
+            max_payload_size: max_packet_size,
+            max_inflight_count: 100,
+            auth: None,
+            external_auth: None,
+            dynamic_filters: true,
+        },
+    };
+    Config {
+        router: RouterConfig {
+            max_connections: 20_010,
+            max_outgoing_packet_count: 200,
+            max_segment_size: 4 * max_packet_size.max(1024 * 1024),
+            max_segment_count: 4,
+            ..RouterConfig::default()
+        },
+        v4: Some([("v311".to_string(), server("v311", v311))].into()),
+        v5: Some([("v5".to_string(), server("v5", v5))].into()),
+        ..Config::default()
+    }
+}
+
+/// rumqttd binds inside its own thread and reports nothing, so connect until it answers.
+fn wait_until_listening(addr: SocketAddr) -> Result<(), String> {
+    let deadline = Instant::now() + LISTEN_TIMEOUT;
+    loop {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "rumqttd is not listening on {addr} after {}s",
+                LISTEN_TIMEOUT.as_secs()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}

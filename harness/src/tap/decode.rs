@@ -1,0 +1,311 @@
+//! Turning bytes on the wire into trace packets, with rumqttc's MQTT 3.1.1 and 5 codecs.
+
+use std::collections::HashMap;
+
+use bytes::{Bytes, BytesMut};
+use rumqttc::mqttbytes::{self, v4};
+use rumqttc::v5::mqttbytes::v5;
+
+use crate::trace::{Packet, Payload, Subscription, Will};
+
+/// The protocol a connection speaks, learned from the level byte of its CONNECT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    V311,
+    V5,
+}
+
+impl Protocol {
+    /// The protocol level byte as it appears in CONNECT.
+    pub fn level(self) -> u8 {
+        match self {
+            Protocol::V311 => 4,
+            Protocol::V5 => 5,
+        }
+    }
+}
+
+/// Why bytes could not be read as MQTT.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("packet of {size} bytes is larger than the maximum of {max} bytes")]
+    TooLarge { size: usize, max: usize },
+    #[error("first packet is not CONNECT")]
+    NotConnect,
+    #[error("unsupported protocol (level {0}); hil speaks MQTT 3.1.1 (4) and 5 (5)")]
+    UnsupportedProtocol(u8),
+    #[error("a second CONNECT on one connection")]
+    SecondConnect,
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Splits the next complete frame off the front of `buf`. `Ok(None)` means more bytes are
+/// needed. The fixed header is the same in MQTT 3.1.1 and 5, so one framer serves both.
+pub fn next_frame(
+    buf: &mut BytesMut,
+    max_packet_size: usize,
+) -> Result<Option<Bytes>, DecodeError> {
+    match mqttbytes::check(buf.iter(), max_packet_size) {
+        Ok(header) => Ok(Some(buf.split_to(header.frame_length()).freeze())),
+        Err(mqttbytes::Error::InsufficientBytes(_)) => Ok(None),
+        Err(mqttbytes::Error::PayloadSizeLimitExceeded(size)) => Err(DecodeError::TooLarge {
+            size,
+            max: max_packet_size,
+        }),
+        Err(other) => Err(DecodeError::Invalid(other.to_string())),
+    }
+}
+
+/// Reads the protocol of a connection from its first frame, which must be CONNECT.
+pub fn connect_protocol(frame: &[u8]) -> Result<Protocol, DecodeError> {
+    if frame.first().map(|b| b >> 4) != Some(1) {
+        return Err(DecodeError::NotConnect);
+    }
+    // Skip the fixed header: one type byte, then a variable-length integer.
+    let header_len = 1 + frame[1..]
+        .iter()
+        .position(|b| b & 0x80 == 0)
+        .map_or(0, |i| i + 1);
+    let body = &frame[header_len.min(frame.len())..];
+    let name_len = match body {
+        [hi, lo, ..] => usize::from(u16::from_be_bytes([*hi, *lo])),
+        _ => return Err(DecodeError::Invalid("CONNECT too short".into())),
+    };
+    match body.get(2 + name_len) {
+        Some(4) => Ok(Protocol::V311),
+        Some(5) => Ok(Protocol::V5),
+        Some(level) => Err(DecodeError::UnsupportedProtocol(*level)),
+        None => Err(DecodeError::Invalid("CONNECT too short".into())),
+    }
+}
+
+/// Decodes the frames of one direction of one connection. MQTT 5 topic aliases are
+/// resolved so that every publish in the trace carries its full topic.
+pub struct Decoder {
+    protocol: Protocol,
+    max_packet_size: usize,
+    topic_aliases: HashMap<u16, String>,
+}
+
+impl Decoder {
+    pub fn new(protocol: Protocol, max_packet_size: usize) -> Decoder {
+        Decoder {
+            protocol,
+            max_packet_size,
+            topic_aliases: HashMap::new(),
+        }
+    }
+
+    /// Decodes one complete frame (as returned by [`next_frame`]).
+    pub fn decode(&mut self, frame: &Bytes) -> Result<Packet, DecodeError> {
+        let mut bytes = BytesMut::from(&frame[..]);
+        match self.protocol {
+            Protocol::V311 => v4::Packet::read(&mut bytes, self.max_packet_size)
+                .map(from_v4)
+                .map_err(|e| DecodeError::Invalid(e.to_string())),
+            Protocol::V5 => {
+                let max = u32::try_from(self.max_packet_size).ok();
+                let packet = v5::Packet::read(&mut bytes, max)
+                    .map_err(|e| DecodeError::Invalid(e.to_string()))?;
+                Ok(self.from_v5(packet))
+            }
+        }
+    }
+
+    fn from_v5(&mut self, packet: v5::Packet) -> Packet {
+        match packet {
+            v5::Packet::Connect(connect, will, login) => Packet::Connect {
+                client_id: connect.client_id,
+                protocol: 5,
+                clean_session: connect.clean_start,
+                keep_alive: connect.keep_alive,
+                will: will.map(|will| Will {
+                    topic: lossy(&will.topic),
+                    payload: Payload(will.message),
+                    qos: will.qos as u8,
+                    retain: will.retain,
+                }),
+                username: login.map(|login| login.username),
+            },
+            v5::Packet::ConnAck(ack) => Packet::Connack {
+                session_present: ack.session_present,
+                code: format!("{:?}", ack.code),
+            },
+            v5::Packet::Publish(publish) => {
+                let mut topic = lossy(&publish.topic);
+                if let Some(alias) = publish.properties.as_ref().and_then(|p| p.topic_alias) {
+                    if topic.is_empty() {
+                        topic = self.topic_aliases.get(&alias).cloned().unwrap_or_default();
+                    } else {
+                        self.topic_aliases.insert(alias, topic.clone());
+                    }
+                }
+                Packet::Publish {
+                    topic,
+                    payload: Payload(publish.payload),
+                    qos: publish.qos as u8,
+                    retain: publish.retain,
+                    dup: publish.dup,
+                    pkid: (publish.qos as u8 > 0).then_some(publish.pkid),
+                }
+            }
+            v5::Packet::PubAck(ack) => Packet::Puback { pkid: ack.pkid },
+            v5::Packet::PubRec(ack) => Packet::Pubrec { pkid: ack.pkid },
+            v5::Packet::PubRel(ack) => Packet::Pubrel { pkid: ack.pkid },
+            v5::Packet::PubComp(ack) => Packet::Pubcomp { pkid: ack.pkid },
+            v5::Packet::Subscribe(subscribe) => Packet::Subscribe {
+                pkid: subscribe.pkid,
+                filters: subscribe
+                    .filters
+                    .into_iter()
+                    .map(|f| Subscription {
+                        filter: f.path,
+                        qos: f.qos as u8,
+                    })
+                    .collect(),
+            },
+            v5::Packet::SubAck(ack) => Packet::Suback {
+                pkid: ack.pkid,
+                codes: ack.return_codes.iter().map(|c| format!("{c:?}")).collect(),
+            },
+            v5::Packet::Unsubscribe(unsubscribe) => Packet::Unsubscribe {
+                pkid: unsubscribe.pkid,
+                filters: unsubscribe.filters,
+            },
+            v5::Packet::UnsubAck(ack) => Packet::Unsuback { pkid: ack.pkid },
+            v5::Packet::PingReq(_) => Packet::Pingreq,
+            v5::Packet::PingResp(_) => Packet::Pingresp,
+            v5::Packet::Disconnect(_) => Packet::Disconnect,
+            v5::Packet::Auth(_) => Packet::Auth,
+        }
+    }
+}
+
+fn from_v4(packet: v4::Packet) -> Packet {
+    match packet {
+        v4::Packet::Connect(connect) => Packet::Connect {
+            client_id: connect.client_id,
+            protocol: 4,
+            clean_session: connect.clean_session,
+            keep_alive: connect.keep_alive,
+            will: connect.last_will.map(|will| Will {
+                topic: will.topic,
+                payload: Payload(will.message),
+                qos: will.qos as u8,
+                retain: will.retain,
+            }),
+            username: connect.login.map(|login| login.username),
+        },
+        v4::Packet::ConnAck(ack) => Packet::Connack {
+            session_present: ack.session_present,
+            code: format!("{:?}", ack.code),
+        },
+        v4::Packet::Publish(publish) => Packet::Publish {
+            pkid: (publish.qos as u8 > 0).then_some(publish.pkid),
+            topic: publish.topic,
+            payload: Payload(publish.payload),
+            qos: publish.qos as u8,
+            retain: publish.retain,
+            dup: publish.dup,
+        },
+        v4::Packet::PubAck(ack) => Packet::Puback { pkid: ack.pkid },
+        v4::Packet::PubRec(ack) => Packet::Pubrec { pkid: ack.pkid },
+        v4::Packet::PubRel(ack) => Packet::Pubrel { pkid: ack.pkid },
+        v4::Packet::PubComp(ack) => Packet::Pubcomp { pkid: ack.pkid },
+        v4::Packet::Subscribe(subscribe) => Packet::Subscribe {
+            pkid: subscribe.pkid,
+            filters: subscribe
+                .filters
+                .into_iter()
+                .map(|f| Subscription {
+                    filter: f.path,
+                    qos: f.qos as u8,
+                })
+                .collect(),
+        },
+        v4::Packet::SubAck(ack) => Packet::Suback {
+            pkid: ack.pkid,
+            codes: ack.return_codes.iter().map(|c| format!("{c:?}")).collect(),
+        },
+        v4::Packet::Unsubscribe(unsubscribe) => Packet::Unsubscribe {
+            pkid: unsubscribe.pkid,
+            filters: unsubscribe.topics,
+        },
+        v4::Packet::UnsubAck(ack) => Packet::Unsuback { pkid: ack.pkid },
+        v4::Packet::PingReq => Packet::Pingreq,
+        v4::Packet::PingResp => Packet::Pingresp,
+        v4::Packet::Disconnect => Packet::Disconnect,
+    }
+}
+
+fn lossy(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v4_connect(client_id: &str, password: Option<&str>) -> Bytes {
+        let mut connect = v4::Connect::new(client_id);
+        if let Some(password) = password {
+            connect.set_login("user", password);
+        }
+        let mut buf = BytesMut::new();
+        connect.write(&mut buf).unwrap();
+        buf.freeze()
+    }
+
+    #[test]
+    fn frames_are_split_only_when_complete() {
+        let connect = v4_connect("a", None);
+        let mut buf = BytesMut::from(&connect[..3]);
+        assert_eq!(next_frame(&mut buf, 1024).unwrap(), None);
+        buf.extend_from_slice(&connect[3..]);
+        buf.extend_from_slice(&[0xc0, 0x00]);
+        assert_eq!(next_frame(&mut buf, 1024).unwrap(), Some(connect));
+        assert_eq!(
+            next_frame(&mut buf, 1024).unwrap().as_deref(),
+            Some(&[0xc0, 0x00][..])
+        );
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn oversize_frames_are_refused_before_they_arrive() {
+        let mut buf = BytesMut::from(&[0x30, 0xff, 0xff, 0x03][..]);
+        assert!(matches!(
+            next_frame(&mut buf, 1024),
+            Err(DecodeError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn protocol_comes_from_the_connect_level_byte() {
+        assert_eq!(connect_protocol(&v4_connect("a", None)), Ok(Protocol::V311));
+        let mut v5_frame = BytesMut::new();
+        v5::Connect {
+            keep_alive: 10,
+            client_id: "b".into(),
+            clean_start: true,
+            properties: None,
+        }
+        .write(&None, &None, &mut v5_frame)
+        .unwrap();
+        assert_eq!(connect_protocol(&v5_frame), Ok(Protocol::V5));
+        assert_eq!(
+            connect_protocol(b"GET / HTTP/1.1\r\n"),
+            Err(DecodeError::NotConnect)
+        );
+    }
+
+    #[test]
+    fn connect_keeps_the_username_and_drops_the_password() {
+        let frame = v4_connect("lamp", Some("s3cret-pass"));
+        let packet = Decoder::new(Protocol::V311, 1024).decode(&frame).unwrap();
+        let json = serde_json::to_string(&packet).unwrap();
+        assert!(json.contains("\"username\":\"user\""), "{json}");
+        assert!(!json.contains("s3cret-pass"), "{json}");
+    }
+}

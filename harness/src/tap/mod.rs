@@ -1,0 +1,431 @@
+//! The wire tap: the broker's public listener. Every client connection passes through it;
+//! it decodes both directions, records each packet in the trace, then forwards the exact
+//! bytes to the broker engine (or back to the client).
+
+mod decode;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use decode::{connect_protocol, next_frame, DecodeError, Decoder, Protocol};
+
+use crate::trace::{hex_excerpt, CloseReason, Direction, EventBody, Packet, Trace};
+
+/// How long a new connection may take to send its CONNECT.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bytes of offending data kept in a `malformed` event.
+const EXCERPT_BYTES: usize = 16;
+
+/// Where the tap forwards connections: the broker engine's listener for each protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Upstream {
+    pub v311: SocketAddr,
+    pub v5: SocketAddr,
+}
+
+impl Upstream {
+    fn for_protocol(&self, protocol: Protocol) -> SocketAddr {
+        match protocol {
+            Protocol::V311 => self.v311,
+            Protocol::V5 => self.v5,
+        }
+    }
+}
+
+/// Counters that let a benchmark check that no packet went unrecorded.
+#[derive(Debug, Default)]
+pub struct TapStats {
+    pub connections: AtomicU64,
+    pub packets: AtomicU64,
+}
+
+/// A running tap. Dropping it does not stop it; call [`Tap::stop`].
+pub struct Tap {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    tasks: TaskTracker,
+    stop: CancellationToken,
+}
+
+struct Shared {
+    trace: Trace,
+    max_packet_size: usize,
+    /// `None` while the broker is down: connections are then turned away.
+    upstream: Mutex<Option<Upstream>>,
+    /// Cancelled to cut every open connection (restart, stop); replaced afterwards.
+    cut: Mutex<CancellationToken>,
+    next_conn: AtomicU64,
+    stats: TapStats,
+}
+
+impl Tap {
+    /// Starts serving on an already bound listener.
+    pub fn start(listener: TcpListener, trace: Trace, max_packet_size: usize) -> io::Result<Tap> {
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            trace,
+            max_packet_size,
+            upstream: Mutex::new(None),
+            cut: Mutex::new(CancellationToken::new()),
+            next_conn: AtomicU64::new(1),
+            stats: TapStats::default(),
+        });
+        let tasks = TaskTracker::new();
+        let stop = CancellationToken::new();
+        tasks.spawn(accept_loop(
+            listener,
+            shared.clone(),
+            tasks.clone(),
+            stop.clone(),
+        ));
+        Ok(Tap {
+            addr,
+            shared,
+            tasks,
+            stop,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn stats(&self) -> &TapStats {
+        &self.shared.stats
+    }
+
+    /// Points new connections at `upstream`, or turns them away while it is `None`.
+    pub fn set_upstream(&self, upstream: Option<Upstream>) {
+        *lock(&self.shared.upstream) = upstream;
+    }
+
+    /// Closes every open connection (each gets a `conn_closed` event with reason `cut`).
+    pub fn cut_all(&self) {
+        let mut cut = lock(&self.shared.cut);
+        cut.cancel();
+        *cut = CancellationToken::new();
+    }
+
+    /// Stops accepting, cuts every connection and waits until each one has recorded its end.
+    pub async fn stop(&self) {
+        self.stop.cancel();
+        self.cut_all();
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    tasks: TaskTracker,
+    stop: CancellationToken,
+) {
+    loop {
+        let accepted = tokio::select! {
+            () = stop.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (socket, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(error) => {
+                // Out of file descriptors and the like: back off briefly instead of spinning.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let upstream = *lock(&shared.upstream);
+        let Some(upstream) = upstream else {
+            shared.trace.record(EventBody::ConnRefused {
+                peer: peer.to_string(),
+                reason: "broker is down".into(),
+            });
+            drop(socket);
+            continue;
+        };
+        let _ = socket.set_nodelay(true);
+        let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
+        shared.stats.connections.fetch_add(1, Ordering::Relaxed);
+        let cut = lock(&shared.cut).clone();
+        tasks.spawn(serve(socket, peer, conn, upstream, shared.clone(), cut));
+    }
+}
+
+/// How one connection ended, before it is told from which side.
+enum End {
+    Eof,
+    ReadFailed(io::Error),
+    WriteFailed(io::Error),
+    Malformed,
+}
+
+/// What both directions of one connection share.
+struct Conn<'a> {
+    id: u64,
+    client: Option<String>,
+    shared: &'a Shared,
+    /// Set when the client sent DISCONNECT, so the close that follows counts as clean.
+    disconnect_sent: AtomicBool,
+}
+
+impl Conn<'_> {
+    fn record_malformed(&self, dir: Direction, reason: String, bytes: &[u8]) {
+        self.shared.trace.record(EventBody::Malformed {
+            conn: self.id,
+            client: self.client.clone(),
+            dir,
+            reason,
+            excerpt_hex: hex_excerpt(bytes, EXCERPT_BYTES),
+        });
+    }
+
+    fn record_packet(&self, dir: Direction, packet: Packet) {
+        self.shared.stats.packets.fetch_add(1, Ordering::Relaxed);
+        self.shared.trace.record(EventBody::Mqtt {
+            conn: self.id,
+            client: self.client.clone(),
+            dir,
+            packet,
+        });
+    }
+
+    fn record_closed(&self, reason: CloseReason, detail: Option<String>) {
+        self.shared.trace.record(EventBody::ConnClosed {
+            conn: self.id,
+            client: self.client.clone(),
+            reason,
+            detail,
+        });
+    }
+}
+
+async fn serve(
+    mut client: TcpStream,
+    peer: SocketAddr,
+    id: u64,
+    upstream: Upstream,
+    shared: Arc<Shared>,
+    cut: CancellationToken,
+) {
+    shared.trace.record(EventBody::ConnOpened {
+        conn: id,
+        peer: peer.to_string(),
+    });
+    let mut conn = Conn {
+        id,
+        client: None,
+        shared: &shared,
+        disconnect_sent: AtomicBool::new(false),
+    };
+    let mut from_client = BytesMut::with_capacity(4096);
+    let opening = tokio::select! {
+        () = cut.cancelled() => return conn.record_closed(CloseReason::Cut, None),
+        opening = tokio::time::timeout(CONNECT_TIMEOUT, read_connect(&mut client, &mut from_client, shared.max_packet_size)) => opening,
+    };
+    let (frame, protocol) = match opening {
+        Err(_elapsed) => {
+            return conn.record_closed(
+                CloseReason::Error,
+                Some(format!("no CONNECT within {}s", CONNECT_TIMEOUT.as_secs())),
+            );
+        }
+        Ok(Err(Opening::Eof)) => {
+            return conn.record_closed(CloseReason::ByPeer, Some("closed before CONNECT".into()))
+        }
+        Ok(Err(Opening::Io(error))) => {
+            return conn.record_closed(CloseReason::Error, Some(error.to_string()))
+        }
+        Ok(Err(Opening::Malformed(reason, bytes))) => {
+            conn.record_malformed(Direction::ToBroker, reason.to_string(), &bytes);
+            return conn.record_closed(CloseReason::Malformed, None);
+        }
+        Ok(Ok(opening)) => opening,
+    };
+    let mut to_broker = Decoder::new(protocol, shared.max_packet_size);
+    let connect = match to_broker.decode(&frame) {
+        Ok(connect) => connect,
+        Err(reason) => {
+            conn.record_malformed(Direction::ToBroker, reason.to_string(), &frame);
+            return conn.record_closed(CloseReason::Malformed, None);
+        }
+    };
+    if let Packet::Connect { client_id, .. } = &connect {
+        conn.client = Some(client_id.clone());
+    }
+    conn.record_packet(Direction::ToBroker, connect);
+
+    let mut broker = match TcpStream::connect(upstream.for_protocol(protocol)).await {
+        Ok(broker) => broker,
+        Err(error) => {
+            return conn.record_closed(
+                CloseReason::ByBroker,
+                Some(format!("broker unreachable: {error}")),
+            )
+        }
+    };
+    let _ = broker.set_nodelay(true);
+    if let Err(error) = broker.write_all(&frame).await {
+        return conn.record_closed(CloseReason::ByBroker, Some(error.to_string()));
+    }
+
+    let (client_rx, client_tx) = client.split();
+    let (broker_rx, broker_tx) = broker.split();
+    let to_client = Decoder::new(protocol, shared.max_packet_size);
+    let (reason, detail) = tokio::select! {
+        end = pump(&conn, Direction::ToBroker, client_rx, broker_tx, to_broker, from_client) => match end {
+            End::Eof if conn.disconnect_sent.load(Ordering::Relaxed) => (CloseReason::Clean, None),
+            End::Eof => (CloseReason::ByPeer, Some("closed without DISCONNECT".into())),
+            End::ReadFailed(error) => (CloseReason::Error, Some(error.to_string())),
+            End::WriteFailed(error) => (CloseReason::ByBroker, Some(error.to_string())),
+            End::Malformed => (CloseReason::Malformed, None),
+        },
+        end = pump(&conn, Direction::ToClient, broker_rx, client_tx, to_client, BytesMut::new()) => match end {
+            End::Eof if conn.disconnect_sent.load(Ordering::Relaxed) => (CloseReason::Clean, None),
+            End::Eof => (CloseReason::ByBroker, None),
+            End::ReadFailed(error) => (CloseReason::ByBroker, Some(error.to_string())),
+            End::WriteFailed(error) => (CloseReason::Error, Some(error.to_string())),
+            End::Malformed => (CloseReason::Malformed, None),
+        },
+        () = cut.cancelled() => (CloseReason::Cut, None),
+    };
+    conn.record_closed(reason, detail);
+    // Both sockets close here, when they drop. A client that vanished thus vanishes for
+    // the broker too, without DISCONNECT, so its will fires as it would without the tap.
+}
+
+enum Opening {
+    Eof,
+    Io(io::Error),
+    Malformed(DecodeError, Bytes),
+}
+
+/// Reads until the first frame is complete and checks that it is a CONNECT of a protocol
+/// the broker speaks.
+async fn read_connect(
+    client: &mut TcpStream,
+    buf: &mut BytesMut,
+    max_packet_size: usize,
+) -> Result<(Bytes, Protocol), Opening> {
+    loop {
+        match next_frame(buf, max_packet_size) {
+            Ok(Some(frame)) => {
+                return connect_protocol(&frame)
+                    .map(|protocol| (frame.clone(), protocol))
+                    .map_err(|reason| Opening::Malformed(reason, frame));
+            }
+            Ok(None) => {}
+            Err(reason) => return Err(Opening::Malformed(reason, buf.clone().freeze())),
+        }
+        // Reject non-MQTT openings (an HTTP request, say) as soon as the first byte shows it.
+        if buf.first().is_some_and(|b| b >> 4 != 1) {
+            return Err(Opening::Malformed(
+                DecodeError::NotConnect,
+                buf.clone().freeze(),
+            ));
+        }
+        match client.read_buf(buf).await {
+            Ok(0) => return Err(Opening::Eof),
+            Ok(_) => {}
+            Err(error) => return Err(Opening::Io(error)),
+        }
+    }
+}
+
+/// Moves one direction of a connection: read, split frames, record each, forward the
+/// bytes unchanged. Frames are recorded before they are forwarded, so the trace shows a
+/// publish arriving at the broker before its deliveries.
+async fn pump<R, W>(
+    conn: &Conn<'_>,
+    dir: Direction,
+    mut rx: R,
+    mut tx: W,
+    mut decoder: Decoder,
+    mut buf: BytesMut,
+) -> End
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    loop {
+        let (forward, end) = take_complete_frames(conn, dir, &mut decoder, &mut buf);
+        if !forward.is_empty() {
+            if let Err(error) = tx.write_all(&forward).await {
+                return End::WriteFailed(error);
+            }
+        }
+        if let Some(end) = end {
+            return end;
+        }
+        if buf.capacity() - buf.len() < 4096 {
+            buf.reserve(64 * 1024);
+        }
+        match rx.read_buf(&mut buf).await {
+            Ok(0) => {
+                if !buf.is_empty() {
+                    conn.record_malformed(
+                        dir,
+                        "connection closed in the middle of a packet".into(),
+                        &buf,
+                    );
+                }
+                return End::Eof;
+            }
+            Ok(_) => {}
+            Err(error) => return End::ReadFailed(error),
+        }
+    }
+}
+
+/// Records every complete frame in `buf` and returns their bytes to forward, plus how the
+/// connection must end when a frame was not acceptable (the frames before it still go).
+fn take_complete_frames(
+    conn: &Conn<'_>,
+    dir: Direction,
+    decoder: &mut Decoder,
+    buf: &mut BytesMut,
+) -> (BytesMut, Option<End>) {
+    let mut forward = BytesMut::new();
+    loop {
+        let frame = match next_frame(buf, conn.shared.max_packet_size) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return (forward, None),
+            Err(reason) => {
+                conn.record_malformed(dir, reason.to_string(), buf);
+                return (forward, Some(End::Malformed));
+            }
+        };
+        match decoder.decode(&frame) {
+            Ok(Packet::Connect { .. }) if dir == Direction::ToBroker => {
+                conn.record_malformed(dir, DecodeError::SecondConnect.to_string(), &frame);
+                return (forward, Some(End::Malformed));
+            }
+            Ok(packet) => {
+                if dir == Direction::ToBroker && matches!(packet, Packet::Disconnect) {
+                    conn.disconnect_sent.store(true, Ordering::Relaxed);
+                }
+                conn.record_packet(dir, packet);
+                forward.extend_from_slice(&frame);
+            }
+            Err(reason) => {
+                conn.record_malformed(dir, reason.to_string(), &frame);
+                return (forward, Some(End::Malformed));
+            }
+        }
+    }
+}
