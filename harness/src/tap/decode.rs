@@ -34,6 +34,8 @@ pub enum DecodeError {
     NotConnect,
     #[error("unsupported protocol (level {0}); hil speaks MQTT 3.1.1 (4) and 5 (5)")]
     UnsupportedProtocol(u8),
+    #[error("connection closed in the middle of a packet")]
+    Truncated,
     #[error("a second CONNECT on one connection")]
     SecondConnect,
     #[error("{0}")]

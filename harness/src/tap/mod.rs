@@ -323,6 +323,13 @@ async fn read_connect(
     max_packet_size: usize,
 ) -> Result<(Bytes, Protocol), Opening> {
     loop {
+        // Reject non-MQTT openings (an HTTP request, say) as soon as the first byte shows it.
+        if buf.first().is_some_and(|b| b >> 4 != 1) {
+            return Err(Opening::Malformed(
+                DecodeError::NotConnect,
+                buf.clone().freeze(),
+            ));
+        }
         match next_frame(buf, max_packet_size) {
             Ok(Some(frame)) => {
                 return connect_protocol(&frame)
@@ -332,15 +339,14 @@ async fn read_connect(
             Ok(None) => {}
             Err(reason) => return Err(Opening::Malformed(reason, buf.clone().freeze())),
         }
-        // Reject non-MQTT openings (an HTTP request, say) as soon as the first byte shows it.
-        if buf.first().is_some_and(|b| b >> 4 != 1) {
-            return Err(Opening::Malformed(
-                DecodeError::NotConnect,
-                buf.clone().freeze(),
-            ));
-        }
         match client.read_buf(buf).await {
-            Ok(0) => return Err(Opening::Eof),
+            Ok(0) if buf.is_empty() => return Err(Opening::Eof),
+            Ok(0) => {
+                return Err(Opening::Malformed(
+                    DecodeError::Truncated,
+                    buf.clone().freeze(),
+                ))
+            }
             Ok(_) => {}
             Err(error) => return Err(Opening::Io(error)),
         }
