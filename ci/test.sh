@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace, after installing the outside tools the interop tests
+# use when they are missing. Safe to run again: installed tools are left alone.
+#   ci/test.sh               # all tests
+#   ci/test.sh -- --nocapture  # extra arguments go to `cargo test`
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v mosquitto >/dev/null 2>&1 || missing+=(mosquitto)
+command -v mosquitto_pub >/dev/null 2>&1 || missing+=(mosquitto-clients)
+if ((${#missing[@]})); then
+  echo "ci/test.sh: installing ${missing[*]}"
+  sudo_cmd=()
+  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+# mosquitto's package starts a system broker on 1883; the tests start their own brokers
+# on free ports and never need it.
+
+if [ "${1:-}" = "--" ]; then shift; fi
+exec cargo test --workspace --all-targets "$@"
