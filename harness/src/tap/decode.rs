@@ -110,12 +110,12 @@ impl Decoder {
                 let max = u32::try_from(self.max_packet_size).ok();
                 let packet = v5::Packet::read(&mut bytes, max)
                     .map_err(|e| DecodeError::Invalid(e.to_string()))?;
-                Ok(self.from_v5(packet))
+                Ok(self.convert_v5(packet))
             }
         }
     }
 
-    fn from_v5(&mut self, packet: v5::Packet) -> Packet {
+    fn convert_v5(&mut self, packet: v5::Packet) -> Packet {
         match packet {
             v5::Packet::Connect(connect, will, login) => Packet::Connect {
                 client_id: connect.client_id,
