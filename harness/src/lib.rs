@@ -7,5 +7,6 @@ pub mod bench;
 pub mod broker;
 pub mod engine;
 pub mod exit;
+pub mod scenario;
 pub mod tap;
 pub mod trace;

@@ -1,0 +1,5 @@
+//! Scenario files: the format, loading with located errors, validation, JSON Schema.
+
+mod model;
+
+pub use model::*;

@@ -1,0 +1,346 @@
+//! What a scenario file says, as types. Each step is one variant of [`Action`] with its
+//! own struct; serde's externally tagged enums are exactly the one-key maps of the format.
+//! Adding a step: a struct here, a variant in `Action`, its execution in the runner.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// A validated scenario, ready to run.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub name: String,
+    pub path: PathBuf,
+    /// The whole scenario's deadline.
+    pub timeout: Duration,
+    /// Compare the normalized trace against `snapshots/<name>.snap`.
+    pub snapshot: bool,
+    pub boards: Vec<BoardDecl>,
+    pub clients: Vec<ClientDecl>,
+    pub steps: Vec<Step>,
+}
+
+/// Where something stands in its file, 1-based.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Location {
+    pub line: usize,
+    pub column: usize,
+}
+
+/// A board the scenario needs. `profile: sim` is the simulated board; other profiles
+/// name real boards mapped with `hil run --board ROLE=BENCH_BOARD`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BoardSpec {
+    pub profile: String,
+    /// Firmware topic, default `living_room_lights`.
+    #[serde(default)]
+    pub topic: Option<String>,
+    /// MQTT client id, default the board's name.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// Switch debounce, default 30 ms.
+    #[serde(default, with = "opt_duration")]
+    pub debounce: Option<Duration>,
+    /// Firmware version the simulated board reports, default the firmware's own.
+    #[serde(default)]
+    pub version: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BoardDecl {
+    pub name: String,
+    pub spec: BoardSpec,
+    pub location: Location,
+}
+
+/// A harness-owned MQTT client (the phone, a wall display...).
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientSpec {
+    /// 4 (MQTT 3.1.1, default) or 5.
+    #[serde(default)]
+    pub protocol: Option<u8>,
+    /// Client id, default the client's name.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// Connect before step 1 (default true); `false` leaves it to a `connect` step.
+    #[serde(default)]
+    pub connect: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientDecl {
+    pub name: String,
+    pub spec: ClientSpec,
+    pub location: Location,
+}
+
+/// One step and where it is written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    pub location: Location,
+    pub action: Action,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Publish(Publish),
+    ExpectMessage(ExpectMessage),
+    ExpectNoMessage(ExpectNoMessage),
+    ExpectTrace(ExpectTrace),
+    Connect(ClientRef),
+    Disconnect(ClientRef),
+    ExpectConnected(ExpectConnection),
+    ExpectDisconnected(ExpectConnection),
+    Wait(Wait),
+    Repeat(Repeat),
+    ExpectRelay(ExpectRelay),
+    PressSwitch(PressSwitch),
+    ExpectSerial(ExpectSerial),
+    SendSerial(SendSerial),
+    ExpectBoot(ExpectBoot),
+    Reset(BoardRef),
+    PowerCycle(PowerCycle),
+    Wifi(Wifi),
+}
+
+impl Action {
+    /// The step's name as written in the file.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::Publish(_) => "publish",
+            Action::ExpectMessage(_) => "expect_message",
+            Action::ExpectNoMessage(_) => "expect_no_message",
+            Action::ExpectTrace(_) => "expect_trace",
+            Action::Connect(_) => "connect",
+            Action::Disconnect(_) => "disconnect",
+            Action::ExpectConnected(_) => "expect_connected",
+            Action::ExpectDisconnected(_) => "expect_disconnected",
+            Action::Wait(_) => "wait",
+            Action::Repeat(_) => "repeat",
+            Action::ExpectRelay(_) => "expect_relay",
+            Action::PressSwitch(_) => "press_switch",
+            Action::ExpectSerial(_) => "expect_serial",
+            Action::SendSerial(_) => "send_serial",
+            Action::ExpectBoot(_) => "expect_boot",
+            Action::Reset(_) => "reset",
+            Action::PowerCycle(_) => "power_cycle",
+            Action::Wifi(_) => "wifi",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Publish {
+    /// The harness client that publishes.
+    #[serde(rename = "as")]
+    pub client: String,
+    pub topic: String,
+    /// Text payload (YAML scalars are taken as their text).
+    pub payload: String,
+    #[serde(default)]
+    pub qos: u8,
+    #[serde(default)]
+    pub retain: bool,
+}
+
+/// Exactly one of `payload`, `payload_regex`, `payload_json` may be given (or none).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectMessage {
+    /// Topic filter; `+` and `#` allowed.
+    pub topic: String,
+    #[serde(default)]
+    pub payload: Option<String>,
+    #[serde(default)]
+    pub payload_regex: Option<String>,
+    /// A JSON value (or a string holding JSON) that the payload must contain (subset match).
+    #[serde(default)]
+    pub payload_json: Option<serde_json::Value>,
+    #[serde(default)]
+    pub qos: Option<u8>,
+    #[serde(default)]
+    pub retain: Option<bool>,
+    /// The client or board that published it.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// A client or board that must receive it.
+    #[serde(default)]
+    pub to: Option<String>,
+    #[serde(default = "default_within", with = "duration")]
+    pub within: Duration,
+    /// How many matching messages must arrive (default 1).
+    #[serde(default)]
+    pub count: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectNoMessage {
+    pub topic: String,
+    #[serde(default)]
+    pub from: Option<String>,
+    #[serde(rename = "for", with = "duration")]
+    pub duration: Duration,
+}
+
+/// Partial events (JSON objects compared as subsets of trace events) that must appear in
+/// this order, not necessarily adjacent.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectTrace {
+    pub events: Vec<serde_json::Value>,
+    #[serde(default = "default_within", with = "duration")]
+    pub within: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientRef {
+    pub client: String,
+}
+
+/// `client` names a harness client or a board (a board is an MQTT client too).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectConnection {
+    pub client: String,
+    #[serde(default = "default_within", with = "duration")]
+    pub within: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Wait {
+    #[serde(rename = "for", with = "duration")]
+    pub duration: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Repeat {
+    pub times: usize,
+    /// Filled in by the loader with locations; not read by serde.
+    #[serde(skip)]
+    pub steps: Vec<Step>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RelayState {
+    On,
+    Off,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectRelay {
+    pub board: String,
+    pub state: RelayState,
+    #[serde(default = "default_within", with = "duration")]
+    pub within: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PressSwitch {
+    pub board: String,
+    /// Contact bounce: this many extra edges, 1 ms apart, after the press.
+    #[serde(default)]
+    pub bounce: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectSerial {
+    pub board: String,
+    pub regex: String,
+    #[serde(default = "default_within", with = "duration")]
+    pub within: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendSerial {
+    pub board: String,
+    pub line: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectBoot {
+    pub board: String,
+    #[serde(default)]
+    pub version: Option<String>,
+    #[serde(default = "default_within", with = "duration")]
+    pub within: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BoardRef {
+    pub board: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PowerCycle {
+    pub board: String,
+    #[serde(default = "default_off_for", with = "duration")]
+    pub off_for: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkState {
+    Up,
+    Down,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Wifi {
+    pub board: String,
+    pub state: LinkState,
+}
+
+/// Default deadline of an `expect_*` step without `within`.
+pub const DEFAULT_WITHIN: Duration = Duration::from_secs(1);
+
+fn default_within() -> Duration {
+    DEFAULT_WITHIN
+}
+
+fn default_off_for() -> Duration {
+    Duration::from_millis(100)
+}
+
+/// Durations are written the humantime way: `500ms`, `2s`, `1m 30s`.
+pub(crate) mod duration {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        humantime::parse_duration(&text).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "bad duration {text:?}: {e} (write it like 500ms, 2s or 1m 30s)"
+            ))
+        })
+    }
+}
+
+pub(crate) mod opt_duration {
+    use serde::Deserializer;
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        super::duration::deserialize(deserializer).map(Some)
+    }
+}
