@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 missing=()
 command -v mosquitto >/dev/null 2>&1 || missing+=(mosquitto)
 command -v mosquitto_pub >/dev/null 2>&1 || missing+=(mosquitto-clients)
+command -v tshark >/dev/null 2>&1 || missing+=(tshark)
 if ((${#missing[@]})); then
   echo "ci/test.sh: installing ${missing[*]}"
   sudo_cmd=()

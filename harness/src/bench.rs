@@ -29,6 +29,10 @@ pub struct BenchOptions {
     pub latency_samples: usize,
     pub publishers: usize,
     pub messages_per_publisher: usize,
+    /// MQTT-only scenarios run with two jobs.
+    pub scenarios: usize,
+    /// Simulated boards in each fleet run.
+    pub fleets: Vec<usize>,
 }
 
 impl BenchOptions {
@@ -39,6 +43,8 @@ impl BenchOptions {
             latency_samples: 2000,
             publishers: 4,
             messages_per_publisher: 25_000,
+            scenarios: 200,
+            fleets: vec![1_000, 10_000],
         }
     }
 }
@@ -83,13 +89,56 @@ impl Row {
     }
 }
 
-/// Runs every measurement and returns the rows in table order.
-pub async fn run(options: &BenchOptions) -> io::Result<Vec<Row>> {
+/// The groups of rows, in table order; `hil bench --only GROUP` runs one.
+pub const GROUPS: [&str; 6] = [
+    "broker",
+    "latency",
+    "throughput",
+    "scenarios",
+    "fuzzing",
+    "fleet",
+];
+
+/// Runs the measurements of `groups` (all when empty) and returns the rows in table order.
+/// A measurement that cannot finish becomes a missed row saying why; the rest still run.
+pub async fn run(options: &BenchOptions, groups: &[String]) -> Vec<Row> {
+    let wanted = |group: &str| groups.is_empty() || groups.iter().any(|g| g == group);
     let mut rows = Vec::new();
-    rows.extend(cold_start(options).await?);
-    rows.extend(latency(options).await?);
-    rows.extend(throughput(options).await?);
-    Ok(rows)
+    let mut add = |group: &str, result: io::Result<Vec<Row>>| match result {
+        Ok(new) => rows.extend(new),
+        Err(error) => rows.push(Row::target(
+            format!("{group}: did not finish: {error}"),
+            0.0,
+            "",
+            "finishes".into(),
+            false,
+        )),
+    };
+    if wanted("broker") {
+        add("broker", cold_start(options).await);
+    }
+    if wanted("latency") {
+        add("latency", latency(options).await);
+    }
+    if wanted("throughput") {
+        add("throughput", throughput(options).await);
+    }
+    if wanted("scenarios") {
+        add("scenarios", scenario_suite(options).await);
+    }
+    if wanted("fuzzing") {
+        add("fuzzing", fuzzing(options).await.map(|row| vec![row]));
+    }
+    if wanted("fleet") {
+        for &wanted_boards in &options.fleets {
+            // Each simulated board costs the harness three sockets (see
+            // `broker::raise_open_file_limit`); a fleet beyond the limit is cut to fit, and
+            // the row says so by its size.
+            let boards = wanted_boards.min(fleet_capacity());
+            add("fleet", fleet(options, boards).await);
+        }
+    }
+    rows
 }
 
 /// Renders rows as an aligned text table.
@@ -135,7 +184,7 @@ async fn cold_start(options: &BenchOptions) -> io::Result<Vec<Row>> {
         let broker = start_broker(options, Trace::in_memory()).await?;
         RawClient::connect(broker.addr(), "bench-cold").await?;
         samples.push(micros(started.elapsed()));
-        broker.stop().await;
+        broker.stop().await.map_err(io::Error::other)?;
     }
     let stats = Percentiles::of(&mut samples);
     Ok(vec![
@@ -205,7 +254,7 @@ async fn latency(options: &BenchOptions) -> io::Result<Vec<Row>> {
             overhead <= budget,
         ));
     }
-    broker.stop().await;
+    broker.stop().await.map_err(io::Error::other)?;
     Ok(rows)
 }
 
@@ -294,7 +343,7 @@ async fn throughput(options: &BenchOptions) -> io::Result<Vec<Row>> {
         publisher.await.map_err(io::Error::other)??;
     }
     drop(subscriber);
-    broker.stop().await;
+    broker.stop().await.map_err(io::Error::other)?;
     let tap_packets = broker
         .stats()
         .packets
@@ -468,4 +517,287 @@ impl RawClient {
             }
         }
     }
+}
+
+/// A scenario with two harness clients, one publish and one expectation: what the runner
+/// costs when the device answers at once.
+fn mqtt_only_scenario(index: usize) -> crate::scenario::Scenario {
+    use crate::scenario::{
+        Action, ClientDecl, ClientSpec, ExpectMessage, Location, Publish, Scenario, Step,
+    };
+    let step = |action| Step {
+        location: Location { line: 1, column: 1 },
+        action,
+    };
+    let client = |name: &str| ClientDecl {
+        name: name.into(),
+        spec: ClientSpec::default(),
+        location: Location::default(),
+    };
+    Scenario {
+        name: format!("bench scenario {index}"),
+        path: format!("bench/{index}.yaml").into(),
+        timeout: Duration::from_secs(10),
+        snapshot: false,
+        boards: Vec::new(),
+        clients: vec![client("phone"), client("display")],
+        steps: vec![
+            step(Action::Publish(Publish {
+                client: "phone".into(),
+                topic: "living_room_lights".into(),
+                payload: "on".into(),
+                qos: 1,
+                retain: false,
+            })),
+            step(Action::ExpectMessage(ExpectMessage {
+                topic: "living_room_lights".into(),
+                payload: Some("on".into()),
+                payload_regex: None,
+                payload_json: None,
+                qos: None,
+                retain: None,
+                from: Some("phone".into()),
+                to: Some("display".into()),
+                within: Duration::from_secs(2),
+                count: None,
+            })),
+        ],
+    }
+}
+
+/// Collects results without printing.
+struct Quiet;
+
+impl crate::runner::Reporter for Quiet {
+    fn report(&mut self, _event: crate::runner::RunEvent<'_>) {}
+}
+
+async fn scenario_suite(options: &BenchOptions) -> io::Result<Vec<Row>> {
+    use crate::runner::{self, RunOptions, Status};
+    let run_options = RunOptions {
+        broker: options.broker.clone(),
+        jobs: 2,
+        fail_fast: false,
+        retries: 0,
+        seed: 1,
+        out_dir: None,
+        pcap: false,
+        snapshot_all: false,
+        snapshot_policy: crate::snapshot::SnapshotPolicy::Nothing,
+    };
+    let scenarios = (0..options.scenarios).map(mqtt_only_scenario).collect();
+    let interrupt = tokio_util::sync::CancellationToken::new();
+    let started = Instant::now();
+    let (summary, results) = runner::run(scenarios, &run_options, &interrupt, &mut Quiet).await;
+    let wall = started.elapsed();
+    if summary.passed != options.scenarios {
+        let first = results.iter().find(|r| r.status != Status::Passed);
+        return Err(io::Error::other(format!(
+            "{} of {} bench scenarios did not pass: {:?}",
+            options.scenarios - summary.passed,
+            options.scenarios,
+            first
+                .and_then(|r| r.last().failure.as_ref())
+                .map(|f| f.headline())
+        )));
+    }
+    let mut overheads: Vec<f64> = results
+        .iter()
+        .map(|r| micros(r.last().duration.saturating_sub(r.last().waited)))
+        .collect();
+    let overhead = Percentiles::of(&mut overheads);
+    Ok(vec![
+        Row::target(
+            "harness overhead per scenario (p50, wall minus waits)",
+            overhead.p50 / 1000.0,
+            "ms",
+            "< 30 ms".into(),
+            overhead.p50 < 30_000.0,
+        ),
+        Row::info(
+            "harness overhead per scenario (p99)",
+            overhead.p99 / 1000.0,
+            "ms",
+        ),
+        Row::target(
+            format!("{} MQTT-only scenarios, --jobs 2", options.scenarios),
+            wall.as_secs_f64(),
+            "s",
+            "< 10 s".into(),
+            wall.as_secs_f64() < 10.0,
+        ),
+    ])
+}
+
+async fn fuzzing(options: &BenchOptions) -> io::Result<Row> {
+    let broker = start_broker(options, Trace::in_memory()).await?;
+    let cases = crate::fuzz::cases(1, 10_000);
+    let report = crate::fuzz::run(broker.addr(), cases, 16, Duration::from_millis(50)).await?;
+    broker.stop().await.map_err(io::Error::other)?;
+    Ok(Row::info(
+        "tap fuzzing throughput (10 000 mutated frames)",
+        (report.cases as f64 / report.elapsed.as_secs_f64()).round(),
+        "frames/s",
+    ))
+}
+
+/// `boards` simulated light controllers on one broker: each connects, gets one command
+/// and one press, and every resulting message is observed in the trace.
+async fn fleet(options: &BenchOptions, boards: usize) -> io::Result<Vec<Row>> {
+    use crate::board::Board;
+    use crate::scenario::BoardSpec;
+    use crate::trace::{Direction, Packet};
+
+    // Peak memory from here on, not from the rows before (Linux: reset the high-water mark).
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let trace = Trace::in_memory();
+    let broker = start_broker(options, trace.clone()).await?;
+    let started = Instant::now();
+    let phone_setup = crate::runner::ClientSetup {
+        client_id: "fleet-phone".into(),
+        protocol: 4,
+        subscriptions: vec!["fleet/+".into()],
+    };
+    let phone = crate::runner::HarnessClient::start(broker.addr(), &phone_setup);
+    let mut fleet = Vec::with_capacity(boards);
+    for i in 0..boards {
+        let spec = BoardSpec {
+            profile: "sim".into(),
+            topic: Some(format!("fleet/{i}")),
+            client_id: None,
+            debounce: None,
+            version: None,
+        };
+        let board = Board::start(
+            &format!("b{i}"),
+            &format!("fleet-{i}"),
+            &spec,
+            broker.addr(),
+            trace.clone(),
+            i as u64,
+        )
+        .await
+        .map_err(io::Error::other)?;
+        fleet.push(board);
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut cursor = trace.cursor_at(0);
+    // Every board subscribed (its SUBACK), plus the phone's.
+    count_until(&mut cursor, deadline, boards + 1, |body| {
+        matches!(
+            body,
+            EventBody::Mqtt {
+                dir: Direction::ToClient,
+                packet: Packet::Suback { .. },
+                ..
+            }
+        )
+    })
+    .await?;
+    let connected = started.elapsed();
+    for i in 0..boards {
+        phone
+            .publish(&format!("fleet/{i}"), Bytes::from_static(b"on"), 1, false)
+            .await
+            .map_err(io::Error::other)?;
+    }
+    count_until(&mut cursor, deadline, boards, |body| {
+        matches!(body, EventBody::Relay { on: true, .. })
+    })
+    .await?;
+    for board in &mut fleet {
+        board.press(0).await.map_err(io::Error::other)?;
+    }
+    // Every press's publish delivered to the phone.
+    count_until(&mut cursor, deadline, boards, |body| {
+        matches!(body, EventBody::Mqtt { client: Some(c), dir: Direction::ToClient, packet: Packet::Publish { payload, .. }, .. }
+            if c == "fleet-phone" && payload.0.as_ref() == b"off")
+    })
+    .await?;
+    let total = started.elapsed();
+    let engine_rss = match broker.engine_pid().await {
+        Some(pid) => peak_rss_mib(&format!("/proc/{pid}/status")),
+        None => 0.0,
+    };
+    let harness_rss = peak_rss_mib("/proc/self/status");
+    broker.stop().await.map_err(io::Error::other)?;
+    for board in fleet {
+        board.stop().await;
+    }
+    let (time_target, rss_target) = if boards <= 1_000 {
+        (5.0, 300.0)
+    } else {
+        (f64::INFINITY, 1024.0)
+    };
+    let time_row = |value: f64| {
+        if time_target.is_finite() {
+            Row::target(
+                format!("fleet of {boards}: connect, command, press, all observed"),
+                value,
+                "s",
+                format!("< {time_target} s"),
+                value < time_target,
+            )
+        } else {
+            Row::info(
+                format!("fleet of {boards}: connect, command, press, all observed"),
+                value,
+                "s",
+            )
+        }
+    };
+    Ok(vec![
+        Row::info(
+            format!("fleet of {boards}: all connected and subscribed"),
+            connected.as_secs_f64(),
+            "s",
+        ),
+        time_row(total.as_secs_f64()),
+        Row::target(
+            format!("fleet of {boards}: peak RSS, harness + broker engine"),
+            (harness_rss + engine_rss).round(),
+            "MiB",
+            format!("< {rss_target} MiB"),
+            harness_rss + engine_rss < rss_target,
+        ),
+    ])
+}
+
+/// Reads events until `count` of them satisfy `matches`.
+async fn count_until(
+    cursor: &mut crate::trace::Cursor,
+    deadline: tokio::time::Instant,
+    count: usize,
+    matches: impl Fn(&EventBody) -> bool,
+) -> io::Result<()> {
+    let mut seen = 0;
+    while seen < count {
+        let event = cursor.next_before(deadline).await.ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("only {seen} of {count} events"),
+            )
+        })?;
+        seen += usize::from(matches(&event.body));
+    }
+    Ok(())
+}
+
+/// How many simulated boards this process can hold open at once.
+fn fleet_capacity() -> usize {
+    let limit = rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft);
+    (limit.saturating_sub(512) / 3) as usize
+}
+
+/// `VmHWM` (peak resident set) of a process, in MiB; 0 where /proc has no answer.
+fn peak_rss_mib(status_file: &str) -> f64 {
+    std::fs::read_to_string(status_file)
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmHWM:"))
+                .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
 }

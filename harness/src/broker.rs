@@ -11,6 +11,7 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdListener};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -19,6 +20,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::Mutex;
 
 use crate::engine::{BIND_FAILED_PREFIX, READY_LINE};
+use crate::pcap::Capture;
 use crate::tap::{Tap, TapStats, Upstream};
 use crate::trace::{BrokerAction, EventBody, Trace};
 
@@ -37,6 +39,8 @@ pub struct BrokerConfig {
     pub max_packet_size: usize,
     /// The `hil` executable that runs the engine (`hil broker-engine`).
     pub engine_exe: PathBuf,
+    /// Write the tapped traffic to this pcap file.
+    pub capture: Option<PathBuf>,
 }
 
 impl BrokerConfig {
@@ -47,6 +51,7 @@ impl BrokerConfig {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             max_packet_size: DEFAULT_MAX_PACKET_SIZE,
             engine_exe: find_engine_exe()?,
+            capture: None,
         })
     }
 }
@@ -62,6 +67,8 @@ pub enum BrokerError {
     },
     #[error("cannot find the `hil` executable that runs the broker engine (looked beside {0}); set HIL_EXE to its path")]
     EngineNotFound(PathBuf),
+    #[error("cannot write capture {path}: {source}")]
+    Capture { path: PathBuf, source: io::Error },
     #[error("broker engine {exe} failed to start: {detail}")]
     Engine { exe: PathBuf, detail: String },
 }
@@ -87,9 +94,27 @@ pub fn find_engine_exe() -> Result<PathBuf, BrokerError> {
         .ok_or(BrokerError::EngineNotFound(current))
 }
 
+/// Lets this process (and the engines it starts, which inherit it) hold as many sockets
+/// as a large fleet needs: every client costs the harness three (the client's own when it
+/// is simulated here, and the tap's two). Raises the soft limit to the hard one, and the
+/// hard one too where the process may (as root).
+pub fn raise_open_file_limit() {
+    const WANTED: u64 = 65_536;
+    let Ok((soft, hard)) = rlimit::getrlimit(rlimit::Resource::NOFILE) else {
+        return;
+    };
+    if soft >= WANTED {
+        return;
+    }
+    if rlimit::setrlimit(rlimit::Resource::NOFILE, WANTED, WANTED.max(hard)).is_err() {
+        let _ = rlimit::setrlimit(rlimit::Resource::NOFILE, hard, hard);
+    }
+}
+
 /// A running broker. Stop it with [`Broker::stop`]; dropping it kills the engine too.
 pub struct Broker {
     tap: Tap,
+    capture: Option<Arc<Capture>>,
     trace: Trace,
     config: BrokerConfig,
     engine: Mutex<Option<Engine>>,
@@ -98,26 +123,36 @@ pub struct Broker {
 impl Broker {
     /// Binds the public address, starts the engine and records `broker started`.
     pub async fn start(config: BrokerConfig, trace: Trace) -> Result<Broker, BrokerError> {
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| BrokerError::Bind {
-                    addr: config.listen,
-                    hint: bind_hint(&source),
-                    source,
-                })?;
-        let engine = Engine::spawn(&config).await?;
-        let tap =
-            Tap::start(listener, trace.clone(), config.max_packet_size).map_err(|source| {
-                BrokerError::Bind {
-                    addr: config.listen,
-                    hint: bind_hint(&source),
+        let listener = listen(config.listen).map_err(|source| BrokerError::Bind {
+            addr: config.listen,
+            hint: bind_hint(&source),
+            source,
+        })?;
+        let capture = match &config.capture {
+            Some(path) => Some(Arc::new(Capture::create(path).map_err(|source| {
+                BrokerError::Capture {
+                    path: path.clone(),
                     source,
                 }
-            })?;
+            })?)),
+            None => None,
+        };
+        let engine = Engine::spawn(&config).await?;
+        let tap = Tap::start(
+            listener,
+            trace.clone(),
+            config.max_packet_size,
+            capture.clone(),
+        )
+        .map_err(|source| BrokerError::Bind {
+            addr: config.listen,
+            hint: bind_hint(&source),
+            source,
+        })?;
         tap.set_upstream(Some(engine.upstream));
         let broker = Broker {
             tap,
+            capture,
             trace,
             config,
             engine: Mutex::new(Some(engine)),
@@ -138,6 +173,15 @@ impl Broker {
 
     pub fn stats(&self) -> &TapStats {
         self.tap.stats()
+    }
+
+    /// The engine process, for measuring its memory.
+    pub async fn engine_pid(&self) -> Option<u32> {
+        self.engine
+            .lock()
+            .await
+            .as_ref()
+            .and_then(|engine| engine.child.id())
     }
 
     /// The engine's listener for MQTT 3.1.1, bypassing the tap (for benchmarks).
@@ -168,14 +212,22 @@ impl Broker {
         Ok(())
     }
 
-    /// Cuts every connection, waits until each has recorded its end, ends the engine.
-    pub async fn stop(&self) {
+    /// Cuts every connection, waits until each has recorded its end, ends the engine,
+    /// and completes the capture (whose write error, if any, it returns).
+    pub async fn stop(&self) -> Result<(), BrokerError> {
         self.tap.set_upstream(None);
         self.tap.stop().await;
         if let Some(engine) = self.engine.lock().await.take() {
             engine.kill().await;
         }
         self.record(BrokerAction::Stopped);
+        match &self.capture {
+            Some(capture) => capture.finish().map_err(|detail| BrokerError::Capture {
+                path: self.config.capture.clone().unwrap_or_default(),
+                source: io::Error::other(detail),
+            }),
+            None => Ok(()),
+        }
     }
 
     fn record(&self, action: BrokerAction) {
@@ -184,6 +236,23 @@ impl Broker {
             addr: self.addr().to_string(),
         });
     }
+}
+
+/// Pending connections the public listener queues: a fleet of boards powering on at once
+/// must not overflow it (the kernel caps it at `net.core.somaxconn`).
+const LISTEN_BACKLOG: i32 = 8192;
+
+fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    TcpListener::from_std(socket.into())
 }
 
 fn bind_hint(error: &io::Error) -> &'static str {

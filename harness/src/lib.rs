@@ -4,9 +4,17 @@
 //! See ARCHITECTURE.md for the map.
 
 pub mod bench;
+pub mod board;
 pub mod broker;
 pub mod engine;
 pub mod exit;
+pub mod expect;
+pub mod fuzz;
+pub mod image;
+pub mod pcap;
+pub mod report;
+pub mod runner;
 pub mod scenario;
+pub mod snapshot;
 pub mod tap;
 pub mod trace;

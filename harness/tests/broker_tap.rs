@@ -97,7 +97,7 @@ async fn v311_clients_leave_exactly_their_packets_in_the_trace() {
         }
         other => panic!("unexpected {other:?}"),
     }
-    broker.stop().await;
+    broker.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -152,7 +152,7 @@ async fn v5_and_v311_clients_share_one_port() {
             ..
         }
     ));
-    broker.stop().await;
+    broker.stop().await.unwrap();
 }
 
 /// Sends raw bytes as a client and returns the events recorded for that connection.
@@ -252,7 +252,7 @@ async fn an_http_request_is_malformed_and_closed() {
         send_raw_and_wait_for_close(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", false).await;
     assert_malformed(&events, "not CONNECT", "474554");
     assert_broker_still_serves(&broker).await;
-    broker.stop().await;
+    broker.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -261,7 +261,7 @@ async fn random_bytes_are_malformed_and_closed() {
         send_raw_and_wait_for_close(&[0x00, 0xde, 0xad, 0xbe, 0xef], false).await;
     assert_malformed(&events, "not CONNECT", "00deadbeef");
     assert_broker_still_serves(&broker).await;
-    broker.stop().await;
+    broker.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -271,7 +271,7 @@ async fn a_truncated_packet_is_malformed() {
         send_raw_and_wait_for_close(&[0x10, 0x10, 0x00, 0x04], true).await;
     assert_malformed(&events, "middle of a packet", "10100004");
     assert_broker_still_serves(&broker).await;
-    broker.stop().await;
+    broker.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -282,7 +282,7 @@ async fn an_oversize_packet_is_refused_from_its_header() {
     let (events, _trace, broker) = send_raw_and_wait_for_close(&bytes, false).await;
     assert_malformed(&events, "larger than the maximum", "3080808032");
     assert_broker_still_serves(&broker).await;
-    broker.stop().await;
+    broker.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -292,7 +292,7 @@ async fn a_second_connect_is_malformed() {
     let (events, _trace, broker) = send_raw_and_wait_for_close(&bytes, false).await;
     assert_malformed(&events, "second CONNECT", "10");
     assert_broker_still_serves(&broker).await;
-    broker.stop().await;
+    broker.stop().await.unwrap();
 }
 
 fn connect_frame(client_id: &str) -> Vec<u8> {
@@ -365,7 +365,7 @@ async fn a_vanished_client_is_recorded_and_its_will_is_delivered() {
         }
         other => panic!("connect without will: {other:?}"),
     }
-    broker.stop().await;
+    broker.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -412,8 +412,8 @@ async fn two_brokers_in_one_process_do_not_see_each_other() {
     }
     assert!(packets_of(&first_trace, "two", Direction::ToBroker).is_empty());
     assert!(packets_of(&second_trace, "one", Direction::ToBroker).is_empty());
-    first.stop().await;
-    second.stop().await;
+    first.stop().await.unwrap();
+    second.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -480,7 +480,7 @@ async fn restart_drops_sessions_subscriptions_and_retained_messages() {
         .collect();
     use hil::trace::BrokerAction::*;
     assert_eq!(actions, [Started, Down, Restarted]);
-    broker.stop().await;
+    broker.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -495,5 +495,5 @@ async fn passwords_never_reach_the_trace() {
     let all = support::dump(&trace);
     assert!(all.contains("bench-user"), "the username is recorded");
     assert!(!all.contains("hunter2-not-in-trace"));
-    broker.stop().await;
+    broker.stop().await.unwrap();
 }

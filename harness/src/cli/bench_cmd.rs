@@ -20,13 +20,14 @@ pub struct Args {
     /// Print the rows as JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Run only these groups of rows.
+    #[arg(long, value_name = "GROUP", value_parser = clap::builder::PossibleValuesParser::new(bench::GROUPS))]
+    only: Vec<String>,
 }
 
 pub async fn run(args: Args) -> Result<Exit, Failure> {
     let options = BenchOptions::new(BrokerConfig::loopback()?);
-    let rows = bench::run(&options)
-        .await
-        .map_err(|e| Failure::new(Exit::Infrastructure, format!("benchmark failed: {e}")))?;
+    let rows = bench::run(&options, &args.only).await;
     if args.json {
         println!(
             "{}",

@@ -16,7 +16,7 @@ use super::{stop_signal, Failure};
 /// serves until Ctrl-C or SIGTERM, which stop it cleanly (exit 0) with the trace complete.
 ///
 /// Example:
-///   hil broker --port 1883 --trace broker.jsonl
+///   hil broker --port 1883 --trace broker.jsonl --pcap broker.pcap
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
@@ -29,6 +29,9 @@ pub struct Args {
     /// Write every packet of every client to FILE as JSON Lines.
     #[arg(long, value_name = "FILE")]
     trace: Option<PathBuf>,
+    /// Also write the traffic as a pcap file (Wireshark, tshark -Y mqtt); passwords blanked.
+    #[arg(long, value_name = "FILE")]
+    pcap: Option<PathBuf>,
     /// Largest MQTT packet accepted, in bytes; a larger one closes its connection.
     #[arg(long, default_value_t = DEFAULT_MAX_PACKET_SIZE, value_name = "BYTES")]
     max_packet_size: usize,
@@ -43,6 +46,7 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
         listen: SocketAddr::new(args.bind, args.port),
         max_packet_size: args.max_packet_size,
         engine_exe: find_engine_exe()?,
+        capture: args.pcap,
     };
     let broker = Broker::start(config, trace.clone()).await?;
     {
@@ -51,7 +55,7 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
         let _ = stdout.flush();
     }
     let stop = stop_signal().await;
-    broker.stop().await;
+    broker.stop().await?;
     trace.finish()?;
     stop.map(|_| Exit::Success)
 }

@@ -2,6 +2,8 @@
 
 mod bench_cmd;
 mod broker_cmd;
+mod run_cmd;
+mod sim_cmd;
 mod trace_cmd;
 
 use std::fmt;
@@ -28,6 +30,11 @@ Logging goes to stderr; set HIL_LOG (e.g. HIL_LOG=debug) for more.";
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    Run(run_cmd::RunArgs),
+    Check(run_cmd::CheckArgs),
+    Schema(run_cmd::SchemaArgs),
+    Snapshot(run_cmd::SnapshotArgs),
+    Sim(sim_cmd::SimArgs),
     Broker(broker_cmd::Args),
     #[command(subcommand)]
     Trace(trace_cmd::Command),
@@ -68,18 +75,17 @@ impl From<hil::trace::TraceFileError> for Failure {
 pub fn main() -> Exit {
     let cli = Cli::parse();
     init_logging();
+    hil::broker::raise_open_file_limit();
     let outcome = match cli.command {
         Command::BrokerEngine(args) => return broker_cmd::engine(&args),
         Command::Trace(command) => trace_cmd::run(command),
-        command => runtime().and_then(|rt| {
-            rt.block_on(async {
-                match command {
-                    Command::Broker(args) => broker_cmd::run(args).await,
-                    Command::Bench(args) => bench_cmd::run(args).await,
-                    Command::Trace(_) | Command::BrokerEngine(_) => unreachable!("handled above"),
-                }
-            })
-        }),
+        Command::Check(args) => run_cmd::check(&args),
+        Command::Schema(args) => run_cmd::schema(&args),
+        Command::Snapshot(args) => run_cmd::snapshots(&args),
+        Command::Run(args) => block_on(run_cmd::run(args)),
+        Command::Sim(args) => block_on(sim_cmd::run(args)),
+        Command::Broker(args) => block_on(broker_cmd::run(args)),
+        Command::Bench(args) => block_on(bench_cmd::run(args)),
     };
     match outcome {
         Ok(exit) => exit,
@@ -100,7 +106,9 @@ const ERROR: anstyle::Style = anstyle::AnsiColor::Red.on_default().bold();
 /// One thread runs the harness: the tap, clients and simulated boards wake each other
 /// without cross-thread hand-offs (measured: lower publish→deliver latency through the
 /// tap), while the broker engine, a separate process, has the other core.
-fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+fn block_on(
+    command: impl std::future::Future<Output = Result<Exit, Failure>>,
+) -> Result<Exit, Failure> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -109,7 +117,8 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
                 Exit::Infrastructure,
                 format!("cannot start the async runtime: {e}"),
             )
-        })
+        })?
+        .block_on(command)
 }
 
 fn init_logging() {

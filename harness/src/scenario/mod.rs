@@ -1,5 +1,13 @@
-//! Scenario files: the format, loading with located errors, validation, JSON Schema.
+//! Scenario files: the format (`model`), loading with located errors (`load`, `error`),
+//! validation (`validate`) and the JSON Schema.
 
+mod error;
+mod load;
 mod model;
+mod validate;
 
+pub use error::ScenarioError;
+pub use load::{
+    all_steps, discover, json_schema, load, parse, step_names, ScenarioFile, MAX_FILE_BYTES,
+};
 pub use model::*;

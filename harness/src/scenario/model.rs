@@ -5,7 +5,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Deserializer};
 
 /// A validated scenario, ready to run.
 #[derive(Debug, Clone)]
@@ -30,7 +31,7 @@ pub struct Location {
 
 /// A board the scenario needs. `profile: sim` is the simulated board; other profiles
 /// name real boards mapped with `hil run --board ROLE=BENCH_BOARD`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BoardSpec {
     pub profile: String,
@@ -41,7 +42,8 @@ pub struct BoardSpec {
     #[serde(default)]
     pub client_id: Option<String>,
     /// Switch debounce, default 30 ms.
-    #[serde(default, with = "opt_duration")]
+    #[serde(default, deserialize_with = "opt_duration::deserialize")]
+    #[schemars(with = "Option<DurationText>")]
     pub debounce: Option<Duration>,
     /// Firmware version the simulated board reports, default the firmware's own.
     #[serde(default)]
@@ -56,7 +58,7 @@ pub struct BoardDecl {
 }
 
 /// A harness-owned MQTT client (the phone, a wall display...).
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClientSpec {
     /// 4 (MQTT 3.1.1, default) or 5.
@@ -84,7 +86,7 @@ pub struct Step {
     pub action: Action,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     Publish(Publish),
@@ -133,7 +135,7 @@ impl Action {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Publish {
     /// The harness client that publishes.
@@ -149,7 +151,7 @@ pub struct Publish {
 }
 
 /// Exactly one of `payload`, `payload_regex`, `payload_json` may be given (or none).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExpectMessage {
     /// Topic filter; `+` and `#` allowed.
@@ -171,81 +173,85 @@ pub struct ExpectMessage {
     /// A client or board that must receive it.
     #[serde(default)]
     pub to: Option<String>,
-    #[serde(default = "default_within", with = "duration")]
+    #[serde(default = "default_within", deserialize_with = "duration::deserialize")]
+    #[schemars(with = "DurationText")]
     pub within: Duration,
     /// How many matching messages must arrive (default 1).
     #[serde(default)]
     pub count: Option<usize>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExpectNoMessage {
     pub topic: String,
     #[serde(default)]
     pub from: Option<String>,
-    #[serde(rename = "for", with = "duration")]
+    #[serde(rename = "for", deserialize_with = "duration::deserialize")]
+    #[schemars(with = "DurationText")]
     pub duration: Duration,
 }
 
 /// Partial events (JSON objects compared as subsets of trace events) that must appear in
 /// this order, not necessarily adjacent.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExpectTrace {
     pub events: Vec<serde_json::Value>,
-    #[serde(default = "default_within", with = "duration")]
+    #[serde(default = "default_within", deserialize_with = "duration::deserialize")]
+    #[schemars(with = "DurationText")]
     pub within: Duration,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClientRef {
     pub client: String,
 }
 
 /// `client` names a harness client or a board (a board is an MQTT client too).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExpectConnection {
     pub client: String,
-    #[serde(default = "default_within", with = "duration")]
+    #[serde(default = "default_within", deserialize_with = "duration::deserialize")]
+    #[schemars(with = "DurationText")]
     pub within: Duration,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Wait {
-    #[serde(rename = "for", with = "duration")]
+    #[serde(rename = "for", deserialize_with = "duration::deserialize")]
+    #[schemars(with = "DurationText")]
     pub duration: Duration,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Repeat {
     pub times: usize,
-    /// Filled in by the loader with locations; not read by serde.
-    #[serde(skip)]
     pub steps: Vec<Step>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RelayState {
     On,
     Off,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExpectRelay {
     pub board: String,
     pub state: RelayState,
-    #[serde(default = "default_within", with = "duration")]
+    #[serde(default = "default_within", deserialize_with = "duration::deserialize")]
+    #[schemars(with = "DurationText")]
     pub within: Duration,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PressSwitch {
     pub board: String,
@@ -254,58 +260,105 @@ pub struct PressSwitch {
     pub bounce: Option<u32>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExpectSerial {
     pub board: String,
     pub regex: String,
-    #[serde(default = "default_within", with = "duration")]
+    #[serde(default = "default_within", deserialize_with = "duration::deserialize")]
+    #[schemars(with = "DurationText")]
     pub within: Duration,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendSerial {
     pub board: String,
     pub line: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExpectBoot {
     pub board: String,
     #[serde(default)]
     pub version: Option<String>,
-    #[serde(default = "default_within", with = "duration")]
+    #[serde(default = "default_within", deserialize_with = "duration::deserialize")]
+    #[schemars(with = "DurationText")]
     pub within: Duration,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BoardRef {
     pub board: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PowerCycle {
     pub board: String,
-    #[serde(default = "default_off_for", with = "duration")]
+    #[serde(
+        default = "default_off_for",
+        deserialize_with = "duration::deserialize"
+    )]
+    #[schemars(with = "DurationText")]
     pub off_for: Duration,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LinkState {
     Up,
     Down,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Wifi {
     pub board: String,
     pub state: LinkState,
+}
+
+/// A step is read with its place in the file, which failure reports point at.
+impl<'de> Deserialize<'de> for Step {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Step, D::Error> {
+        let spanned = serde_saphyr::Spanned::<Action>::deserialize(deserializer)?;
+        Ok(Step {
+            location: Location {
+                line: spanned.referenced.line() as usize,
+                column: spanned.referenced.column() as usize,
+            },
+            action: spanned.value,
+        })
+    }
+}
+
+impl JsonSchema for Step {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Step".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        Action::json_schema(generator)
+    }
+}
+
+/// How durations are written, for the JSON Schema.
+pub(crate) struct DurationText;
+
+impl JsonSchema for DurationText {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "A duration: 500ms, 2s, 1m 30s",
+            "pattern": r"^\s*[0-9]+\s*[a-zµ]+(\s*[0-9]+\s*[a-zµ]+)*\s*$"
+        })
+    }
 }
 
 /// Default deadline of an `expect_*` step without `within`.

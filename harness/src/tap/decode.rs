@@ -184,6 +184,36 @@ impl Decoder {
     }
 }
 
+/// The CONNECT frame with its password replaced by as many `*`, for captures. Other
+/// frames, and a CONNECT without password, come back unchanged.
+pub fn blank_password(frame: &Bytes, protocol: Protocol) -> Bytes {
+    let mut bytes = BytesMut::from(&frame[..]);
+    let mut out = BytesMut::new();
+    let rewritten = match protocol {
+        Protocol::V311 => match v4::Packet::read(&mut bytes, usize::MAX) {
+            Ok(v4::Packet::Connect(mut connect)) if connect.login.is_some() => {
+                if let Some(login) = connect.login.as_mut() {
+                    login.password = "*".repeat(login.password.len());
+                }
+                connect.write(&mut out).is_ok()
+            }
+            _ => false,
+        },
+        Protocol::V5 => match v5::Packet::read(&mut bytes, None) {
+            Ok(v5::Packet::Connect(connect, will, Some(mut login))) => {
+                login.password = "*".repeat(login.password.len());
+                connect.write(&will, &Some(login), &mut out).is_ok()
+            }
+            _ => false,
+        },
+    };
+    if rewritten {
+        out.freeze()
+    } else {
+        frame.clone()
+    }
+}
+
 fn from_v4(packet: v4::Packet) -> Packet {
     match packet {
         v4::Packet::Connect(connect) => Packet::Connect {
@@ -300,6 +330,17 @@ mod tests {
             connect_protocol(b"GET / HTTP/1.1\r\n"),
             Err(DecodeError::NotConnect)
         );
+    }
+
+    #[test]
+    fn captures_get_the_password_blanked_and_nothing_else_changed() {
+        let frame = v4_connect("lamp", Some("s3cret"));
+        let blanked = blank_password(&frame, Protocol::V311);
+        assert_eq!(blanked.len(), frame.len());
+        assert!(!blanked.windows(6).any(|w| w == b"s3cret"));
+        assert!(blanked.windows(6).any(|w| w == b"******"));
+        let plain = v4_connect("lamp", None);
+        assert_eq!(blank_password(&plain, Protocol::V311), plain);
     }
 
     #[test]

@@ -11,13 +11,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use decode::{connect_protocol, next_frame, DecodeError, Decoder, Protocol};
+pub use decode::{blank_password, connect_protocol, next_frame, DecodeError, Decoder, Protocol};
 
+use crate::pcap::Capture;
 use crate::trace::{hex_excerpt, CloseReason, Direction, EventBody, Packet, Trace};
 
 /// How long a new connection may take to send its CONNECT.
@@ -59,6 +61,7 @@ pub struct Tap {
 struct Shared {
     trace: Trace,
     max_packet_size: usize,
+    capture: Option<Arc<Capture>>,
     /// `None` while the broker is down: connections are then turned away.
     upstream: Mutex<Option<Upstream>>,
     /// Cancelled to cut every open connection (restart, stop); replaced afterwards.
@@ -69,11 +72,17 @@ struct Shared {
 
 impl Tap {
     /// Starts serving on an already bound listener.
-    pub fn start(listener: TcpListener, trace: Trace, max_packet_size: usize) -> io::Result<Tap> {
+    pub fn start(
+        listener: TcpListener,
+        trace: Trace,
+        max_packet_size: usize,
+        capture: Option<Arc<Capture>>,
+    ) -> io::Result<Tap> {
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             trace,
             max_packet_size,
+            capture,
             upstream: Mutex::new(None),
             cut: Mutex::new(CancellationToken::new()),
             next_conn: AtomicU64::new(1),
@@ -136,6 +145,7 @@ async fn accept_loop(
     tasks: TaskTracker,
     stop: CancellationToken,
 ) {
+    let mut last_warning: Option<std::time::Instant> = None;
     loop {
         let accepted = tokio::select! {
             () = stop.cancelled() => return,
@@ -144,8 +154,12 @@ async fn accept_loop(
         let (socket, peer) = match accepted {
             Ok(pair) => pair,
             Err(error) => {
-                // Out of file descriptors and the like: back off briefly instead of spinning.
-                tracing::warn!(%error, "accept failed");
+                // Out of file descriptors and the like: back off briefly instead of spinning,
+                // and say so once a second, not a hundred times.
+                if last_warning.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+                    tracing::warn!(%error, "accept failed; new connections wait");
+                    last_warning = Some(std::time::Instant::now());
+                }
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
             }
@@ -205,7 +219,16 @@ impl Conn<'_> {
         });
     }
 
+    fn capture(&self, dir: Direction, bytes: &[u8]) {
+        if let Some(capture) = &self.shared.capture {
+            capture.data(self.id, dir, bytes);
+        }
+    }
+
     fn record_closed(&self, reason: CloseReason, detail: Option<String>) {
+        if let Some(capture) = &self.shared.capture {
+            capture.closed(self.id);
+        }
         self.shared.trace.record(EventBody::ConnClosed {
             conn: self.id,
             client: self.client.clone(),
@@ -227,6 +250,9 @@ async fn serve(
         conn: id,
         peer: peer.to_string(),
     });
+    if let Some(capture) = &shared.capture {
+        capture.opened(id, peer);
+    }
     let mut conn = Conn {
         id,
         client: None,
@@ -283,9 +309,12 @@ async fn serve(
     if let Err(error) = broker.write_all(&frame).await {
         return conn.record_closed(CloseReason::ByBroker, Some(error.to_string()));
     }
+    if conn.shared.capture.is_some() {
+        conn.capture(Direction::ToBroker, &blank_password(&frame, protocol));
+    }
 
-    let (client_rx, client_tx) = client.split();
-    let (broker_rx, broker_tx) = broker.split();
+    let (client_rx, client_tx) = client.into_split();
+    let (broker_rx, broker_tx) = broker.into_split();
     let to_client = Decoder::new(protocol, shared.max_packet_size);
     let (reason, detail) = tokio::select! {
         end = pump(&conn, Direction::ToBroker, client_rx, broker_tx, to_broker, from_client) => match end {
@@ -356,24 +385,21 @@ async fn read_connect(
 /// Moves one direction of a connection: read, split frames, record each, forward the
 /// bytes unchanged. Frames are recorded before they are forwarded, so the trace shows a
 /// publish arriving at the broker before its deliveries.
-async fn pump<R, W>(
+async fn pump(
     conn: &Conn<'_>,
     dir: Direction,
-    mut rx: R,
-    mut tx: W,
+    mut rx: OwnedReadHalf,
+    mut tx: OwnedWriteHalf,
     mut decoder: Decoder,
     mut buf: BytesMut,
-) -> End
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
+) -> End {
     loop {
         let (forward, end) = take_complete_frames(conn, dir, &mut decoder, &mut buf);
         if !forward.is_empty() {
             if let Err(error) = tx.write_all(&forward).await {
                 return End::WriteFailed(error);
             }
+            conn.capture(dir, &forward);
         }
         if let Some(end) = end {
             return end;
@@ -381,7 +407,9 @@ where
         if buf.capacity() - buf.len() < 4096 {
             buf.reserve(64 * 1024);
         }
-        match rx.read_buf(&mut buf).await {
+        let read = rx.read_buf(&mut buf).await;
+        acknowledge_at_once(&rx);
+        match read {
             Ok(0) => {
                 if !buf.is_empty() {
                     conn.record_malformed(
@@ -396,6 +424,16 @@ where
             Err(error) => return End::ReadFailed(error),
         }
     }
+}
+
+/// Asks the kernel to acknowledge what was just read without the usual delay. The
+/// engine (rumqttd) does not disable Nagle's algorithm, so behind a delayed ACK its next
+/// small packet would wait up to 40 ms; quick ACKs keep the tap from adding that wait.
+fn acknowledge_at_once(socket: &OwnedReadHalf) {
+    #[cfg(target_os = "linux")]
+    let _ = socket2::SockRef::from(socket.as_ref()).set_tcp_quickack(true);
+    #[cfg(not(target_os = "linux"))]
+    let _ = socket;
 }
 
 /// Records every complete frame in `buf` and returns their bytes to forward, plus how the

@@ -51,6 +51,26 @@ pub enum EventBody {
         /// The first bytes of the offending data, in hex.
         excerpt_hex: String,
     },
+    /// A line a board printed on its serial console (invalid UTF-8 shown escaped).
+    Serial { board: String, line: String },
+    /// A board's relay changed.
+    Relay { board: String, on: bool },
+    /// A board's power, network link or switch changed, by a step or a fault.
+    Board { board: String, change: BoardChange },
+    /// A scenario step began.
+    StepStarted {
+        step: usize,
+        name: String,
+        line: usize,
+    },
+    /// A scenario step ended; `detail` says why it failed.
+    StepFinished {
+        step: usize,
+        name: String,
+        passed: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+    },
     /// A connection ended; `reason` says who ended it and how.
     ConnClosed {
         conn: u64,
@@ -60,6 +80,19 @@ pub enum EventBody {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         detail: Option<String>,
     },
+}
+
+/// Something done to a board from outside its firmware.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BoardChange {
+    PowerOn,
+    PowerOff,
+    Reset,
+    WifiUp,
+    WifiDown,
+    SwitchPressed,
+    SwitchReleased,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -18,8 +18,8 @@ use std::time::{Instant, SystemTime};
 use tokio::sync::watch;
 
 pub use event::{
-    hex_excerpt, BrokerAction, CloseReason, Direction, Event, EventBody, Packet, Payload,
-    Subscription, Will,
+    hex_excerpt, BoardChange, BrokerAction, CloseReason, Direction, Event, EventBody, Packet,
+    Payload, Subscription, Will,
 };
 pub use timeline::{render_rows, Row, Tone};
 pub use writer::TraceFileError;

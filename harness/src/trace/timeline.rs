@@ -127,6 +127,45 @@ impl Row {
                 format!("{reason} [{excerpt_hex}]"),
                 Tone::Problem,
             ),
+            EventBody::Serial { board, line } => {
+                row(board.clone(), "", "serial", line.clone(), Tone::Plain)
+            }
+            EventBody::Relay { board, on } => row(
+                board.clone(),
+                "",
+                "relay",
+                if *on { "on" } else { "off" }.into(),
+                Tone::Message,
+            ),
+            EventBody::Board { board, change } => row(
+                board.clone(),
+                "",
+                "board",
+                format!("{change:?}").to_lowercase(),
+                Tone::Session,
+            ),
+            EventBody::StepStarted { step, name, line } => row(
+                "step".into(),
+                "",
+                &format!("{}", step + 1),
+                format!("{name} (line {line})"),
+                Tone::Plain,
+            ),
+            EventBody::StepFinished {
+                step,
+                name,
+                passed,
+                detail,
+            } => row(
+                "step".into(),
+                "",
+                &format!("{}", step + 1),
+                match detail {
+                    Some(detail) => format!("{name} failed: {detail}"),
+                    None => format!("{name} {}", if *passed { "passed" } else { "failed" }),
+                },
+                if *passed { Tone::Plain } else { Tone::Problem },
+            ),
             EventBody::ConnClosed {
                 conn,
                 client,

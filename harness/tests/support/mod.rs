@@ -23,6 +23,7 @@ pub fn config() -> BrokerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         max_packet_size: DEFAULT_MAX_PACKET_SIZE,
         engine_exe: hil_exe(),
+        capture: None,
     }
 }
 

@@ -1,0 +1,503 @@
+//! The simulated board: the light-controller firmware core (C, through `hil-firmware`)
+//! running on the host with a virtual relay, a virtual switch, a serial console that
+//! goes into the trace, and an MQTT link through the tap that Wi-Fi faults can cut.
+//!
+//! One task per board owns the firmware. The firmware's HAL callbacks are synchronous,
+//! so MQTT work they ask for is queued and carried out by the task after each call.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hil_firmware::{ConnectRequest, Controller, Hal};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::trace::{BoardChange, EventBody, Trace};
+
+/// Contact bounce edges are this far apart.
+const BOUNCE_EDGE: Duration = Duration::from_millis(1);
+/// A finger stays on the button this long.
+const PRESS_LENGTH: Duration = Duration::from_millis(40);
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+pub struct SimSetup {
+    pub name: String,
+    pub client_id: String,
+    pub topic: Option<String>,
+    pub debounce: Option<Duration>,
+    pub version: Option<String>,
+    pub broker: SocketAddr,
+    pub trace: Trace,
+    pub seed: u64,
+}
+
+pub enum Command {
+    Press { bounce: u32 },
+    Serial(String),
+    Reset,
+    PowerOff,
+    PowerOn,
+    Wifi { up: bool },
+}
+
+/// A running simulated board.
+pub struct SimBoard {
+    commands: mpsc::Sender<(Command, oneshot::Sender<()>)>,
+    task: JoinHandle<()>,
+}
+
+impl SimBoard {
+    pub fn start(setup: SimSetup) -> SimBoard {
+        let (commands, inbox) = mpsc::channel(64);
+        let task = tokio::spawn(run(setup, inbox));
+        SimBoard { commands, task }
+    }
+
+    /// Hands a command to the board and waits until the board has acted on it.
+    pub async fn send(&self, command: Command) -> Result<(), String> {
+        let (done, acted) = oneshot::channel();
+        self.commands
+            .send((command, done))
+            .await
+            .map_err(|_| "the simulated board stopped".to_string())?;
+        acted
+            .await
+            .map_err(|_| "the simulated board stopped".to_string())
+    }
+
+    pub async fn stop(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+/// What the firmware asked for during one call, for the task to carry out.
+enum Request {
+    Connect(ConnectRequest),
+    Disconnect,
+    Publish {
+        topic: String,
+        payload: Bytes,
+        qos: u8,
+        retain: bool,
+    },
+    Subscribe {
+        topic: String,
+        qos: u8,
+    },
+    WifiBegin,
+    Restart,
+}
+
+/// The firmware's view of the world.
+struct SimHal {
+    board: String,
+    trace: Trace,
+    clock: Instant,
+    rng: fastrand::Rng,
+    /// Persistent storage: survives resets and power cycles, like EEPROM.
+    eeprom: Vec<u8>,
+    requests: VecDeque<Request>,
+}
+
+impl Hal for SimHal {
+    fn relay(&mut self, on: bool) {
+        self.trace.record(EventBody::Relay {
+            board: self.board.clone(),
+            on,
+        });
+    }
+
+    fn publish(&mut self, topic: &str, payload: &[u8], qos: u8, retain: bool) -> bool {
+        self.requests.push_back(Request::Publish {
+            topic: topic.to_string(),
+            payload: Bytes::copy_from_slice(payload),
+            qos,
+            retain,
+        });
+        true
+    }
+
+    fn subscribe(&mut self, topic: &str, qos: u8) -> bool {
+        self.requests.push_back(Request::Subscribe {
+            topic: topic.to_string(),
+            qos,
+        });
+        true
+    }
+
+    fn connect(&mut self, request: &ConnectRequest) {
+        self.requests.push_back(Request::Connect(request.clone()));
+    }
+
+    fn disconnect(&mut self) {
+        self.requests.push_back(Request::Disconnect);
+    }
+
+    fn wifi_begin(&mut self, _ssid: &str, _password: &str) {
+        self.requests.push_back(Request::WifiBegin);
+    }
+
+    fn serial_line(&mut self, line: &str) {
+        self.trace.record(EventBody::Serial {
+            board: self.board.clone(),
+            line: line.to_string(),
+        });
+    }
+
+    fn millis(&mut self) -> u32 {
+        // Wraps after 49 days, exactly like the Arduino millis() the core is written for.
+        self.clock.elapsed().as_millis() as u32
+    }
+
+    fn random(&mut self) -> u32 {
+        self.rng.u32(..)
+    }
+
+    fn config_read(&mut self, buf: &mut [u8]) -> bool {
+        if self.eeprom.len() != buf.len() {
+            return false;
+        }
+        buf.copy_from_slice(&self.eeprom);
+        true
+    }
+
+    fn config_write(&mut self, data: &[u8]) {
+        self.eeprom = data.to_vec();
+    }
+
+    fn restart(&mut self) {
+        self.requests.push_back(Request::Restart);
+    }
+}
+
+/// The scenario's board settings stored the way a bench engineer stores them, with the
+/// firmware's own `config` console command, on a bench before the board is installed:
+/// the run then starts from a board that boots straight into its configuration.
+fn provision(setup: &SimSetup) -> Vec<u8> {
+    let mut settings = vec![
+        format!("broker={}", setup.broker),
+        format!("client_id={}", setup.client_id),
+    ];
+    if let Some(topic) = &setup.topic {
+        settings.push(format!("topic={topic}"));
+    }
+    if let Some(debounce) = setup.debounce {
+        settings.push(format!("debounce_ms={}", debounce.as_millis()));
+    }
+    let bench = SimHal {
+        board: setup.name.clone(),
+        // The bench's console output is not part of the run.
+        trace: Trace::start(crate::trace::TraceOptions::default())
+            .expect("a trace without a file opens"),
+        clock: Instant::now(),
+        rng: fastrand::Rng::with_seed(setup.seed),
+        eeprom: Vec::new(),
+        requests: VecDeque::new(),
+    };
+    let mut firmware = Controller::new(bench, hil_firmware::VERSION);
+    // The console answers only once the firmware runs.
+    firmware.boot();
+    firmware.serial_input(format!("config {}", settings.join(" ")));
+    firmware.into_hal().eeprom
+}
+
+/// The board's MQTT session, when it has one.
+struct Link {
+    client: rumqttc::AsyncClient,
+    eventloop: rumqttc::EventLoop,
+    connected: bool,
+}
+
+struct Board {
+    setup: SimSetup,
+    firmware: Option<Controller<SimHal>>,
+    /// Kept across power cycles while the firmware (RAM) is not.
+    eeprom: Vec<u8>,
+    wifi_up: bool,
+    wifi_wanted: bool,
+    link: Option<Link>,
+    /// Button edges still to happen: (when, pressed).
+    edges: VecDeque<(Instant, bool)>,
+}
+
+async fn run(setup: SimSetup, mut inbox: mpsc::Receiver<(Command, oneshot::Sender<()>)>) {
+    let eeprom = provision(&setup);
+    let mut board = Board {
+        setup,
+        firmware: None,
+        eeprom,
+        wifi_up: true,
+        wifi_wanted: false,
+        link: None,
+        edges: VecDeque::new(),
+    };
+    board.power_on();
+    board.carry_out().await;
+    loop {
+        let next_edge = board.edges.front().map(|(at, _)| *at);
+        // The firmware says when its timers need it, so an idle board sleeps: a fleet of
+        // thousands costs nothing between events.
+        let next_tick = board
+            .firmware
+            .as_mut()
+            .and_then(|fw| fw.next_tick())
+            .map(|wait| Instant::now() + wait);
+        let wake = tokio::select! {
+            command = inbox.recv() => Wake::Command(command),
+            event = poll_link(&mut board.link) => Wake::Link(event),
+            () = sleep_until(next_edge) => Wake::Edge,
+            () = sleep_until(next_tick) => Wake::Tick,
+        };
+        match wake {
+            Wake::Command(None) => return,
+            Wake::Command(Some((command, done))) => {
+                board.command(command);
+                board.carry_out().await;
+                let _ = done.send(());
+            }
+            Wake::Link(event) => {
+                board.link_event(event);
+                board.carry_out().await;
+            }
+            Wake::Edge => {
+                if let Some((_, pressed)) = board.edges.pop_front() {
+                    board.with_firmware(|fw| fw.button(pressed));
+                    board.carry_out().await;
+                }
+            }
+            Wake::Tick => {
+                board.with_firmware(|fw| fw.tick());
+                board.carry_out().await;
+            }
+        }
+    }
+}
+
+/// What woke the board task.
+enum Wake {
+    Command(Option<(Command, oneshot::Sender<()>)>),
+    Link(Result<rumqttc::Event, rumqttc::ConnectionError>),
+    Edge,
+    Tick,
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Waits for the next MQTT event; never resolves without a link.
+async fn poll_link(link: &mut Option<Link>) -> Result<rumqttc::Event, rumqttc::ConnectionError> {
+    match link {
+        Some(link) => link.eventloop.poll().await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Board {
+    fn record(&self, change: BoardChange) {
+        self.setup.trace.record(EventBody::Board {
+            board: self.setup.name.clone(),
+            change,
+        });
+    }
+
+    fn power_on(&mut self) {
+        let hal = SimHal {
+            board: self.setup.name.clone(),
+            trace: self.setup.trace.clone(),
+            clock: Instant::now(),
+            rng: fastrand::Rng::with_seed(self.setup.seed),
+            eeprom: self.eeprom.clone(),
+            requests: VecDeque::new(),
+        };
+        let version = self
+            .setup
+            .version
+            .clone()
+            .unwrap_or_else(|| hil_firmware::VERSION.to_string());
+        let mut firmware = Controller::new(hal, &version);
+        firmware.boot();
+        self.firmware = Some(firmware);
+    }
+
+    fn power_off(&mut self) {
+        if let Some(firmware) = self.firmware.take() {
+            self.eeprom = firmware.hal().eeprom.clone();
+        }
+        // Power loss: the socket dies without DISCONNECT and the relay drops out.
+        self.link = None;
+        self.edges.clear();
+        self.setup.trace.record(EventBody::Relay {
+            board: self.setup.name.clone(),
+            on: false,
+        });
+    }
+
+    fn command(&mut self, command: Command) {
+        match command {
+            Command::Press { bounce } => {
+                self.record(BoardChange::SwitchPressed);
+                let now = Instant::now();
+                // First edge now; then `bounce` release/press pairs, 1 ms apart; then release.
+                self.with_firmware(|fw| fw.button(true));
+                let mut at = now;
+                for _ in 0..bounce {
+                    at += BOUNCE_EDGE;
+                    self.edges.push_back((at, false));
+                    at += BOUNCE_EDGE;
+                    self.edges.push_back((at, true));
+                }
+                self.edges
+                    .push_back((now + PRESS_LENGTH.max(at - now + BOUNCE_EDGE), false));
+            }
+            Command::Serial(line) => self.with_firmware(|fw| fw.serial_input(&line)),
+            Command::Reset => {
+                self.record(BoardChange::Reset);
+                self.power_off();
+                self.power_on();
+            }
+            Command::PowerOff => {
+                self.record(BoardChange::PowerOff);
+                self.power_off();
+            }
+            Command::PowerOn => {
+                self.record(BoardChange::PowerOn);
+                self.power_on();
+            }
+            Command::Wifi { up } => {
+                self.record(if up {
+                    BoardChange::WifiUp
+                } else {
+                    BoardChange::WifiDown
+                });
+                self.wifi_up = up;
+                if up {
+                    if self.wifi_wanted {
+                        self.with_firmware(|fw| fw.wifi(true));
+                    }
+                } else {
+                    // The access point is gone: the TCP connection dies without a FIN.
+                    self.link = None;
+                    self.with_firmware(|fw| fw.wifi(false));
+                }
+            }
+        }
+    }
+
+    fn link_event(&mut self, event: Result<rumqttc::Event, rumqttc::ConnectionError>) {
+        use rumqttc::{Event, Packet};
+        match event {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                if let Some(link) = &mut self.link {
+                    link.connected = true;
+                }
+                self.with_firmware(|fw| fw.mqtt_connected());
+            }
+            Ok(Event::Incoming(Packet::Publish(publish))) => {
+                self.with_firmware(|fw| fw.message(&publish.topic, &publish.payload));
+            }
+            Ok(_) => {}
+            Err(_) => {
+                let was_connected = self.link.take().is_some_and(|link| link.connected);
+                self.with_firmware(|fw| {
+                    if was_connected {
+                        fw.mqtt_lost()
+                    } else {
+                        fw.mqtt_connect_failed()
+                    }
+                });
+            }
+        }
+    }
+
+    fn with_firmware(&mut self, call: impl FnOnce(&mut Controller<SimHal>)) {
+        if let Some(firmware) = self.firmware.as_mut() {
+            call(firmware);
+        }
+    }
+
+    /// Carries out what the firmware asked for, until it asks for nothing more.
+    async fn carry_out(&mut self) {
+        loop {
+            let Some(request) = self
+                .firmware
+                .as_mut()
+                .and_then(|fw| fw.hal_mut().requests.pop_front())
+            else {
+                return;
+            };
+            match request {
+                Request::WifiBegin => {
+                    self.wifi_wanted = true;
+                    if self.wifi_up {
+                        self.with_firmware(|fw| fw.wifi(true));
+                    }
+                }
+                Request::Connect(request) => self.link = Some(self.open_link(&request)),
+                Request::Disconnect => {
+                    if let Some(link) = self.link.take() {
+                        let _ = link.client.try_disconnect();
+                    }
+                }
+                Request::Publish {
+                    topic,
+                    payload,
+                    qos,
+                    retain,
+                } => {
+                    if let Some(link) = &self.link {
+                        let _ = link.client.try_publish(topic, qos_of(qos), retain, payload);
+                    }
+                }
+                Request::Subscribe { topic, qos } => {
+                    if let Some(link) = &self.link {
+                        let _ = link.client.try_subscribe(topic, qos_of(qos));
+                    }
+                }
+                Request::Restart => {
+                    self.record(BoardChange::Reset);
+                    self.power_off();
+                    self.power_on();
+                }
+            }
+        }
+    }
+
+    fn open_link(&self, request: &ConnectRequest) -> Link {
+        // The firmware may be configured for any broker; the simulator always reaches the
+        // run's broker, as a board on the bench network would reach the bench broker.
+        let broker = self.setup.broker;
+        let mut options =
+            rumqttc::MqttOptions::new(&request.client_id, broker.ip().to_string(), broker.port());
+        options.set_keep_alive(KEEP_ALIVE);
+        options.set_clean_session(true);
+        options.set_max_packet_size(4 * 1024 * 1024, 4 * 1024 * 1024);
+        options.set_last_will(rumqttc::LastWill::new(
+            &request.will_topic,
+            request.will_payload.clone(),
+            qos_of(request.will_qos),
+            request.will_retain,
+        ));
+        let (client, eventloop) = rumqttc::AsyncClient::new(options, 64);
+        Link {
+            client,
+            eventloop,
+            connected: false,
+        }
+    }
+}
+
+fn qos_of(qos: u8) -> rumqttc::QoS {
+    match qos {
+        0 => rumqttc::QoS::AtMostOnce,
+        1 => rumqttc::QoS::AtLeastOnce,
+        _ => rumqttc::QoS::ExactlyOnce,
+    }
+}

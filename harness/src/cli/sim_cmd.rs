@@ -1,0 +1,160 @@
+//! `hil sim`: simulated light controllers against any broker, driven from the keyboard.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use hil::board::Board;
+use hil::exit::Exit;
+use hil::scenario::BoardSpec;
+use hil::trace::{EventBody, Trace};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use super::{stop_signal, Failure};
+
+/// Run simulated light controllers (the real firmware core) against an MQTT broker.
+///
+/// Each board prints its `HIL …` serial lines on stdout. Type on stdin:
+///   press [I]   press the wall switch (of board I, or of every board)
+///   status [I]  print the status line
+///   reset [I]   reboot
+///   quit        stop (so does Ctrl-C or end of input)
+///
+/// Examples:
+///   hil sim --broker mqtt://127.0.0.1:1883
+///   hil sim --broker mqtt://127.0.0.1:1883 --count 100 --topic lights
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct SimArgs {
+    /// The broker, as mqtt://HOST:PORT.
+    #[arg(long, value_name = "URL")]
+    broker: String,
+    /// The firmware topic.
+    #[arg(long, default_value = "living_room_lights")]
+    topic: String,
+    /// How many boards; each gets client id `hil-sim-<i>` and topic `TOPIC/<i>`.
+    #[arg(long, default_value_t = 1)]
+    count: usize,
+    /// With --count: every board uses TOPIC itself.
+    #[arg(long)]
+    shared_topic: bool,
+}
+
+fn broker_addr(url: &str) -> Result<SocketAddr, Failure> {
+    let host_port = url.strip_prefix("mqtt://").ok_or_else(|| {
+        Failure::new(
+            Exit::Usage,
+            format!("--broker {url:?}: write it as mqtt://HOST:PORT"),
+        )
+    })?;
+    host_port
+        .to_socket_addrs()
+        .map_err(|e| Failure::new(Exit::Usage, format!("--broker {url:?}: {e}")))?
+        .next()
+        .ok_or_else(|| Failure::new(Exit::Usage, format!("--broker {url:?}: no address")))
+}
+
+pub async fn run(args: SimArgs) -> Result<Exit, Failure> {
+    let broker = broker_addr(&args.broker)?;
+    if args.count == 0 {
+        return Err(Failure::new(Exit::Usage, "--count must be at least 1"));
+    }
+    let trace = Trace::in_memory();
+    let fleet = args.count > 1;
+    let mut boards = Vec::with_capacity(args.count);
+    for i in 0..args.count {
+        let topic = if fleet && !args.shared_topic {
+            format!("{}/{i}", args.topic)
+        } else {
+            args.topic.clone()
+        };
+        let spec = BoardSpec {
+            profile: "sim".into(),
+            topic: Some(topic),
+            client_id: None,
+            debounce: None,
+            version: None,
+        };
+        let name = if fleet {
+            format!("{i}")
+        } else {
+            "lamp".to_string()
+        };
+        let client_id = format!("hil-sim-{i}");
+        let board = Board::start(&name, &client_id, &spec, broker, trace.clone(), i as u64)
+            .await
+            .map_err(|e| Failure::new(Exit::Infrastructure, e))?;
+        boards.push(board);
+    }
+    let printer = tokio::spawn(print_serial(trace.clone(), fleet));
+    let outcome = drive(&mut boards).await;
+    for board in boards {
+        board.stop().await;
+    }
+    // Let the printer show what the boards said last.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    printer.abort();
+    outcome
+}
+
+/// Reads commands until `quit`, end of input, or a signal.
+async fn drive(boards: &mut [Board]) -> Result<Exit, Failure> {
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let stop = stop_signal();
+    tokio::pin!(stop);
+    loop {
+        let line = tokio::select! {
+            line = lines.next_line() => line.map_err(|e| Failure::new(Exit::Infrastructure, format!("stdin: {e}")))?,
+            signal = &mut stop => return signal.map(|_| Exit::Success),
+        };
+        let Some(line) = line else {
+            return Ok(Exit::Success);
+        };
+        let mut words = line.split_whitespace();
+        let Some(command) = words.next() else {
+            continue;
+        };
+        let target = match words.next().map(str::parse::<usize>) {
+            None => None,
+            Some(Ok(i)) if i < boards.len() => Some(i),
+            Some(_) => {
+                eprintln!("no board {line:?}: boards are 0..{}", boards.len() - 1);
+                continue;
+            }
+        };
+        if command == "quit" {
+            return Ok(Exit::Success);
+        }
+        for (i, board) in boards.iter_mut().enumerate() {
+            if target.is_some_and(|t| t != i) {
+                continue;
+            }
+            let done = match command {
+                "press" => board.press(0).await,
+                "status" => board.send_serial("status").await,
+                "reset" => board.reset().await,
+                other => {
+                    eprintln!("unknown command {other:?}: press, status, reset or quit");
+                    break;
+                }
+            };
+            done.map_err(|e| Failure::new(Exit::Infrastructure, e))?;
+        }
+    }
+}
+
+async fn print_serial(trace: Trace, fleet: bool) {
+    let mut cursor = trace.cursor_at(0);
+    loop {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3600);
+        let Some(event) = cursor.next_before(deadline).await else {
+            continue;
+        };
+        if let EventBody::Serial { board, line } = &event.body {
+            if fleet {
+                println!("[{board}] {line}");
+            } else {
+                println!("{line}");
+            }
+        }
+    }
+}

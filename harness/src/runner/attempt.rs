@@ -1,0 +1,875 @@
+//! One attempt at one scenario: its own broker, trace, clients and boards; the steps in
+//! order; every wait bounded by its step's deadline and the scenario's timeout.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use regex::Regex;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::client::{ClientSetup, HarnessClient};
+use super::outcome::{Attempt, Failure, Status, StepRef};
+use crate::board::Board;
+use crate::broker::{Broker, BrokerConfig};
+use crate::expect::{subsequence_found, MessageQuery, PayloadMatch, SeenPublish};
+use crate::scenario::{self, Action, RelayState, Scenario, Step};
+use crate::trace::{render_rows, Direction, Event, EventBody, Packet, Row, Trace, TraceOptions};
+
+/// How long harness clients may take to connect and subscribe before step 1.
+const SETUP_DEADLINE: Duration = Duration::from_secs(5);
+/// After a failed `expect_message`, how long to keep looking for a late arrival (at most).
+const LATE_ARRIVAL_GRACE: Duration = Duration::from_millis(500);
+/// Trace lines shown with a failure.
+const TRACE_TAIL: usize = 20;
+
+/// What an attempt needs besides the scenario.
+#[derive(Debug, Clone)]
+pub struct AttemptSetup {
+    pub broker: BrokerConfig,
+    pub seed: u64,
+    /// Where this scenario's trace and serial logs go.
+    pub out_dir: Option<PathBuf>,
+    /// Also write `capture.pcap` into `out_dir`.
+    pub pcap: bool,
+}
+
+/// What an attempt leaves behind for reports and snapshots.
+pub struct AttemptRun {
+    pub attempt: Attempt,
+    /// Events up to the end of the last step (teardown excluded).
+    pub events: Vec<Arc<Event>>,
+    pub trace_file: Option<PathBuf>,
+}
+
+pub async fn run(
+    scenario: &Scenario,
+    setup: &AttemptSetup,
+    interrupt: &CancellationToken,
+) -> AttemptRun {
+    let started = Instant::now();
+    let trace_file = setup.out_dir.as_ref().map(|dir| dir.join("trace.jsonl"));
+    let infra_failure = |observed: String| AttemptRun {
+        attempt: Attempt {
+            status: Status::Error,
+            duration: started.elapsed(),
+            waited: Duration::ZERO,
+            failure: Some(Failure {
+                step: None,
+                expected: "the harness to start".into(),
+                observed,
+                near_misses: Vec::new(),
+            }),
+            trace_tail: Vec::new(),
+        },
+        events: Vec::new(),
+        trace_file: None,
+    };
+    if let Some(dir) = &setup.out_dir {
+        if let Err(error) = std::fs::create_dir_all(dir) {
+            return infra_failure(format!("cannot create {}: {error}", dir.display()));
+        }
+    }
+    let trace = match Trace::start(TraceOptions {
+        file: trace_file.as_deref(),
+        keep_in_memory: true,
+    }) {
+        Ok(trace) => trace,
+        Err(error) => return infra_failure(error.to_string()),
+    };
+    let mut broker_config = setup.broker.clone();
+    if setup.pcap {
+        broker_config.capture = setup.out_dir.as_ref().map(|dir| dir.join("capture.pcap"));
+    }
+    let broker = match Broker::start(broker_config, trace.clone()).await {
+        Ok(broker) => broker,
+        Err(error) => return infra_failure(error.to_string()),
+    };
+    let mut world = World::new(scenario, broker, trace.clone(), setup.seed);
+
+    let outcome = tokio::select! {
+        outcome = tokio::time::timeout(scenario.timeout, world.play()) => match outcome {
+            Ok(outcome) => outcome,
+            Err(_) => Err(StepError::Failed(Box::new(Failure {
+                step: world.current_step.clone(),
+                expected: format!("the scenario to finish within its timeout of {}", humantime::format_duration(scenario.timeout)),
+                observed: "the timeout ran out during this step".into(),
+                near_misses: Vec::new(),
+            }))),
+        },
+        () = interrupt.cancelled() => Err(StepError::Interrupted),
+    };
+    let events = trace.events_from(0);
+    let trace_tail = tail(&events);
+    let waited = world.waited;
+    let steps_end = world.steps_end.unwrap_or(events.len());
+    let capture_error = world.shut_down().await.err();
+    if let Some(dir) = &setup.out_dir {
+        write_serial_logs(dir, &trace.events_from(0));
+    }
+    let file_error = trace
+        .finish()
+        .err()
+        .map(|e| e.to_string())
+        .or(capture_error);
+    let (status, failure) = match (outcome, file_error) {
+        (Err(StepError::Interrupted), _) => (Status::Interrupted, None),
+        (Err(StepError::Harness(observed)), _) => (
+            Status::Error,
+            Some(Failure {
+                step: None,
+                expected: "the harness to keep working".into(),
+                observed,
+                near_misses: Vec::new(),
+            }),
+        ),
+        (Err(StepError::Failed(failure)), _) => (Status::Failed, Some(*failure)),
+        (Ok(()), Some(error)) => (
+            Status::Error,
+            Some(Failure {
+                step: None,
+                expected: "the trace to be written".into(),
+                observed: error,
+                near_misses: Vec::new(),
+            }),
+        ),
+        (Ok(()), None) => (Status::Passed, None),
+    };
+    AttemptRun {
+        attempt: Attempt {
+            status,
+            duration: started.elapsed(),
+            waited,
+            failure,
+            trace_tail,
+        },
+        events: events[..steps_end.min(events.len())].to_vec(),
+        trace_file,
+    }
+}
+
+fn tail(events: &[Arc<Event>]) -> Vec<String> {
+    let from = events.len().saturating_sub(TRACE_TAIL);
+    let origin = events.first().map_or(0, |e| e.t_us);
+    let rows: Vec<Row> = events[from..].iter().map(|e| Row::of(e, origin)).collect();
+    render_rows(&rows, false)
+}
+
+/// One file per board with its serial lines, beside the trace.
+fn write_serial_logs(dir: &std::path::Path, events: &[Arc<Event>]) {
+    let mut logs: HashMap<&str, String> = HashMap::new();
+    for event in events {
+        if let EventBody::Serial { board, line } = &event.body {
+            let log = logs.entry(board.as_str()).or_default();
+            log.push_str(&format!("{:>10.3} {line}\n", event.t_us as f64 / 1000.0));
+        }
+    }
+    for (board, log) in logs {
+        let _ = std::fs::write(dir.join(format!("serial-{board}.log")), log);
+    }
+}
+
+enum StepError {
+    Failed(Box<Failure>),
+    Harness(String),
+    Interrupted,
+}
+
+/// Everything one attempt owns while it runs.
+struct World<'a> {
+    scenario: &'a Scenario,
+    broker: Broker,
+    trace: Trace,
+    seed: u64,
+    clients: HashMap<String, Option<HarnessClient>>,
+    client_setups: HashMap<String, ClientSetup>,
+    boards: HashMap<String, Board>,
+    /// Actor name (client or board) → MQTT client id.
+    client_ids: HashMap<String, String>,
+    /// Expectations look at events from here on: where the last stimulus step began.
+    window_start: usize,
+    waited: Duration,
+    step_number: usize,
+    current_step: Option<StepRef>,
+    steps_end: Option<usize>,
+}
+
+impl<'a> World<'a> {
+    fn new(scenario: &'a Scenario, broker: Broker, trace: Trace, seed: u64) -> World<'a> {
+        let mut client_ids = HashMap::new();
+        let mut client_setups = HashMap::new();
+        for client in &scenario.clients {
+            let client_id = client
+                .spec
+                .client_id
+                .clone()
+                .unwrap_or_else(|| client.name.clone());
+            client_ids.insert(client.name.clone(), client_id.clone());
+            client_setups.insert(
+                client.name.clone(),
+                ClientSetup {
+                    client_id,
+                    protocol: client.spec.protocol.unwrap_or(4),
+                    subscriptions: subscriptions_for(&client.name, &scenario.steps),
+                },
+            );
+        }
+        for board in &scenario.boards {
+            let client_id = board
+                .spec
+                .client_id
+                .clone()
+                .unwrap_or_else(|| board.name.clone());
+            client_ids.insert(board.name.clone(), client_id);
+        }
+        World {
+            scenario,
+            broker,
+            trace,
+            seed,
+            clients: HashMap::new(),
+            client_setups,
+            boards: HashMap::new(),
+            client_ids,
+            window_start: 0,
+            waited: Duration::ZERO,
+            step_number: 0,
+            current_step: None,
+            steps_end: None,
+        }
+    }
+
+    /// Clients first, each connected and subscribed (so they see everything the boards
+    /// do from power-on), then the boards, then the steps.
+    async fn play(&mut self) -> Result<(), StepError> {
+        for client in &self.scenario.clients {
+            if client.spec.connect.unwrap_or(true) {
+                self.connect_client(&client.name).await?;
+            }
+        }
+        for (index, declared) in self.scenario.boards.iter().enumerate() {
+            let client_id = self.client_ids[&declared.name].clone();
+            let board = Board::start(
+                &declared.name,
+                &client_id,
+                &declared.spec,
+                self.broker.addr(),
+                self.trace.clone(),
+                self.seed.wrapping_add(index as u64),
+            )
+            .await
+            .map_err(StepError::Harness)?;
+            self.boards.insert(declared.name.clone(), board);
+        }
+        self.window_start = self.trace.len() as usize;
+        let steps = &self.scenario.steps;
+        self.run_steps(steps).await?;
+        self.steps_end = Some(self.trace.len() as usize);
+        Ok(())
+    }
+
+    fn run_steps<'s>(
+        &'s mut self,
+        steps: &'s [Step],
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StepError>> + Send + 's>>
+    {
+        Box::pin(async move {
+            for step in steps {
+                self.step_number += 1;
+                let name = step.action.name();
+                self.current_step = Some(StepRef::new(
+                    self.step_number,
+                    name,
+                    &self.scenario.path,
+                    step.location,
+                ));
+                self.trace.record(EventBody::StepStarted {
+                    step: self.step_number - 1,
+                    name: name.to_string(),
+                    line: step.location.line,
+                });
+                let result = self.run_step(step).await;
+                self.trace.record(EventBody::StepFinished {
+                    step: self.step_number - 1,
+                    name: name.to_string(),
+                    passed: result.is_ok(),
+                    detail: match &result {
+                        Err(StepError::Failed(failure)) => Some(failure.observed.clone()),
+                        Err(StepError::Harness(error)) => Some(error.clone()),
+                        _ => None,
+                    },
+                });
+                result?;
+            }
+            Ok(())
+        })
+    }
+
+    async fn run_step(&mut self, step: &Step) -> Result<(), StepError> {
+        if !is_expectation(&step.action) {
+            self.window_start = self.trace.len() as usize;
+        }
+        match &step.action {
+            Action::Publish(publish) => {
+                let client = self.client(&publish.client)?;
+                client
+                    .publish(
+                        &publish.topic,
+                        Bytes::from(publish.payload.clone()),
+                        publish.qos,
+                        publish.retain,
+                    )
+                    .await
+                    .map_err(StepError::Harness)
+            }
+            Action::ExpectMessage(expect) => {
+                let query = MessageQuery {
+                    filter: expect.topic.clone(),
+                    payload: payload_match(expect)?,
+                    qos: expect.qos,
+                    retain: expect.retain,
+                    from: expect.from.as_ref().map(|name| self.client_id(name)),
+                    to: expect.to.as_ref().map(|name| self.client_id(name)),
+                };
+                self.expect_message(&query, expect.count.unwrap_or(1), expect.within)
+                    .await
+            }
+            Action::ExpectNoMessage(expect) => {
+                let query = MessageQuery {
+                    filter: expect.topic.clone(),
+                    payload: PayloadMatch::Any,
+                    qos: None,
+                    retain: None,
+                    from: expect.from.as_ref().map(|name| self.client_id(name)),
+                    to: None,
+                };
+                self.expect_no_message(&query, expect.duration).await
+            }
+            Action::ExpectTrace(expect) => {
+                let partials = &expect.events;
+                let found = self
+                    .wait_for(expect.within, |events| {
+                        subsequence_found(events, partials) == partials.len()
+                    })
+                    .await;
+                found.map(|_| ()).map_err(|events| {
+                    let found = subsequence_found(&events, partials);
+                    self.failure(
+                        format!("{} trace events in order", partials.len()),
+                        format!(
+                            "found the first {found}; missing from {}",
+                            serde_json::to_string(&partials[found]).unwrap_or_default()
+                        ),
+                        Vec::new(),
+                    )
+                })
+            }
+            Action::Connect(client) => self.connect_client(&client.client).await,
+            Action::Disconnect(client) => {
+                let name = &client.client;
+                match self.clients.get_mut(name).and_then(Option::take) {
+                    Some(running) => {
+                        running.disconnect().await;
+                        Ok(())
+                    }
+                    None => Err(self.failure(
+                        format!("{name} to be connected"),
+                        "it was not connected".into(),
+                        Vec::new(),
+                    )),
+                }
+            }
+            Action::ExpectConnected(expect) => {
+                let client_id = self.client_id(&expect.client);
+                let board = self.boards.contains_key(&expect.client);
+                self.wait_for_whole_trace(expect.within, |events| {
+                    is_connected(events, &client_id, board)
+                })
+                .await
+                .map(|_| ())
+                .map_err(|_| {
+                    self.failure(
+                        format!("{} to be connected", expect.client),
+                        format!(
+                            "it was not connected within {}",
+                            humantime::format_duration(expect.within)
+                        ),
+                        Vec::new(),
+                    )
+                })
+            }
+            Action::ExpectDisconnected(expect) => {
+                let client_id = self.client_id(&expect.client);
+                self.wait_for_whole_trace(expect.within, |events| {
+                    !is_connected(events, &client_id, false)
+                })
+                .await
+                .map(|_| ())
+                .map_err(|_| {
+                    self.failure(
+                        format!("{} to be disconnected", expect.client),
+                        format!(
+                            "it was still connected after {}",
+                            humantime::format_duration(expect.within)
+                        ),
+                        Vec::new(),
+                    )
+                })
+            }
+            Action::Wait(wait) => {
+                tokio::time::sleep(wait.duration).await;
+                self.waited += wait.duration;
+                Ok(())
+            }
+            Action::Repeat(repeat) => {
+                let start = self.window_start;
+                for _ in 0..repeat.times {
+                    self.run_steps(&repeat.steps).await?;
+                }
+                // The whole block is one stimulus to what follows it.
+                self.window_start = start;
+                Ok(())
+            }
+            Action::ExpectRelay(expect) => {
+                let want = expect.state == RelayState::On;
+                let board = expect.board.clone();
+                self.wait_for_whole_trace(expect.within, |events| {
+                    relay_is_on(events, &board) == want
+                })
+                .await
+                .map(|_| ())
+                .map_err(|events| {
+                    self.failure(
+                        format!("{board}'s relay {}", if want { "on" } else { "off" }),
+                        format!(
+                            "it stayed {} for {}",
+                            if relay_is_on(&events, &board) {
+                                "on"
+                            } else {
+                                "off"
+                            },
+                            humantime::format_duration(expect.within)
+                        ),
+                        Vec::new(),
+                    )
+                })
+            }
+            Action::PressSwitch(press) => self
+                .board(&press.board)?
+                .press(press.bounce.unwrap_or(0))
+                .await
+                .map_err(StepError::Harness),
+            Action::ExpectSerial(expect) => {
+                let regex =
+                    Regex::new(&expect.regex).map_err(|e| StepError::Harness(e.to_string()))?;
+                let board = expect.board.clone();
+                self.wait_for(expect.within, |events| {
+                    serial_lines(events, &board).any(|line| regex.is_match(line))
+                })
+                .await
+                .map(|_| ())
+                .map_err(|events| {
+                    let seen: Vec<String> = serial_lines(&events, &board)
+                        .map(|l| format!("serial line: {l}"))
+                        .collect();
+                    self.failure(
+                        format!("a serial line from {board} matching /{}/", expect.regex),
+                        format!("{} other lines", seen.len()),
+                        seen,
+                    )
+                })
+            }
+            Action::SendSerial(send) => self
+                .board(&send.board)?
+                .send_serial(&send.line)
+                .await
+                .map_err(StepError::Harness),
+            Action::ExpectBoot(expect) => {
+                let board = expect.board.clone();
+                let version = expect.version.clone();
+                self.wait_for(expect.within, |events| {
+                    serial_lines(events, &board).any(|line| boot_matches(line, version.as_deref()))
+                })
+                .await
+                .map(|_| ())
+                .map_err(|events| {
+                    let boots: Vec<String> = serial_lines(&events, &board)
+                        .filter(|l| boot_matches(l, None))
+                        .map(|l| format!("boot line: {l}"))
+                        .collect();
+                    let want = match &version {
+                        Some(version) => format!("{board} to boot version {version}"),
+                        None => format!("{board} to boot"),
+                    };
+                    self.failure(want, format!("{} boot lines", boots.len()), boots)
+                })
+            }
+            Action::Reset(board) => self
+                .board(&board.board)?
+                .reset()
+                .await
+                .map_err(StepError::Harness),
+            Action::PowerCycle(cycle) => {
+                let off_for = cycle.off_for;
+                self.board(&cycle.board)?
+                    .power_cycle(off_for)
+                    .await
+                    .map_err(StepError::Harness)?;
+                self.waited += off_for;
+                Ok(())
+            }
+            Action::Wifi(wifi) => self
+                .board(&wifi.board)?
+                .wifi(wifi.state == scenario::LinkState::Up)
+                .await
+                .map_err(StepError::Harness),
+        }
+    }
+
+    async fn connect_client(&mut self, name: &str) -> Result<(), StepError> {
+        let setup = self
+            .client_setups
+            .get(name)
+            .ok_or_else(|| StepError::Harness(format!("no client named {name}")))?
+            .clone();
+        if self.clients.get(name).is_some_and(Option::is_some) {
+            return Ok(());
+        }
+        let from = self.trace.len() as usize;
+        self.clients.insert(
+            name.to_string(),
+            Some(HarnessClient::start(self.broker.addr(), &setup)),
+        );
+        // Connected and subscribed means: CONNACK, then one SUBACK per filter.
+        let id = setup.client_id.clone();
+        let wanted = setup.subscriptions.len();
+        let mut cursor = self.trace.cursor_at(from);
+        let deadline = Instant::now() + SETUP_DEADLINE;
+        let (mut connacked, mut subacks) = (false, 0);
+        while !(connacked && subacks >= wanted) {
+            let Some(event) = cursor.next_before(deadline).await else {
+                return Err(StepError::Harness(format!(
+                    "client {name} did not connect and subscribe within {}s",
+                    SETUP_DEADLINE.as_secs()
+                )));
+            };
+            if let EventBody::Mqtt {
+                client,
+                dir: Direction::ToClient,
+                packet,
+                ..
+            } = &event.body
+            {
+                if client.as_deref() == Some(id.as_str()) {
+                    connacked |= matches!(packet, Packet::Connack { .. });
+                    subacks += usize::from(matches!(packet, Packet::Suback { .. }));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn expect_message(
+        &mut self,
+        query: &MessageQuery,
+        count: usize,
+        within: Duration,
+    ) -> Result<(), StepError> {
+        match self
+            .wait_for(within, |events| query.count_matches(events) >= count)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(events) => {
+                let origin = events.first().map_or(0, |e| e.t_us);
+                let mut misses = query.near_misses(&events, origin);
+                let seen = query.count_matches(&events);
+                // A message that is merely late deserves to be told apart from a missing one.
+                let grace = within.min(LATE_ARRIVAL_GRACE);
+                let late_from = events.len();
+                if let Ok(later) = self
+                    .wait_for(grace, |events| query.count_matches(events) >= count)
+                    .await
+                {
+                    if let Some(arrival) = later
+                        .get(late_from..)
+                        .and_then(|new| new.iter().find(|e| SeenPublish::of(e).is_some()))
+                    {
+                        let deadline_us = events.last().map_or(0, |e| e.t_us);
+                        misses.push(format!(
+                            "arrived after the deadline: about {:.1} ms late (event #{})",
+                            arrival.t_us.saturating_sub(deadline_us) as f64 / 1000.0,
+                            arrival.seq
+                        ));
+                    }
+                }
+                let want = if count == 1 {
+                    query.describe()
+                } else {
+                    format!("{count} × {}", query.describe())
+                };
+                Err(self.failure(
+                    format!("{want} within {}", humantime::format_duration(within)),
+                    format!(
+                        "{seen} matching; {} publishes seen since the step began",
+                        events
+                            .iter()
+                            .filter(|e| SeenPublish::of(e).is_some())
+                            .count()
+                    ),
+                    misses,
+                ))
+            }
+        }
+    }
+
+    async fn expect_no_message(
+        &mut self,
+        query: &MessageQuery,
+        duration: Duration,
+    ) -> Result<(), StepError> {
+        let mut cursor = self.trace.cursor();
+        let deadline = Instant::now() + duration;
+        let mut seen = Vec::new();
+        while let Some(event) = cursor.next_before(deadline).await {
+            seen.push(event);
+            if query.count_matches(&seen) > 0 {
+                let origin = seen.first().map_or(0, |e| e.t_us);
+                let offending = seen
+                    .iter()
+                    .filter_map(|e| SeenPublish::of(e))
+                    .map(|p| {
+                        format!(
+                            "{} {} from {}",
+                            p.topic,
+                            crate::trace::Payload(Bytes::copy_from_slice(p.payload)),
+                            p.client.unwrap_or("?")
+                        )
+                    })
+                    .next_back()
+                    .unwrap_or_default();
+                return Err(self.failure(
+                    format!(
+                        "no {} for {}",
+                        query.describe(),
+                        humantime::format_duration(duration)
+                    ),
+                    format!(
+                        "got {offending} after {:.1} ms",
+                        seen.last().map_or(0, |e| e.t_us.saturating_sub(origin)) as f64 / 1000.0
+                    ),
+                    Vec::new(),
+                ));
+            }
+        }
+        self.waited += duration;
+        Ok(())
+    }
+
+    /// Waits until `done` holds for the events since the window start; on timeout returns
+    /// those events for the failure story.
+    async fn wait_for(
+        &mut self,
+        within: Duration,
+        done: impl Fn(&[Arc<Event>]) -> bool,
+    ) -> Result<Vec<Arc<Event>>, Vec<Arc<Event>>> {
+        let start = self.window_start;
+        self.wait_from(start, within, done).await
+    }
+
+    /// Like [`World::wait_for`], over the whole trace (for states such as "connected").
+    async fn wait_for_whole_trace(
+        &mut self,
+        within: Duration,
+        done: impl Fn(&[Arc<Event>]) -> bool,
+    ) -> Result<Vec<Arc<Event>>, Vec<Arc<Event>>> {
+        self.wait_from(0, within, done).await
+    }
+
+    async fn wait_from(
+        &mut self,
+        from: usize,
+        within: Duration,
+        done: impl Fn(&[Arc<Event>]) -> bool,
+    ) -> Result<Vec<Arc<Event>>, Vec<Arc<Event>>> {
+        let started = Instant::now();
+        let deadline = started + within;
+        let mut cursor = self.trace.cursor_at(from);
+        let mut events = cursor.drain();
+        loop {
+            if done(&events) {
+                self.waited += started.elapsed();
+                return Ok(events);
+            }
+            match cursor.next_before(deadline).await {
+                Some(event) => {
+                    events.push(event);
+                    // Check once per batch, not once per event, when events pour in.
+                    events.extend(cursor.drain());
+                }
+                None => {
+                    self.waited += within;
+                    return Err(events);
+                }
+            }
+        }
+    }
+
+    fn failure(&self, expected: String, observed: String, near_misses: Vec<String>) -> StepError {
+        StepError::Failed(Box::new(Failure {
+            step: self.current_step.clone(),
+            expected,
+            observed,
+            near_misses,
+        }))
+    }
+
+    fn client(&self, name: &str) -> Result<&HarnessClient, StepError> {
+        self.clients
+            .get(name)
+            .and_then(Option::as_ref)
+            .ok_or_else(|| {
+                self.failure(
+                    format!("client {name} to be connected"),
+                    "it is not connected (add a `connect` step)".into(),
+                    Vec::new(),
+                )
+            })
+    }
+
+    fn board(&mut self, name: &str) -> Result<&mut Board, StepError> {
+        self.boards
+            .get_mut(name)
+            .ok_or_else(|| StepError::Harness(format!("no board named {name}")))
+    }
+
+    fn client_id(&self, actor: &str) -> String {
+        self.client_ids
+            .get(actor)
+            .cloned()
+            .unwrap_or_else(|| actor.to_string())
+    }
+
+    /// Cuts every connection first (so the trace ends the same way every time), then
+    /// stops boards and clients.
+    async fn shut_down(self) -> Result<(), String> {
+        let stopped = self.broker.stop().await.map_err(|e| e.to_string());
+        for (_, board) in self.boards {
+            board.stop().await;
+        }
+        for client in self.clients.into_values().flatten() {
+            client.abort();
+        }
+        stopped
+    }
+}
+
+/// Steps that only observe do not move the window: a chain of expectations all look at
+/// what the last stimulus caused.
+fn is_expectation(action: &Action) -> bool {
+    matches!(
+        action,
+        Action::ExpectMessage(_)
+            | Action::ExpectTrace(_)
+            | Action::ExpectConnected(_)
+            | Action::ExpectDisconnected(_)
+            | Action::ExpectRelay(_)
+            | Action::ExpectSerial(_)
+            | Action::ExpectBoot(_)
+    )
+}
+
+/// The filters a client must subscribe to before step 1: those of every expectation that
+/// names it as a receiver (`to:`), in `repeat` blocks too.
+fn subscriptions_for(client: &str, steps: &[Step]) -> Vec<String> {
+    let mut filters = Vec::new();
+    for step in steps {
+        match &step.action {
+            Action::ExpectMessage(expect) if expect.to.as_deref() == Some(client) => {
+                filters.push(expect.topic.clone())
+            }
+            Action::Repeat(repeat) => filters.extend(subscriptions_for(client, &repeat.steps)),
+            _ => {}
+        }
+    }
+    filters.sort();
+    filters.dedup();
+    filters
+}
+
+fn payload_match(expect: &scenario::ExpectMessage) -> Result<PayloadMatch, StepError> {
+    Ok(
+        match (&expect.payload, &expect.payload_regex, &expect.payload_json) {
+            (Some(text), _, _) => PayloadMatch::Exact(text.clone()),
+            (_, Some(regex), _) => PayloadMatch::Regex(
+                Regex::new(regex).map_err(|e| StepError::Harness(e.to_string()))?,
+            ),
+            (_, _, Some(serde_json::Value::String(text))) => PayloadMatch::Json(
+                serde_json::from_str(text).map_err(|e| StepError::Harness(e.to_string()))?,
+            ),
+            (_, _, Some(value)) => PayloadMatch::Json(value.clone()),
+            (None, None, None) => PayloadMatch::Any,
+        },
+    )
+}
+
+/// Whether the client is connected now: its latest connection event is a successful
+/// CONNACK and, for a board, a SUBACK has followed it, because a board that has not yet
+/// subscribed cannot hear a command and is not ready for a scenario.
+fn is_connected(events: &[Arc<Event>], client_id: &str, must_subscribe: bool) -> bool {
+    let (mut connacked, mut subscribed) = (false, false);
+    for event in events {
+        match &event.body {
+            EventBody::Mqtt {
+                client,
+                dir: Direction::ToClient,
+                packet,
+                ..
+            } if client.as_deref() == Some(client_id) => match packet {
+                Packet::Connack { code, .. } => {
+                    (connacked, subscribed) = (code == "Success", false)
+                }
+                Packet::Suback { .. } => subscribed = true,
+                _ => {}
+            },
+            EventBody::ConnClosed { client, .. } if client.as_deref() == Some(client_id) => {
+                connacked = false
+            }
+            _ => {}
+        }
+    }
+    connacked && (subscribed || !must_subscribe)
+}
+
+fn relay_is_on(events: &[Arc<Event>], board_name: &str) -> bool {
+    events
+        .iter()
+        .rev()
+        .find_map(|event| match &event.body {
+            EventBody::Relay { board, on } if board == board_name => Some(*on),
+            _ => None,
+        })
+        .unwrap_or(false)
+}
+
+fn serial_lines<'e>(
+    events: &'e [Arc<Event>],
+    board_name: &'e str,
+) -> impl Iterator<Item = &'e str> + 'e {
+    events.iter().filter_map(move |event| match &event.body {
+        EventBody::Serial { board, line } if board == board_name => Some(line.as_str()),
+        _ => None,
+    })
+}
+
+/// `HIL boot fw=… version=X`, with the version checked when one is asked for.
+fn boot_matches(line: &str, version: Option<&str>) -> bool {
+    line.starts_with("HIL boot ")
+        && version.is_none_or(|want| {
+            line.split_whitespace()
+                .any(|word| word.strip_prefix("version=") == Some(want))
+        })
+}

@@ -1,0 +1,170 @@
+//! What running scenarios produced: the facts every reporter renders.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::scenario::Location;
+
+/// How a scenario ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Passed,
+    /// Failed at first, then passed on a retry: reported, not hidden.
+    Flaky,
+    Failed,
+    /// The harness itself failed (broker, port, disk, board).
+    Error,
+    /// Stopped by Ctrl-C or SIGTERM.
+    Interrupted,
+}
+
+/// The step a failure happened in.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepRef {
+    /// 1-based, in file order (steps inside `repeat` count once per pass).
+    pub number: usize,
+    pub name: String,
+    pub file: PathBuf,
+    pub line: usize,
+    pub column: usize,
+}
+
+impl StepRef {
+    pub fn new(number: usize, name: &str, file: &std::path::Path, location: Location) -> StepRef {
+        StepRef {
+            number,
+            name: name.to_string(),
+            file: file.to_path_buf(),
+            line: location.line,
+            column: location.column,
+        }
+    }
+}
+
+/// Why an attempt did not pass, told as a story: where, what was expected, what was seen.
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step: Option<StepRef>,
+    pub expected: String,
+    pub observed: String,
+    /// Publishes that came close, each saying what was different.
+    pub near_misses: Vec<String>,
+}
+
+impl Failure {
+    /// One line: `file:line: step: expected …; observed …`.
+    pub fn headline(&self) -> String {
+        let place = match &self.step {
+            Some(step) => format!(
+                "{}:{}: step {} `{}`: ",
+                step.file.display(),
+                step.line,
+                step.number,
+                step.name
+            ),
+            None => String::new(),
+        };
+        format!("{place}expected {}; {}", self.expected, self.observed)
+    }
+}
+
+/// One run of one scenario.
+#[derive(Debug, Clone, Serialize)]
+pub struct Attempt {
+    pub status: Status,
+    #[serde(with = "duration_ms")]
+    pub duration: Duration,
+    /// Time the steps spent waiting (`wait`, and the part of each `within` actually used).
+    #[serde(with = "duration_ms")]
+    pub waited: Duration,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
+    /// The last trace events, rendered as timeline lines.
+    pub trace_tail: Vec<String>,
+}
+
+/// A scenario's result after all its attempts.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScenarioResult {
+    pub name: String,
+    pub path: PathBuf,
+    pub status: Status,
+    /// Every attempt in order; the last one decided `status`.
+    pub attempts: Vec<Attempt>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<SnapshotOutcome>,
+}
+
+impl ScenarioResult {
+    pub fn last(&self) -> &Attempt {
+        self.attempts
+            .last()
+            .expect("a result has at least one attempt")
+    }
+
+    /// Wall time of the deciding attempt.
+    pub fn duration(&self) -> Duration {
+        self.last().duration
+    }
+}
+
+/// What the snapshot comparison found.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum SnapshotOutcome {
+    Matched {
+        file: PathBuf,
+    },
+    /// No snapshot existed; it was written (`.snap`, or `.snap.new` in CI).
+    Created {
+        file: PathBuf,
+    },
+    /// Differs: the new version is beside it as `.snap.new`.
+    Mismatched {
+        file: PathBuf,
+        new_file: PathBuf,
+        diff: String,
+    },
+}
+
+/// Totals for the whole run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RunSummary {
+    pub passed: usize,
+    pub flaky: usize,
+    pub failed: usize,
+    pub errors: usize,
+    pub interrupted: usize,
+    /// Scenarios not started (fail-fast, interruption).
+    pub not_run: usize,
+    #[serde(with = "duration_ms")]
+    pub duration: Duration,
+    pub seed: u64,
+}
+
+impl RunSummary {
+    pub fn add(&mut self, status: Status) {
+        match status {
+            Status::Passed => self.passed += 1,
+            Status::Flaky => self.flaky += 1,
+            Status::Failed => self.failed += 1,
+            Status::Error => self.errors += 1,
+            Status::Interrupted => self.interrupted += 1,
+        }
+    }
+}
+
+mod duration_ms {
+    use serde::Serializer;
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_f64((duration.as_secs_f64() * 1e6).round() / 1e3)
+    }
+}

@@ -1,0 +1,327 @@
+//! Reading scenario files: guard rails against hostile input, YAML with locations, then
+//! validation.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::de::{MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+
+use super::model::{opt_duration, DurationText};
+use super::{
+    validate, Action, BoardDecl, BoardSpec, ClientDecl, ClientSpec, Location, Scenario,
+    ScenarioError, Step,
+};
+
+/// Larger files are refused unread: a scenario is a page of YAML, not a data set.
+pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A scenario file as written, before validation.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(
+    title = "hil scenario",
+    description = "One scenario for `hil run`: actors, then steps in order."
+)]
+pub struct ScenarioFile {
+    /// Unique within a run; names the output folder and the snapshot.
+    pub name: String,
+    /// Deadline for the whole scenario (default 30s).
+    #[serde(default, deserialize_with = "opt_duration::deserialize")]
+    #[schemars(with = "Option<DurationText>")]
+    pub timeout: Option<Duration>,
+    /// Compare the normalized trace with `snapshots/<name>.snap`.
+    #[serde(default)]
+    pub snapshot: bool,
+    /// Boards under test, by role name.
+    #[serde(default)]
+    pub boards: Actors<BoardSpec>,
+    /// Harness-owned MQTT clients, by name.
+    #[serde(default)]
+    pub clients: Actors<ClientSpec>,
+    pub steps: Vec<Step>,
+}
+
+/// A YAML map of actors, in file order, each with where its name is written.
+#[derive(Debug)]
+pub struct Actors<T>(pub Vec<(String, Location, T)>);
+
+impl<T> Default for Actors<T> {
+    fn default() -> Self {
+        Actors(Vec::new())
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Actors<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ActorsVisitor<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for ActorsVisitor<T> {
+            type Value = Actors<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a map of names to settings, like `phone: {}`")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut actors = Vec::new();
+                while let Some(name) = map.next_key::<serde_saphyr::Spanned<String>>()? {
+                    let location = Location {
+                        line: name.referenced.line() as usize,
+                        column: name.referenced.column() as usize,
+                    };
+                    actors.push((name.value, location, map.next_value()?));
+                }
+                Ok(Actors(actors))
+            }
+        }
+        deserializer.deserialize_map(ActorsVisitor(std::marker::PhantomData))
+    }
+}
+
+impl<T: JsonSchema> JsonSchema for Actors<T> {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        format!("Actors_{}", T::schema_name()).into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let value = generator.subschema_for::<T>();
+        schemars::json_schema!({ "type": "object", "additionalProperties": value })
+    }
+}
+
+/// Reads, parses and validates one scenario file.
+pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+    let file = std::fs::File::open(path).map_err(|e| {
+        ScenarioError::new(path, format!("cannot read the file: {e}"))
+            .help("check the path and its permissions")
+    })?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| ScenarioError::new(path, format!("cannot read the file: {e}")))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(ScenarioError::new(
+            path,
+            format!("the file is larger than {} KiB", MAX_FILE_BYTES / 1024),
+        )
+        .help("a scenario is a page of YAML; split it, or use `repeat` instead of copies"));
+    }
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let text = String::from_utf8_lossy(valid).into_owned();
+        let line = text.matches('\n').count() + 1;
+        let column = text.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        ScenarioError::new(
+            path,
+            format!("not UTF-8 text: invalid byte at offset {}", valid.len()),
+        )
+        .at(&text, Location { line, column })
+        .help("scenario files are UTF-8 YAML; is this a binary file?")
+    })?;
+    parse(path, &text)
+}
+
+/// Parses and validates scenario text that came from `path`.
+pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
+    if text.trim().is_empty() {
+        return Err(ScenarioError::new(path, "the file is empty").help(
+            "a scenario needs at least `name:` and `steps:`; `hil schema` prints the format",
+        ));
+    }
+    if let Some(at) = tab_indentation(text) {
+        return Err(ScenarioError::new(path, "a tab in the indentation")
+            .at(text, at)
+            .help("YAML indents with spaces only; replace the tab with spaces"));
+    }
+    if let Some((index, control)) = text
+        .char_indices()
+        .find(|(_, c)| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        let before = &text[..index];
+        let at = Location {
+            line: before.matches('\n').count() + 1,
+            column: before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1,
+        };
+        return Err(ScenarioError::new(
+            path,
+            format!("control character U+{:04X} in the text", control as u32),
+        )
+        .at(text, at)
+        .help("scenario files are plain text; is this a binary file?"));
+    }
+    let mut options = serde_saphyr::Options::default();
+    options.with_snippet = false;
+    let file: ScenarioFile = serde_saphyr::from_str_with_options(text, options)
+        .map_err(|e| yaml_error(path, text, &e))?;
+    let scenario = Scenario {
+        name: file.name,
+        path: path.to_path_buf(),
+        timeout: file.timeout.unwrap_or(DEFAULT_TIMEOUT),
+        snapshot: file.snapshot,
+        boards: file
+            .boards
+            .0
+            .into_iter()
+            .map(|(name, location, spec)| BoardDecl {
+                name,
+                spec,
+                location,
+            })
+            .collect(),
+        clients: file
+            .clients
+            .0
+            .into_iter()
+            .map(|(name, location, spec)| ClientDecl {
+                name,
+                spec,
+                location,
+            })
+            .collect(),
+        steps: file.steps,
+    };
+    validate::check(&scenario).map_err(|problem| {
+        let error = ScenarioError::new(path, problem.message).at(
+            text,
+            problem.location.unwrap_or(Location { line: 1, column: 1 }),
+        );
+        match problem.help {
+            Some(help) => error.help(help),
+            None => error,
+        }
+    })?;
+    Ok(scenario)
+}
+
+/// Where a tab stands in a line's leading white space, if anywhere.
+fn tab_indentation(text: &str) -> Option<Location> {
+    text.lines().enumerate().find_map(|(index, line)| {
+        let indent = line.len() - line.trim_start_matches([' ', '\t']).len();
+        line[..indent].find('\t').map(|column| Location {
+            line: index + 1,
+            column: column + 1,
+        })
+    })
+}
+
+/// A YAML or shape error, with a did-you-mean for misspelt steps and fields.
+fn yaml_error(path: &Path, text: &str, error: &serde_saphyr::Error) -> ScenarioError {
+    let full = error.to_string();
+    let message = match full.rfind(" at line ") {
+        Some(end) => full[..end].to_string(),
+        None => full.clone(),
+    };
+    let location = error.location().map(|at| Location {
+        line: at.line() as usize,
+        column: at.column() as usize,
+    });
+    let help = did_you_mean(&message).or_else(|| {
+        if message.contains("budget") || message.contains("depth") || message.contains("alias") {
+            Some("the document nests too deep or expands too much (YAML aliases); write it out plainly".to_string())
+        } else {
+            Some("`hil schema` prints the format; scenarios/README.md explains every step".to_string())
+        }
+    });
+    let mut scenario_error = ScenarioError::new(path, message);
+    if let Some(at) = location {
+        scenario_error = scenario_error.at(text, at);
+    }
+    match help {
+        Some(help) => scenario_error.help(help),
+        None => scenario_error,
+    }
+}
+
+/// For serde's "unknown variant `x`, expected one of a, b" and "unknown field `x`,
+/// expected one of `a`, `b`": the closest expected name, when one is close.
+fn did_you_mean(message: &str) -> Option<String> {
+    let kind = if message.starts_with("unknown variant") {
+        "step"
+    } else if message.starts_with("unknown field") {
+        "field"
+    } else {
+        return None;
+    };
+    let wrong = message.split('`').nth(1)?;
+    let expected = message.split_once("expected one of ")?.1;
+    let best = expected
+        .split(',')
+        .map(|name| name.trim().trim_matches('`').trim())
+        .filter(|name| !name.is_empty())
+        .map(|name| (strsim::jaro_winkler(wrong, name), name))
+        .max_by(|a, b| a.0.total_cmp(&b.0))?;
+    (best.0 >= 0.8).then(|| format!("did you mean the {kind} `{}`?", best.1))
+}
+
+/// The scenario files under `paths`: files as given, folders searched for `*.yaml` and
+/// `*.yml` (skipping `snapshots` folders), sorted and without repeats.
+pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ScenarioError> {
+    let mut found = Vec::new();
+    for path in paths {
+        let metadata = std::fs::metadata(path).map_err(|e| {
+            ScenarioError::new(path, format!("cannot read: {e}"))
+                .help("give scenario files or folders that exist")
+        })?;
+        if metadata.is_dir() {
+            collect(path, &mut found)?;
+        } else {
+            found.push(path.clone());
+        }
+    }
+    found.sort();
+    found.dedup();
+    Ok(found)
+}
+
+fn collect(folder: &Path, found: &mut Vec<PathBuf>) -> Result<(), ScenarioError> {
+    let entries = std::fs::read_dir(folder)
+        .map_err(|e| ScenarioError::new(folder, format!("cannot list: {e}")))?;
+    for entry in entries {
+        let path = entry
+            .map_err(|e| ScenarioError::new(folder, format!("cannot list: {e}")))?
+            .path();
+        if path.is_dir() {
+            if path.file_name().is_some_and(|name| name != "snapshots") {
+                collect(&path, found)?;
+            }
+        } else if path
+            .extension()
+            .is_some_and(|ext| ext == "yaml" || ext == "yml")
+        {
+            found.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// The JSON Schema of scenario files (draft 2020-12).
+pub fn json_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(ScenarioFile)).expect("a schema is JSON")
+}
+
+/// Every step name the format knows, in schema order.
+pub fn step_names(schema: &serde_json::Value) -> Vec<String> {
+    let action = &schema["$defs"]["Action"]["oneOf"];
+    action
+        .as_array()
+        .map(|variants| {
+            variants
+                .iter()
+                .filter_map(|v| v["required"][0].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// All steps, in `repeat` blocks too, depth first.
+pub fn all_steps(steps: &[Step]) -> Vec<&Step> {
+    let mut out = Vec::new();
+    for step in steps {
+        out.push(step);
+        if let Action::Repeat(repeat) = &step.action {
+            out.extend(all_steps(&repeat.steps));
+        }
+    }
+    out
+}

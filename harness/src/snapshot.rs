@@ -1,0 +1,406 @@
+//! Regression snapshots of a scenario's trace, in insta's file format so that
+//! `cargo insta review` / `accept` work on them too.
+//!
+//! A snapshot is the trace normalized: no times, ports, connection numbers or packet ids,
+//! no keep-alive or acknowledgement packets, and one section per actor (client or board)
+//! with what it sent, what it received and what its board did. Within one actor, order is
+//! causal and stable; across actors it is not, so actors are not interleaved.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::runner::{slug, SnapshotOutcome};
+use crate::scenario::Scenario;
+use crate::trace::{Direction, Event, EventBody, Packet};
+
+/// What to write when a snapshot is missing or differs (insta's `INSTA_UPDATE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotPolicy {
+    /// Write `.snap.new` beside the snapshot (the default, and always in CI).
+    WriteNew,
+    /// Overwrite the `.snap` (INSTA_UPDATE=always, never in CI).
+    Overwrite,
+    /// Write new snapshots as `.snap`, changed ones as `.snap.new` (INSTA_UPDATE=unseen).
+    Unseen,
+    /// Write nothing (INSTA_UPDATE=no).
+    Nothing,
+}
+
+impl SnapshotPolicy {
+    /// Reads `INSTA_UPDATE` and `CI` the way insta does: in CI, accepted snapshots are
+    /// never written.
+    pub fn from_env() -> SnapshotPolicy {
+        let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false");
+        match std::env::var("INSTA_UPDATE").as_deref() {
+            Ok("no") => SnapshotPolicy::Nothing,
+            Ok("always") if !ci => SnapshotPolicy::Overwrite,
+            Ok("unseen") if !ci => SnapshotPolicy::Unseen,
+            _ => SnapshotPolicy::WriteNew,
+        }
+    }
+}
+
+/// `<scenario folder>/snapshots/<slug>.snap`
+pub fn snapshot_path(scenario: &Scenario) -> PathBuf {
+    let folder = scenario.path.parent().unwrap_or(Path::new("."));
+    folder
+        .join("snapshots")
+        .join(format!("{}.snap", slug(&scenario.name)))
+}
+
+/// Compares the normalized trace with the stored snapshot and writes what the policy says.
+pub fn check(
+    scenario: &Scenario,
+    events: &[Arc<Event>],
+    policy: SnapshotPolicy,
+) -> Result<SnapshotOutcome, String> {
+    let file = snapshot_path(scenario);
+    let new_file = pending_path(&file);
+    let actual = normalize(events);
+    let stored = match std::fs::read_to_string(&file) {
+        Ok(text) => Some(contents(&text).to_string()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+        Err(error) => return Err(format!("cannot read {}: {error}", file.display())),
+    };
+    // insta trims trailing newlines when it writes; compare the way it does.
+    if stored.as_deref().map(str::trim_end) == Some(actual.trim_end()) {
+        // A stale pending version would only confuse `accept`.
+        let _ = std::fs::remove_file(&new_file);
+        return Ok(SnapshotOutcome::Matched { file });
+    }
+    let document = format_file(&scenario.path, &actual);
+    let overwrite = policy == SnapshotPolicy::Overwrite
+        || (policy == SnapshotPolicy::Unseen && stored.is_none());
+    if overwrite {
+        write(&file, &document)?;
+        let _ = std::fs::remove_file(&new_file);
+        return Ok(SnapshotOutcome::Created { file });
+    }
+    if policy != SnapshotPolicy::Nothing {
+        write(&new_file, &document)?;
+    }
+    Ok(SnapshotOutcome::Mismatched {
+        diff: diff(stored.as_deref().unwrap_or(""), &actual),
+        file,
+        new_file,
+    })
+}
+
+fn write(path: &Path, text: &str) -> Result<(), String> {
+    if let Some(folder) = path.parent() {
+        std::fs::create_dir_all(folder)
+            .map_err(|e| format!("cannot create {}: {e}", folder.display()))?;
+    }
+    std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// `x.snap` → `x.snap.new`
+pub fn pending_path(snapshot: &Path) -> PathBuf {
+    let mut name = snapshot.as_os_str().to_owned();
+    name.push(".new");
+    PathBuf::from(name)
+}
+
+/// An insta snapshot file: a YAML header between `---` lines, then the contents.
+pub fn format_file(source: &Path, contents: &str) -> String {
+    format!(
+        "---\nsource: {}\nexpression: normalized trace\n---\n{contents}",
+        source.display()
+    )
+}
+
+/// The contents of an insta snapshot file (everything after the header).
+pub fn contents(file: &str) -> &str {
+    let Some(rest) = file.strip_prefix("---\n") else {
+        return file;
+    };
+    match rest.find("\n---\n") {
+        Some(end) => &rest[end + 5..],
+        None => file,
+    }
+}
+
+/// A unified line diff, old `-` / new `+`.
+pub fn diff(old: &str, new: &str) -> String {
+    similar::TextDiff::from_lines(old, new)
+        .unified_diff()
+        .context_radius(3)
+        .header("snapshot", "this run")
+        .to_string()
+}
+
+/// The normalized, one-line-per-event text of a trace.
+pub fn normalize(events: &[Arc<Event>]) -> String {
+    #[derive(Default)]
+    struct Actor {
+        sent: Vec<String>,
+        received: Vec<String>,
+        board: Vec<String>,
+    }
+    let mut actors: BTreeMap<String, Actor> = BTreeMap::new();
+    let mut broker = Vec::new();
+    for event in events {
+        match &event.body {
+            EventBody::Mqtt {
+                client,
+                dir,
+                packet,
+                ..
+            } => {
+                let Some(line) = normalized_packet(packet) else {
+                    continue;
+                };
+                let actor = actors
+                    .entry(client.clone().unwrap_or_default())
+                    .or_default();
+                match dir {
+                    Direction::ToBroker => actor.sent.push(line),
+                    Direction::ToClient => actor.received.push(line),
+                }
+            }
+            EventBody::Malformed { client, reason, .. } => {
+                actors
+                    .entry(client.clone().unwrap_or_default())
+                    .or_default()
+                    .sent
+                    .push(format!("malformed: {reason}"));
+            }
+            EventBody::ConnClosed { client, reason, .. } => {
+                let reason = serde_json::to_value(reason)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                actors
+                    .entry(client.clone().unwrap_or_default())
+                    .or_default()
+                    .received
+                    .push(format!("closed {reason}"));
+            }
+            EventBody::Serial { board, line } => actors
+                .entry(board.clone())
+                .or_default()
+                .board
+                .push(format!("serial {line}")),
+            EventBody::Relay { board, on } => actors
+                .entry(board.clone())
+                .or_default()
+                .board
+                .push(format!("relay {}", if *on { "on" } else { "off" })),
+            EventBody::Board { board, change } => {
+                let change = serde_json::to_value(change)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                actors.entry(board.clone()).or_default().board.push(change);
+            }
+            EventBody::Broker { action, .. } => broker.push(format!("{action:?}").to_lowercase()),
+            EventBody::TraceStarted { .. }
+            | EventBody::ConnOpened { .. }
+            | EventBody::ConnRefused { .. }
+            | EventBody::StepStarted { .. }
+            | EventBody::StepFinished { .. } => {}
+        }
+    }
+    let mut out = String::new();
+    if !broker.is_empty() {
+        let _ = writeln!(out, "broker: {}", broker.join(", "));
+    }
+    for (name, actor) in &actors {
+        let name = if name.is_empty() {
+            "(no client id)"
+        } else {
+            name
+        };
+        let _ = writeln!(out, "\n[{name}]");
+        for (heading, lines) in [
+            ("sent", &actor.sent),
+            ("received", &actor.received),
+            ("board", &actor.board),
+        ] {
+            if lines.is_empty() {
+                continue;
+            }
+            let _ = writeln!(out, "  {heading}:");
+            for line in lines {
+                let _ = writeln!(out, "    {line}");
+            }
+        }
+    }
+    out
+}
+
+/// The packet as a snapshot line; `None` for packets whose number depends on timing
+/// (keep-alive, acknowledgements).
+fn normalized_packet(packet: &Packet) -> Option<String> {
+    Some(match packet {
+        Packet::Connect {
+            protocol,
+            clean_session,
+            will,
+            username,
+            ..
+        } => {
+            let mut line = format!("connect v{protocol} clean={clean_session}");
+            if let Some(will) = will {
+                let _ = write!(
+                    line,
+                    " will={} {} qos={} retain={}",
+                    will.topic, will.payload, will.qos, will.retain
+                );
+            }
+            if let Some(username) = username {
+                let _ = write!(line, " user={username}");
+            }
+            line
+        }
+        Packet::Connack {
+            code,
+            session_present,
+        } => format!("connack {code} session_present={session_present}"),
+        Packet::Publish {
+            topic,
+            payload,
+            qos,
+            retain,
+            ..
+        } => format!(
+            "publish {topic} {payload} qos={qos}{}",
+            if *retain { " retain" } else { "" }
+        ),
+        Packet::Subscribe { filters, .. } => {
+            let filters: Vec<String> = filters
+                .iter()
+                .map(|f| format!("{} qos={}", f.filter, f.qos))
+                .collect();
+            format!("subscribe {}", filters.join(", "))
+        }
+        Packet::Suback { codes, .. } => format!("suback {}", codes.join(", ")),
+        Packet::Unsubscribe { filters, .. } => format!("unsubscribe {}", filters.join(", ")),
+        Packet::Disconnect => "disconnect".into(),
+        Packet::Puback { .. }
+        | Packet::Pubrec { .. }
+        | Packet::Pubrel { .. }
+        | Packet::Pubcomp { .. }
+        | Packet::Unsuback { .. }
+        | Packet::Pingreq
+        | Packet::Pingresp
+        | Packet::Auth => return None,
+    })
+}
+
+/// Which pending snapshots `accept` / `reject` act on.
+pub fn pending_snapshots(folder: &Path, names: &[String]) -> std::io::Result<Vec<PathBuf>> {
+    let mut pending = Vec::new();
+    if !folder.exists() {
+        return Ok(pending);
+    }
+    for entry in std::fs::read_dir(folder)? {
+        let path = entry?.path();
+        let Some(file_name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let Some(stem) = file_name.strip_suffix(".snap.new") else {
+            continue;
+        };
+        if names.is_empty() || names.iter().any(|name| slug(name) == stem || name == stem) {
+            pending.push(path);
+        }
+    }
+    pending.sort();
+    Ok(pending)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::{Payload, Will};
+
+    fn event(seq: u64, body: EventBody) -> Arc<Event> {
+        Arc::new(Event {
+            seq,
+            t_us: seq * 1000,
+            body,
+        })
+    }
+
+    fn mqtt(client: &str, dir: Direction, packet: Packet) -> EventBody {
+        EventBody::Mqtt {
+            conn: 42,
+            client: Some(client.into()),
+            dir,
+            packet,
+        }
+    }
+
+    #[test]
+    fn normalized_traces_drop_timing_and_keep_each_actors_story() {
+        let events = vec![
+            event(
+                1,
+                mqtt(
+                    "lamp",
+                    Direction::ToBroker,
+                    Packet::Connect {
+                        client_id: "lamp".into(),
+                        protocol: 4,
+                        clean_session: true,
+                        keep_alive: 15,
+                        will: Some(Will {
+                            topic: "t/status".into(),
+                            payload: Payload::from("offline"),
+                            qos: 1,
+                            retain: true,
+                        }),
+                        username: None,
+                    },
+                ),
+            ),
+            event(2, mqtt("lamp", Direction::ToClient, Packet::Pingresp)),
+            event(
+                3,
+                mqtt(
+                    "lamp",
+                    Direction::ToBroker,
+                    Packet::Publish {
+                        topic: "t".into(),
+                        payload: Payload::from("on"),
+                        qos: 1,
+                        retain: true,
+                        dup: false,
+                        pkid: Some(9),
+                    },
+                ),
+            ),
+            event(
+                4,
+                EventBody::Relay {
+                    board: "lamp".into(),
+                    on: true,
+                },
+            ),
+            event(
+                5,
+                mqtt("lamp", Direction::ToClient, Packet::Puback { pkid: 9 }),
+            ),
+        ];
+        assert_eq!(
+            normalize(&events),
+            "\n[lamp]\n  sent:\n    connect v4 clean=true will=t/status \"offline\" qos=1 retain=true\n    publish t \"on\" qos=1 retain\n  board:\n    relay on\n"
+        );
+    }
+
+    #[test]
+    fn insta_files_round_trip() {
+        let file = format_file(Path::new("scenarios/a.yaml"), "line 1\nline 2\n");
+        assert!(file.starts_with("---\nsource: scenarios/a.yaml\n"));
+        assert_eq!(contents(&file), "line 1\nline 2\n");
+    }
+
+    #[test]
+    fn diffs_mark_removed_and_added_lines() {
+        let diff = diff("a\nb\n", "a\nc\n");
+        assert!(diff.contains("-b\n") && diff.contains("+c\n"), "{diff}");
+    }
+}

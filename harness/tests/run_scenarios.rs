@@ -1,0 +1,331 @@
+//! `hil run` end to end through the binary: real brokers, real clients, real reports.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use support::hil_exe;
+
+/// A folder of scenario files for one test.
+struct Suite {
+    dir: tempfile::TempDir,
+}
+
+impl Suite {
+    fn new() -> Suite {
+        Suite {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn add(&self, file: &str, text: &str) -> &Suite {
+        std::fs::write(self.path(file), text).unwrap();
+        self
+    }
+
+    fn hil(&self, args: &[&str]) -> Output {
+        Command::new(hil_exe())
+            .current_dir(self.dir.path())
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env_remove("INSTA_UPDATE")
+            .output()
+            .unwrap()
+    }
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn publish_and_expect(name: &str, sent: &str, expected: &str) -> String {
+    format!(
+        r#"name: {name}
+clients:
+  phone: {{}}
+  display: {{ protocol: 5 }}
+steps:
+  - publish: {{ as: phone, topic: living_room_lights, payload: "{sent}", qos: 1 }}
+  - expect_message: {{ topic: living_room_lights, payload: "{expected}", from: phone, to: display, within: 300ms }}
+"#
+    )
+}
+
+fn json_report(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn a_passing_scenario_exits_0_with_junit_and_json() {
+    let suite = Suite::new();
+    suite.add(
+        "ok.yaml",
+        &publish_and_expect("phone reaches display", "on", "on"),
+    );
+    let output = suite.hil(&[
+        "run",
+        "ok.yaml",
+        "--junit",
+        "junit.xml",
+        "--json",
+        "report.json",
+    ]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&output),
+        stderr(&output)
+    );
+    assert!(stdout(&output).contains("PASS"), "{}", stdout(&output));
+
+    let junit = std::fs::read_to_string(suite.path("junit.xml")).unwrap();
+    assert!(junit.starts_with("<?xml"), "{junit}");
+    assert!(
+        junit.contains("<testsuites name=\"hil\" tests=\"1\" failures=\"0\" errors=\"0\""),
+        "{junit}"
+    );
+    assert!(
+        junit.contains("<testcase name=\"phone reaches display\" classname=\"ok.yaml\" time=\""),
+        "{junit}"
+    );
+    assert!(!junit.contains("<failure"), "{junit}");
+
+    let report = json_report(&suite.path("report.json"));
+    assert_eq!(report["summary"]["passed"], 1);
+    assert_eq!(report["scenarios"][0]["status"], "passed");
+}
+
+#[test]
+fn a_failing_scenario_tells_the_story_and_exits_1() {
+    let suite = Suite::new();
+    suite.add(
+        "bad.yaml",
+        &publish_and_expect("wrong payload", "on", "off"),
+    );
+    let output = suite.hil(&["run", "bad.yaml", "--junit", "junit.xml"]);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&output),
+        stderr(&output)
+    );
+    let text = stdout(&output);
+    assert!(text.contains("FAIL"), "{text}");
+    assert!(
+        text.contains("bad.yaml:6:"),
+        "the failing step's file:line: {text}"
+    );
+    assert!(
+        text.contains("expected: a message on living_room_lights with payload \"off\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("same topic, other payload: living_room_lights \"on\""),
+        "near misses: {text}"
+    );
+    assert!(
+        text.contains("last ") && text.contains("trace events:"),
+        "{text}"
+    );
+
+    let junit = std::fs::read_to_string(suite.path("junit.xml")).unwrap();
+    assert!(
+        junit.contains("<failure message=\"bad.yaml:6: step 2 `expect_message`"),
+        "{junit}"
+    );
+    assert!(
+        junit.contains("<system-out>"),
+        "trace excerpt in system-out: {junit}"
+    );
+}
+
+#[test]
+fn an_invalid_file_runs_nothing_and_exits_2() {
+    let suite = Suite::new();
+    suite.add("ok.yaml", &publish_and_expect("fine", "on", "on"));
+    suite.add(
+        "broken.yaml",
+        "name: broken\nsteps:\n  - publsh: { as: phone, topic: t, payload: x }\n",
+    );
+    let output = suite.hil(&["run", ".", "--json", "report.json"]);
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "{}{}",
+        stdout(&output),
+        stderr(&output)
+    );
+    assert!(
+        stderr(&output).contains("broken.yaml:3:"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!stdout(&output).contains("PASS"), "nothing ran");
+}
+
+#[test]
+fn partitions_cover_every_scenario_exactly_once() {
+    let suite = Suite::new();
+    for i in 0..7 {
+        suite.add(
+            &format!("s{i}.yaml"),
+            &publish_and_expect(&format!("scenario {i}"), "on", "on"),
+        );
+    }
+    let mut seen = Vec::new();
+    for k in 1..=3 {
+        let report = format!("shard{k}.json");
+        let output = suite.hil(&[
+            "run",
+            ".",
+            "--partition",
+            &format!("{k}/3"),
+            "--json",
+            &report,
+        ]);
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+        for scenario in json_report(&suite.path(&report))["scenarios"]
+            .as_array()
+            .unwrap()
+        {
+            seen.push(scenario["name"].as_str().unwrap().to_string());
+        }
+    }
+    seen.sort();
+    let all: Vec<String> = (0..7).map(|i| format!("scenario {i}")).collect();
+    assert_eq!(seen, all);
+    let output = suite.hil(&["run", ".", "--partition", "4/3"]);
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn parallel_scenarios_do_not_hear_each_other() {
+    let suite = Suite::new();
+    for i in 0..6 {
+        suite.add(
+            &format!("p{i}.yaml"),
+            &publish_and_expect(
+                &format!("parallel {i}"),
+                &format!("payload-{i}"),
+                &format!("payload-{i}"),
+            ),
+        );
+    }
+    let output = suite.hil(&["run", ".", "--jobs", "3", "--out", "out"]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&output),
+        stderr(&output)
+    );
+    for i in 0..6 {
+        let trace =
+            std::fs::read_to_string(suite.path(&format!("out/parallel-{i}/trace.jsonl"))).unwrap();
+        let payloads: Vec<&str> = trace
+            .lines()
+            .filter_map(|line| {
+                let start = line.find("\"payload\":\"")? + 11;
+                Some(&line[start..start + line[start..].find('"')?])
+            })
+            .collect();
+        assert!(!payloads.is_empty());
+        assert!(
+            payloads.iter().all(|p| *p == format!("payload-{i}")),
+            "scenario {i} saw {payloads:?}"
+        );
+    }
+}
+
+#[test]
+fn retries_record_every_attempt_and_fail_fast_stops_starting() {
+    let suite = Suite::new();
+    for i in 0..3 {
+        suite.add(
+            &format!("f{i}.yaml"),
+            &publish_and_expect(&format!("fails {i}"), "on", "off"),
+        );
+    }
+    let output = suite.hil(&[
+        "run",
+        ".",
+        "--jobs",
+        "1",
+        "--fail-fast",
+        "--retries",
+        "1",
+        "--json",
+        "r.json",
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let report = json_report(&suite.path("r.json"));
+    let scenarios = report["scenarios"].as_array().unwrap();
+    assert_eq!(scenarios.len(), 1, "fail-fast started no second scenario");
+    assert_eq!(scenarios[0]["attempts"].as_array().unwrap().len(), 2);
+    assert_eq!(report["summary"]["not_run"], 2);
+}
+
+#[test]
+fn snapshot_mismatch_writes_snap_new_and_accept_makes_it_pass() {
+    let suite = Suite::new();
+    let scenario = |payload: &str| {
+        format!(
+            "snapshot: true\n{}",
+            publish_and_expect("snapshotted", payload, payload)
+        )
+    };
+    suite.add("snap.yaml", &scenario("on"));
+    let snap = suite.path("snapshots/snapshotted.snap");
+    let pending = suite.path("snapshots/snapshotted.snap.new");
+
+    let first = suite.hil(&["run", "snap.yaml"]);
+    assert_eq!(
+        first.status.code(),
+        Some(1),
+        "a missing snapshot fails: {}",
+        stdout(&first)
+    );
+    assert!(pending.exists() && !snap.exists());
+
+    let accept = suite.hil(&["snapshot", "accept", "--dir", "snapshots"]);
+    assert_eq!(accept.status.code(), Some(0));
+    assert!(snap.exists() && !pending.exists());
+    let text = std::fs::read_to_string(&snap).unwrap();
+    assert!(text.starts_with("---\nsource: "), "insta header: {text}");
+    assert!(
+        text.contains("publish living_room_lights \"on\" qos=1"),
+        "{text}"
+    );
+
+    let again = suite.hil(&["run", "snap.yaml"]);
+    assert_eq!(again.status.code(), Some(0), "{}", stdout(&again));
+
+    suite.add("snap.yaml", &scenario("off"));
+    let changed = suite.hil(&["run", "snap.yaml"]);
+    assert_eq!(changed.status.code(), Some(1));
+    assert!(pending.exists());
+    let text = stdout(&changed);
+    assert!(
+        text.contains("-    publish living_room_lights \"on\""),
+        "diff shown: {text}"
+    );
+    assert!(
+        text.contains("+    publish living_room_lights \"off\""),
+        "diff shown: {text}"
+    );
+
+    let reject = suite.hil(&["snapshot", "reject", "--dir", "snapshots"]);
+    assert_eq!(reject.status.code(), Some(0));
+    assert!(!pending.exists());
+}
