@@ -109,8 +109,10 @@ impl Reporter for Console {
                 if let Some(bar) = &self.bar {
                     bar.set_length(total as u64);
                 }
+                let noun = if total == 1 { "scenario" } else { "scenarios" };
+                let jobs = jobs.min(total.max(1));
                 self.say(&format!(
-                    "running {total} scenarios, {jobs} at a time, seed {seed}"
+                    "running {total} {noun}, {jobs} at a time, seed {seed}"
                 ));
             }
             RunEvent::ScenarioStarted { name } => {

@@ -56,13 +56,14 @@ pub struct Failure {
 }
 
 impl Failure {
-    /// One line: `file:line: step: expected …; observed …`.
+    /// One line: `file:line:col: step: expected …; observed …`.
     pub fn headline(&self) -> String {
         let place = match &self.step {
             Some(step) => format!(
-                "{}:{}: step {} `{}`: ",
+                "{}:{}:{}: step {} `{}`: ",
                 step.file.display(),
                 step.line,
+                step.column,
                 step.number,
                 step.name
             ),
