@@ -1,6 +1,7 @@
 //! Boards under test. A scenario's board steps go through [`Board`]; what a board does
 //! (serial lines, relay changes) goes into the trace, where expectations read it.
 
+pub mod profile;
 mod sim;
 
 use std::net::SocketAddr;

@@ -112,11 +112,13 @@ pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
         let text = String::from_utf8_lossy(valid).into_owned();
         let line = text.matches('\n').count() + 1;
         let column = text.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        // The snippet shows the bad byte as U+FFFD, where the caret points.
+        let shown = String::from_utf8_lossy(e.as_bytes());
         ScenarioError::new(
             path,
             format!("not UTF-8 text: invalid byte at offset {}", valid.len()),
         )
-        .at(&text, Location { line, column })
+        .at(&shown, Location { line, column })
         .help("scenario files are UTF-8 YAML; is this a binary file?")
     })?;
     parse(path, &text)
@@ -205,39 +207,85 @@ fn tab_indentation(text: &str) -> Option<Location> {
     })
 }
 
-/// A YAML or shape error, with a did-you-mean for misspelt steps and fields.
+/// A YAML or shape error, in plain words, with a did-you-mean for misspelt steps,
+/// fields and values.
 fn yaml_error(path: &Path, text: &str, error: &serde_saphyr::Error) -> ScenarioError {
     let full = error.to_string();
-    let message = match full.rfind(" at line ") {
-        Some(end) => full[..end].to_string(),
-        None => full.clone(),
+    let raw = match full.rfind(" at line ") {
+        Some(end) => &full[..end],
+        None => &full,
     };
+    let message = plain_words(raw);
     let location = error.location().map(|at| Location {
         line: at.line() as usize,
         column: at.column() as usize,
     });
-    let help = did_you_mean(&message).or_else(|| {
-        if message.contains("budget") || message.contains("depth") || message.contains("alias") {
-            Some("the document nests too deep or expands too much (YAML aliases); write it out plainly".to_string())
+    let missing_field = raw
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next());
+    let help = did_you_mean(raw).unwrap_or_else(|| {
+        if let Some(field) = missing_field {
+            format!("add `{field}:` here; `hil schema` lists every field")
+        } else if ["budget", "depth", "recursion", "alias"]
+            .iter()
+            .any(|word| raw.contains(word))
+        {
+            "the document nests too deep or expands too much (YAML aliases); write it out plainly"
+                .to_string()
+        } else if raw.contains("after enum variant") {
+            "a step is a map with one key: start every step with its own `- `".to_string()
         } else {
-            Some("`hil schema` prints the format; scenarios/README.md explains every step".to_string())
+            "`hil schema` prints the format; scenarios/README.md explains every step".to_string()
         }
     });
-    let mut scenario_error = ScenarioError::new(path, message);
+    let mut scenario_error = ScenarioError::new(path, message).help(help);
     if let Some(at) = location {
         scenario_error = scenario_error.at(text, at);
     }
-    match help {
-        Some(help) => scenario_error.help(help),
-        None => scenario_error,
+    scenario_error
+}
+
+/// The parser's and serde's wording, said the way a scenario author thinks of it.
+fn plain_words(raw: &str) -> String {
+    if let Some(rest) = raw.strip_prefix("unknown variant ") {
+        let what = if names_steps(raw) { "step" } else { "value" };
+        return format!("unknown {what} {rest}");
     }
+    if let Some(rest) = raw.strip_prefix("duplicate mapping key: ") {
+        let key = rest.split(',').next().unwrap_or(rest);
+        return format!("`{key}` appears twice in this mapping");
+    }
+    if let Some(kind) = raw.strip_prefix("invalid ") {
+        if let Some(bits) = kind.strip_prefix('u').and_then(|b| b.parse::<u32>().ok()) {
+            return format!("expected a whole number from 0 to {}", (1u128 << bits) - 1);
+        }
+    }
+    match raw {
+        "expected string scalar" => "expected a text value here".to_string(),
+        "expected mapping start" => "expected a mapping of `key: value` lines".to_string(),
+        "expected end of mapping after enum variant value" => {
+            "a second key in a step: each step has exactly one".to_string()
+        }
+        "unexpected end of input" => "the file has no scenario in it".to_string(),
+        "recursion limit exceeded" => "the document nests too deep".to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// Whether serde's list of expected variants is the list of steps.
+fn names_steps(message: &str) -> bool {
+    message.contains("expect_message")
 }
 
 /// For serde's "unknown variant `x`, expected one of a, b" and "unknown field `x`,
 /// expected one of `a`, `b`": the closest expected name, when one is close.
 fn did_you_mean(message: &str) -> Option<String> {
     let kind = if message.starts_with("unknown variant") {
-        "step"
+        if names_steps(message) {
+            "step"
+        } else {
+            "value"
+        }
     } else if message.starts_with("unknown field") {
         "field"
     } else {

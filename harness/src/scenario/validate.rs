@@ -117,6 +117,19 @@ pub(super) fn check(scenario: &Scenario) -> Result<(), Problem> {
             ));
         }
     }
+    for board in &scenario.boards {
+        let known = crate::board::profile::known_names();
+        if !known.contains(&board.spec.profile.as_str()) {
+            return Err(problem(
+                board.location,
+                format!("unknown board profile `{}`", board.spec.profile),
+                format!(
+                    "use `sim` (the simulated board) or a bench profile: {}",
+                    known.join(", ")
+                ),
+            ));
+        }
+    }
     for client in &scenario.clients {
         if let Some(protocol) = client.spec.protocol.filter(|p| !matches!(p, 4 | 5)) {
             return Err(problem(
