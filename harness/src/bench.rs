@@ -584,6 +584,7 @@ async fn scenario_suite(options: &BenchOptions) -> io::Result<Vec<Row>> {
         pcap: false,
         snapshot_all: false,
         snapshot_policy: crate::snapshot::SnapshotPolicy::Nothing,
+        bench: runner::BenchMapping::default(),
     };
     let scenarios = (0..options.scenarios).map(mqtt_only_scenario).collect();
     let interrupt = tokio_util::sync::CancellationToken::new();
@@ -644,7 +645,7 @@ async fn fuzzing(options: &BenchOptions) -> io::Result<Row> {
 /// `boards` simulated light controllers on one broker: each connects, gets one command
 /// and one press, and every resulting message is observed in the trace.
 async fn fleet(options: &BenchOptions, boards: usize) -> io::Result<Vec<Row>> {
-    use crate::board::Board;
+    use crate::board::{Board, BoardSetup};
     use crate::scenario::BoardSpec;
     use crate::trace::{Direction, Packet};
 
@@ -668,14 +669,16 @@ async fn fleet(options: &BenchOptions, boards: usize) -> io::Result<Vec<Row>> {
             debounce: None,
             version: None,
         };
-        let board = Board::start(
-            &format!("b{i}"),
-            &format!("fleet-{i}"),
-            &spec,
-            broker.addr(),
-            trace.clone(),
-            i as u64,
-        )
+        let board = Board::start(BoardSetup {
+            name: &format!("b{i}"),
+            client_id: &format!("fleet-{i}"),
+            spec: &spec,
+            broker: broker.addr(),
+            trace: trace.clone(),
+            seed: i as u64,
+            bench: None,
+            lock_timeout: Duration::ZERO,
+        })
         .await
         .map_err(io::Error::other)?;
         fleet.push(board);

@@ -6,12 +6,14 @@
 pub mod bench;
 pub mod board;
 pub mod broker;
+pub mod config;
 pub mod engine;
 pub mod exit;
 pub mod expect;
 pub mod fuzz;
 pub mod image;
 pub mod pcap;
+pub mod port_lock;
 pub mod report;
 pub mod runner;
 pub mod scenario;

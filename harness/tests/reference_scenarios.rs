@@ -20,6 +20,7 @@ fn reference_scenarios_pass_and_match_their_snapshots() {
             seed: 7,
             out_dir: None,
             pcap: false,
+            bench: Default::default(),
         };
         let interrupt = tokio_util::sync::CancellationToken::new();
         let run = runtime.block_on(runner::run_attempt(&scenario, &setup, &interrupt));

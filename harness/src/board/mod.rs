@@ -2,46 +2,81 @@
 //! (serial lines, relay changes) goes into the trace, where expectations read it.
 
 pub mod profile;
+pub mod serial;
 mod sim;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::config::BenchBoard;
 use crate::scenario::BoardSpec;
 use crate::trace::Trace;
 
+pub use serial::SerialBoard;
 pub use sim::SimBoard;
+
+/// Where and how a scenario's board role is played.
+pub struct BoardSetup<'a> {
+    pub name: &'a str,
+    pub client_id: &'a str,
+    pub spec: &'a BoardSpec,
+    pub broker: SocketAddr,
+    pub trace: Trace,
+    pub seed: u64,
+    /// The bench board mapped to this role (`hil run --board ROLE=BENCH_BOARD`).
+    pub bench: Option<&'a BenchBoard>,
+    /// How long to wait for a bench board another process holds.
+    pub lock_timeout: Duration,
+}
 
 /// A board a scenario drives.
 pub enum Board {
     /// The light-controller firmware core running on the host.
     Sim(SimBoard),
+    /// A board on a serial port, driven through its profile.
+    Serial(Box<SerialBoard>),
 }
 
 impl Board {
-    /// Powers the board on; it boots and connects by itself.
-    pub async fn start(
-        name: &str,
-        client_id: &str,
-        spec: &BoardSpec,
-        broker: SocketAddr,
-        trace: Trace,
-        seed: u64,
-    ) -> Result<Board, String> {
-        match spec.profile.as_str() {
-            "sim" => Ok(Board::Sim(SimBoard::start(sim::SimSetup {
-                name: name.to_string(),
-                client_id: client_id.to_string(),
-                topic: spec.topic.clone(),
-                debounce: spec.debounce,
-                version: spec.version.clone(),
-                broker,
-                trace,
-                seed,
+    /// Powers the board on (or resets it); it boots and connects by itself.
+    pub async fn start(setup: BoardSetup<'_>) -> Result<Board, String> {
+        if let Some(bench) = setup.bench {
+            return SerialBoard::start(serial::SerialSetup {
+                name: setup.name,
+                client_id: setup.client_id,
+                topic: setup.spec.topic.as_deref(),
+                debounce: setup.spec.debounce,
+                bench,
+                broker: setup.broker,
+                trace: setup.trace,
+                lock_timeout: setup.lock_timeout,
+            })
+            .await
+            .map(|board| Board::Serial(Box::new(board)));
+        }
+        match setup.spec.profile.as_str() {
+            profile::SIM => Ok(Board::Sim(SimBoard::start(sim::SimSetup {
+                name: setup.name.to_string(),
+                client_id: setup.client_id.to_string(),
+                topic: setup.spec.topic.clone(),
+                debounce: setup.spec.debounce,
+                version: setup.spec.version.clone(),
+                broker: setup.broker,
+                trace: setup.trace,
+                seed: setup.seed,
             }))),
             other => Err(format!(
-                "board {name}: profile {other:?} needs a bench board; map it with `hil run --board {name}=BENCH_BOARD`, or use `profile: sim`"
+                "board {}: profile {other:?} needs a bench board; map it with `hil run --board {}=BENCH_BOARD`, or use `profile: sim`",
+                setup.name, setup.name
             )),
+        }
+    }
+
+    /// How this board's serial lines read (boot line, relay, state).
+    pub fn patterns(&self) -> profile::Patterns {
+        match self {
+            Board::Sim(_) => profile::Patterns::default(),
+            Board::Serial(board) => board.patterns().clone(),
         }
     }
 
@@ -49,6 +84,7 @@ impl Board {
     pub async fn press(&mut self, bounce: u32) -> Result<(), String> {
         match self {
             Board::Sim(board) => board.send(sim::Command::Press { bounce }).await,
+            Board::Serial(board) => board.press(bounce).await,
         }
     }
 
@@ -56,12 +92,14 @@ impl Board {
     pub async fn send_serial(&mut self, line: &str) -> Result<(), String> {
         match self {
             Board::Sim(board) => board.send(sim::Command::Serial(line.to_string())).await,
+            Board::Serial(board) => board.send_serial(line).await,
         }
     }
 
     pub async fn reset(&mut self) -> Result<(), String> {
         match self {
             Board::Sim(board) => board.send(sim::Command::Reset).await,
+            Board::Serial(board) => board.reset().await,
         }
     }
 
@@ -73,18 +111,21 @@ impl Board {
                 tokio::time::sleep(off_for).await;
                 board.send(sim::Command::PowerOn).await
             }
+            Board::Serial(board) => board.power_cycle(off_for).await,
         }
     }
 
     pub async fn wifi(&mut self, up: bool) -> Result<(), String> {
         match self {
             Board::Sim(board) => board.send(sim::Command::Wifi { up }).await,
+            Board::Serial(board) => board.wifi(up).await,
         }
     }
 
     pub async fn stop(self) {
         match self {
             Board::Sim(board) => board.stop().await,
+            Board::Serial(board) => board.stop().await,
         }
     }
 }

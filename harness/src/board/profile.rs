@@ -257,7 +257,7 @@ impl Profile {
 }
 
 /// The TOML error with its line and column.
-fn located(text: &str, error: &toml::de::Error) -> String {
+pub(crate) fn located(text: &str, error: &toml::de::Error) -> String {
     let message = error.message();
     match error.span() {
         Some(span) => {

@@ -3,6 +3,7 @@
 mod bench_cmd;
 mod broker_cmd;
 mod run_cmd;
+mod serial_cmd;
 mod sim_cmd;
 mod trace_cmd;
 
@@ -35,6 +36,9 @@ enum Command {
     Schema(run_cmd::SchemaArgs),
     Snapshot(run_cmd::SnapshotArgs),
     Sim(sim_cmd::SimArgs),
+    Ports(serial_cmd::PortsArgs),
+    Monitor(serial_cmd::MonitorArgs),
+    Provision(serial_cmd::ProvisionArgs),
     Broker(broker_cmd::Args),
     #[command(subcommand)]
     Trace(trace_cmd::Command),
@@ -84,6 +88,9 @@ pub fn main() -> Exit {
         Command::Snapshot(args) => run_cmd::snapshots(&args),
         Command::Run(args) => block_on(run_cmd::run(args)),
         Command::Sim(args) => block_on(sim_cmd::run(args)),
+        Command::Ports(args) => serial_cmd::ports(&args),
+        Command::Monitor(args) => block_on(serial_cmd::monitor(args)),
+        Command::Provision(args) => block_on(serial_cmd::provision(args)),
         Command::Broker(args) => block_on(broker_cmd::run(args)),
         Command::Bench(args) => block_on(bench_cmd::run(args)),
     };

@@ -3,10 +3,12 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
+use hil::board::profile;
 use hil::broker::BrokerConfig;
+use hil::config::BenchConfig;
 use hil::exit::Exit;
 use hil::report::{check_writable, Console, JsonFile, JunitFile};
-use hil::runner::{self, Reporter, RunEvent, RunOptions, RunSummary};
+use hil::runner::{self, BenchMapping, Reporter, RunEvent, RunOptions, RunSummary};
 use hil::scenario::{self, Scenario};
 use hil::snapshot::{self, SnapshotPolicy};
 use tokio_util::sync::CancellationToken;
@@ -63,6 +65,71 @@ pub struct RunArgs {
     /// Check every scenario's snapshot, not only those with `snapshot: true`.
     #[arg(long)]
     snapshot: bool,
+    /// Play board ROLE of the scenarios on bench board NAME of the bench config
+    /// (hil.toml) instead of the simulator; repeat for more roles.
+    #[arg(long = "board", value_name = "ROLE=NAME", value_parser = parse_role)]
+    boards: Vec<(String, String)>,
+    /// The bench config for --board (default: hil.toml in the working directory).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// How long to wait for a bench board that another hil holds.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    lock_timeout: std::time::Duration,
+}
+
+fn parse_role(text: &str) -> Result<(String, String), String> {
+    let (role, name) = text
+        .split_once('=')
+        .ok_or("write it as ROLE=NAME, e.g. lamp=bench1")?;
+    if role.is_empty() || name.is_empty() {
+        return Err("write it as ROLE=NAME, e.g. lamp=bench1".into());
+    }
+    Ok((role.to_string(), name.to_string()))
+}
+
+/// The bench boards that play `--board` roles, checked against the scenarios: every
+/// role is a board of some scenario, and every board that is not simulated has one.
+fn bench_mapping(args: &RunArgs, scenarios: &[Scenario]) -> Result<BenchMapping, Failure> {
+    let mut mapping = BenchMapping {
+        roles: Default::default(),
+        lock_timeout: args.lock_timeout,
+    };
+    if !args.boards.is_empty() {
+        let config =
+            BenchConfig::load(args.config.as_deref()).map_err(|e| Failure::new(Exit::Usage, e))?;
+        for (role, name) in &args.boards {
+            let board = config
+                .board(name)
+                .map_err(|e| Failure::new(Exit::Usage, e))?;
+            let used = scenarios
+                .iter()
+                .any(|scenario| scenario.boards.iter().any(|b| &b.name == role));
+            if !used {
+                return Err(Failure::new(
+                    Exit::Usage,
+                    format!("--board {role}={name}: no scenario has a board named {role}"),
+                ));
+            }
+            mapping.roles.insert(role.clone(), board.clone());
+        }
+    }
+    for scenario in scenarios {
+        for board in &scenario.boards {
+            if board.spec.profile != profile::SIM && !mapping.roles.contains_key(&board.name) {
+                return Err(Failure::new(
+                    Exit::Usage,
+                    format!(
+                        "{}: board {} has profile {} and needs a bench board: add --board {}=NAME (a board of hil.toml)",
+                        scenario.path.display(),
+                        board.name,
+                        board.spec.profile,
+                        board.name
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(mapping)
 }
 
 fn parse_partition(text: &str) -> Result<(usize, usize), String> {
@@ -202,7 +269,9 @@ pub async fn run(args: RunArgs) -> Result<Exit, Failure> {
             )
         })?;
     }
+    let bench = bench_mapping(&args, &scenarios)?;
     let options = RunOptions {
+        bench,
         broker: BrokerConfig::loopback()?,
         jobs: args.jobs.max(1),
         fail_fast: args.fail_fast,

@@ -3,7 +3,7 @@
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
-use hil::board::Board;
+use hil::board::{Board, BoardSetup};
 use hil::exit::Exit;
 use hil::scenario::BoardSpec;
 use hil::trace::{EventBody, Trace};
@@ -80,9 +80,18 @@ pub async fn run(args: SimArgs) -> Result<Exit, Failure> {
             "lamp".to_string()
         };
         let client_id = format!("hil-sim-{i}");
-        let board = Board::start(&name, &client_id, &spec, broker, trace.clone(), i as u64)
-            .await
-            .map_err(|e| Failure::new(Exit::Infrastructure, e))?;
+        let board = Board::start(BoardSetup {
+            name: &name,
+            client_id: &client_id,
+            spec: &spec,
+            broker,
+            trace: trace.clone(),
+            seed: i as u64,
+            bench: None,
+            lock_timeout: Duration::ZERO,
+        })
+        .await
+        .map_err(|e| Failure::new(Exit::Infrastructure, e))?;
         boards.push(board);
     }
     let printer = tokio::spawn(print_serial(trace.clone(), fleet));

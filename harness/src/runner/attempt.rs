@@ -1,7 +1,7 @@
 //! One attempt at one scenario: its own broker, trace, clients and boards; the steps in
 //! order; every wait bounded by its step's deadline and the scenario's timeout.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,8 +13,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::client::{ClientSetup, HarnessClient};
 use super::outcome::{Attempt, Failure, Status, StepRef};
-use crate::board::Board;
+use crate::board::{Board, BoardSetup};
 use crate::broker::{Broker, BrokerConfig};
+use crate::config::BenchBoard;
 use crate::expect::{subsequence_found, MessageQuery, PayloadMatch, SeenPublish};
 use crate::scenario::{self, Action, RelayState, Scenario, Step};
 use crate::trace::{render_rows, Direction, Event, EventBody, Packet, Row, Trace, TraceOptions};
@@ -35,6 +36,16 @@ pub struct AttemptSetup {
     pub out_dir: Option<PathBuf>,
     /// Also write `capture.pcap` into `out_dir`.
     pub pcap: bool,
+    pub bench: Arc<BenchMapping>,
+}
+
+/// Board roles played by bench boards instead of the simulator.
+#[derive(Debug, Clone, Default)]
+pub struct BenchMapping {
+    /// Scenario board role → the bench board that plays it.
+    pub roles: BTreeMap<String, BenchBoard>,
+    /// How long to wait for a bench board another process holds.
+    pub lock_timeout: Duration,
 }
 
 /// What an attempt leaves behind for reports and snapshots.
@@ -88,7 +99,7 @@ pub async fn run(
         Ok(broker) => broker,
         Err(error) => return infra_failure(error.to_string()),
     };
-    let mut world = World::new(scenario, broker, trace.clone(), setup.seed);
+    let mut world = World::new(scenario, &setup.bench, broker, trace.clone(), setup.seed);
 
     let outcome = tokio::select! {
         outcome = tokio::time::timeout(scenario.timeout, world.play()) => match outcome {
@@ -181,6 +192,7 @@ enum StepError {
 /// Everything one attempt owns while it runs.
 struct World<'a> {
     scenario: &'a Scenario,
+    bench: &'a BenchMapping,
     broker: Broker,
     trace: Trace,
     seed: u64,
@@ -198,7 +210,13 @@ struct World<'a> {
 }
 
 impl<'a> World<'a> {
-    fn new(scenario: &'a Scenario, broker: Broker, trace: Trace, seed: u64) -> World<'a> {
+    fn new(
+        scenario: &'a Scenario,
+        bench: &'a BenchMapping,
+        broker: Broker,
+        trace: Trace,
+        seed: u64,
+    ) -> World<'a> {
         let mut client_ids = HashMap::new();
         let mut client_setups = HashMap::new();
         for client in &scenario.clients {
@@ -227,6 +245,7 @@ impl<'a> World<'a> {
         }
         World {
             scenario,
+            bench,
             broker,
             trace,
             seed,
@@ -252,14 +271,16 @@ impl<'a> World<'a> {
         }
         for (index, declared) in self.scenario.boards.iter().enumerate() {
             let client_id = self.client_ids[&declared.name].clone();
-            let board = Board::start(
-                &declared.name,
-                &client_id,
-                &declared.spec,
-                self.broker.addr(),
-                self.trace.clone(),
-                self.seed.wrapping_add(index as u64),
-            )
+            let board = Board::start(BoardSetup {
+                name: &declared.name,
+                client_id: &client_id,
+                spec: &declared.spec,
+                broker: self.broker.addr(),
+                trace: self.trace.clone(),
+                seed: self.seed.wrapping_add(index as u64),
+                bench: self.bench.roles.get(&declared.name),
+                lock_timeout: self.bench.lock_timeout,
+            })
             .await
             .map_err(StepError::Harness)?;
             self.boards.insert(declared.name.clone(), board);
@@ -490,15 +511,21 @@ impl<'a> World<'a> {
             Action::ExpectBoot(expect) => {
                 let board = expect.board.clone();
                 let version = expect.version.clone();
+                let patterns = self.board(&board)?.patterns();
+                let booted = |line: &str, want: Option<&str>| {
+                    patterns
+                        .boot_version(line)
+                        .is_some_and(|booted| want.is_none_or(|want| booted == want))
+                };
                 self.wait_for(expect.within, |events| {
-                    serial_lines(events, &board).any(|line| boot_matches(line, version.as_deref()))
+                    serial_lines(events, &board).any(|line| booted(line, version.as_deref()))
                 })
                 .await
                 .map(|_| ())
                 .map_err(|events| {
                     let boots: Vec<String> = serial_lines(&events, &board)
-                        .filter(|l| boot_matches(l, None))
-                        .map(|l| format!("boot line: {l}"))
+                        .filter(|line| booted(line, None))
+                        .map(|line| format!("boot line: {line}"))
                         .collect();
                     let want = match &version {
                         Some(version) => format!("{board} to boot version {version}"),
@@ -863,13 +890,4 @@ fn serial_lines<'e>(
         EventBody::Serial { board, line } if board == board_name => Some(line.as_str()),
         _ => None,
     })
-}
-
-/// `HIL boot fw=… version=X`, with the version checked when one is asked for.
-fn boot_matches(line: &str, version: Option<&str>) -> bool {
-    line.starts_with("HIL boot ")
-        && version.is_none_or(|want| {
-            line.split_whitespace()
-                .any(|word| word.strip_prefix("version=") == Some(want))
-        })
 }

@@ -13,7 +13,7 @@ use std::time::Instant;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-pub use attempt::{run as run_attempt, AttemptRun, AttemptSetup};
+pub use attempt::{run as run_attempt, AttemptRun, AttemptSetup, BenchMapping};
 pub use client::{ClientSetup, HarnessClient};
 pub use outcome::{Attempt, Failure, RunSummary, ScenarioResult, SnapshotOutcome, Status, StepRef};
 
@@ -40,6 +40,7 @@ pub struct RunOptions {
     /// Compare snapshots of every scenario, not only those with `snapshot: true`.
     pub snapshot_all: bool,
     pub snapshot_policy: SnapshotPolicy,
+    pub bench: BenchMapping,
 }
 
 /// What the runner tells reporters, in order.
@@ -155,6 +156,7 @@ async fn run_scenario(
         seed: options.seed.wrapping_add(index as u64 * 1_000),
         out_dir,
         pcap: options.pcap,
+        bench: Arc::new(options.bench.clone()),
     };
     let mut attempts = Vec::new();
     let mut snapshot = None;

@@ -93,6 +93,8 @@ pub enum BoardChange {
     WifiDown,
     SwitchPressed,
     SwitchReleased,
+    /// The serial port went away (cable pulled, device gone).
+    SerialLost,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

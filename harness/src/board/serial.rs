@@ -1,0 +1,489 @@
+//! A real board on a serial port, driven through its profile: the same board steps as
+//! the simulator, carried out with console commands and reset sequences, and what the
+//! board prints turned into trace events by the profile's patterns.
+//!
+//! A reader thread owns the receiving side: it never fails on bytes (ROM banners at
+//! another baud rate, invalid UTF-8 shown as `\xNN`), and stamps every line into the
+//! trace the moment it ends, so expectations see it without polling.
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serialport::{SerialPort, TTYPort};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+
+use super::profile::{LineStep, Profile, Sequence};
+use crate::config::{BenchBoard, PortSpec};
+use crate::port_lock::PortLock;
+use crate::trace::{BoardChange, EventBody, Trace};
+
+/// How long a read blocks before the reader checks whether it should stop.
+const READ_POLL: Duration = Duration::from_millis(50);
+/// From reset to the boot line, and from a `config` command to its answer.
+const BOOT_DEADLINE: Duration = Duration::from_secs(10);
+const CONTROL_DEADLINE: Duration = Duration::from_secs(2);
+/// A line longer than this is cut, so a board spewing without newlines cannot grow the
+/// reader's buffer without bound.
+const MAX_LINE: usize = 4096;
+
+/// What the runner knows about the board's role in a scenario.
+pub struct SerialSetup<'a> {
+    pub name: &'a str,
+    pub client_id: &'a str,
+    pub topic: Option<&'a str>,
+    pub debounce: Option<Duration>,
+    pub bench: &'a BenchBoard,
+    pub broker: SocketAddr,
+    pub trace: Trace,
+    pub lock_timeout: Duration,
+}
+
+pub struct SerialBoard {
+    name: String,
+    profile: Profile,
+    port_path: PathBuf,
+    port: TTYPort,
+    trace: Trace,
+    stop: Arc<AtomicBool>,
+    reader: Option<JoinHandle<()>>,
+    _lock: PortLock,
+}
+
+/// A port that is not there or not ours, with the ports that are.
+pub fn open_error(port: &Path, error: &serialport::Error) -> String {
+    format!(
+        "cannot open serial port {}: {error}; available ports: {}",
+        port.display(),
+        available_ports()
+    )
+}
+
+/// Every serial port on this machine, in one line for error messages.
+pub fn available_ports() -> String {
+    match serialport::available_ports() {
+        Ok(ports) if !ports.is_empty() => ports
+            .iter()
+            .map(|port| port.port_name.clone())
+            .collect::<Vec<_>>()
+            .join(", "),
+        Ok(_) => "none found".to_string(),
+        Err(e) => format!("cannot list them ({e})"),
+    }
+}
+
+/// The port path of a bench board: as written, or the first port with a USB id of its
+/// profile.
+pub fn resolve_port(bench: &BenchBoard) -> Result<PathBuf, String> {
+    match &bench.port {
+        PortSpec::Path(path) => Ok(path.clone()),
+        PortSpec::Auto => {
+            let ports = serialport::available_ports()
+                .map_err(|e| format!("board {}: cannot list serial ports: {e}", bench.name))?;
+            ports
+                .into_iter()
+                .find(|port| match &port.port_type {
+                    serialport::SerialPortType::UsbPort(usb) => {
+                        bench.profile.usb.contains(&(usb.vid, usb.pid))
+                    }
+                    _ => false,
+                })
+                .map(|port| PathBuf::from(port.port_name))
+                .ok_or_else(|| {
+                    format!(
+                        "board {}: port = \"auto\" found no port with a USB id of profile {} ({}); available ports: {}",
+                        bench.name,
+                        bench.profile.name,
+                        bench
+                            .profile
+                            .usb
+                            .iter()
+                            .map(|(vid, pid)| format!("{vid:04x}:{pid:04x}"))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        available_ports()
+                    )
+                })
+        }
+        PortSpec::Rfc2217(address) => Err(format!(
+            "board {}: rfc2217://{address}: serve the port to a local pseudo-terminal (e.g. socat) and name that path",
+            bench.name
+        )),
+    }
+}
+
+impl SerialBoard {
+    /// Takes the port (waiting up to `lock_timeout` for another holder) and starts
+    /// recording what the board prints; the board itself is left as it is.
+    pub async fn open(
+        name: &str,
+        port_path: PathBuf,
+        profile: Profile,
+        trace: Trace,
+        lock_timeout: Duration,
+    ) -> Result<SerialBoard, String> {
+        let lock_path = port_path.clone();
+        let lock = tokio::task::spawn_blocking(move || PortLock::acquire(&lock_path, lock_timeout))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        let port = serialport::new(port_path.to_string_lossy(), profile.baud)
+            .timeout(READ_POLL)
+            .open_native()
+            .map_err(|e| open_error(&port_path, &e))?;
+        let reader_port = port
+            .try_clone_native()
+            .map_err(|e| open_error(&port_path, &e))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let (trace, name, profile, stop) = (
+                trace.clone(),
+                name.to_string(),
+                profile.clone(),
+                stop.clone(),
+            );
+            std::thread::Builder::new()
+                .name(format!("serial-{name}"))
+                .spawn(move || read_lines(reader_port, &name, &profile, &trace, &stop))
+                .map_err(|e| e.to_string())?
+        };
+        Ok(SerialBoard {
+            name: name.to_string(),
+            profile,
+            port_path,
+            port,
+            trace,
+            stop,
+            reader: Some(reader),
+            _lock: lock,
+        })
+    }
+
+    /// Takes the port, resets the board, waits for its boot line, then points it at the
+    /// run's broker with the firmware's own `config` command.
+    pub async fn start(setup: SerialSetup<'_>) -> Result<SerialBoard, String> {
+        let port_path = resolve_port(setup.bench)?;
+        let mut board = SerialBoard::open(
+            setup.name,
+            port_path,
+            setup.bench.profile.clone(),
+            setup.trace.clone(),
+            setup.lock_timeout,
+        )
+        .await?;
+        let from = board.trace.len() as usize;
+        board.reset().await?;
+        board
+            .wait_for_line(from, BOOT_DEADLINE, "its boot line", |patterns, line| {
+                patterns.boot_version(line).is_some()
+            })
+            .await?;
+        let mut settings = vec![
+            format!("broker={}", setup.broker),
+            format!("client_id={}", setup.client_id),
+        ];
+        if let Some(topic) = setup.topic {
+            settings.push(format!("topic={topic}"));
+        }
+        if let Some(debounce) = setup.debounce {
+            settings.push(format!("debounce_ms={}", debounce.as_millis()));
+        }
+        board.configure(&settings).await?;
+        Ok(board)
+    }
+
+    /// Stores `key=value` settings with the firmware's `config` command and waits for
+    /// the firmware to confirm them. Returns the confirmation line.
+    pub async fn configure(&mut self, settings: &[String]) -> Result<String, String> {
+        let command = self
+            .profile
+            .commands
+            .config
+            .replace("{settings}", &settings.join(" "));
+        let from = self.trace.len() as usize;
+        self.send_serial(&command).await?;
+        self.wait_for_line(from, CONTROL_DEADLINE, "`HIL config saved`", |_, line| {
+            line.starts_with("HIL config saved") || line.starts_with("HIL warn=bad_config")
+        })
+        .await
+        .and_then(|line| {
+            if line.starts_with("HIL warn") {
+                Err(format!("board {} refused the settings: {line}", self.name))
+            } else {
+                Ok(line)
+            }
+        })
+    }
+
+    /// Waits until the board prints a line `wanted` accepts, looking from trace event
+    /// `from` on.
+    async fn wait_for_line(
+        &self,
+        from: usize,
+        within: Duration,
+        what: &str,
+        wanted: impl Fn(&super::profile::Patterns, &str) -> bool,
+    ) -> Result<String, String> {
+        let mut cursor = self.trace.cursor_at(from);
+        let deadline = tokio::time::Instant::now() + within;
+        while let Some(event) = cursor.next_before(deadline).await {
+            if let EventBody::Serial { board, line } = &event.body {
+                if *board == self.name && wanted(&self.profile.patterns, line) {
+                    return Ok(line.clone());
+                }
+            }
+        }
+        Err(format!(
+            "board {} on {} did not print {what} within {}; check the port, the baud rate ({}) and that the firmware is flashed",
+            self.name,
+            self.port_path.display(),
+            humantime::format_duration(within),
+            self.profile.baud
+        ))
+    }
+
+    pub fn patterns(&self) -> &super::profile::Patterns {
+        &self.profile.patterns
+    }
+
+    pub async fn press(&mut self, bounce: u32) -> Result<(), String> {
+        if bounce > 0 {
+            return Err(format!(
+                "board {}: contact bounce can only be simulated; a real switch bounces by itself",
+                self.name
+            ));
+        }
+        let press = self.profile.commands.press.clone();
+        self.send_serial(&press).await
+    }
+
+    pub async fn send_serial(&mut self, line: &str) -> Result<(), String> {
+        self.port
+            .write_all(format!("{line}\r\n").as_bytes())
+            .and_then(|()| self.port.flush())
+            .map_err(|e| {
+                format!(
+                    "board {}: writing to {}: {e}",
+                    self.name,
+                    self.port_path.display()
+                )
+            })
+    }
+
+    pub async fn reset(&mut self) -> Result<(), String> {
+        self.trace.record(EventBody::Board {
+            board: self.name.clone(),
+            change: BoardChange::Reset,
+        });
+        let reset = self.profile.reset.clone();
+        self.run_sequence(&reset).await
+    }
+
+    /// A bench board has no power switch hil can reach: the reset line is held for
+    /// `off_for` instead, so the board is silent for as long (its network session then
+    /// ends without a DISCONNECT, as on power loss).
+    pub async fn power_cycle(&mut self, off_for: Duration) -> Result<(), String> {
+        self.trace.record(EventBody::Board {
+            board: self.name.clone(),
+            change: BoardChange::PowerOff,
+        });
+        match self.profile.reset.clone() {
+            Sequence::Control(_) => {
+                self.control("hold").await?;
+                tokio::time::sleep(off_for).await;
+            }
+            Sequence::Lines(_) => {
+                self.set_lines(None, Some(true))?;
+                tokio::time::sleep(off_for).await;
+            }
+        }
+        self.trace.record(EventBody::Board {
+            board: self.name.clone(),
+            change: BoardChange::PowerOn,
+        });
+        let reset = self.profile.reset.clone();
+        self.run_sequence(&reset).await
+    }
+
+    pub async fn wifi(&mut self, _up: bool) -> Result<(), String> {
+        Err(format!(
+            "board {}: `wifi` needs the simulated board; on a bench, use a `partition` of its client instead",
+            self.name
+        ))
+    }
+
+    async fn run_sequence(&mut self, sequence: &Sequence) -> Result<(), String> {
+        match sequence {
+            Sequence::Control(command) => self.control(command).await,
+            Sequence::Lines(steps) => {
+                for step in steps {
+                    match *step {
+                        LineStep::Set { dtr, rts } => self.set_lines(dtr, rts)?,
+                        LineStep::Wait(pause) => tokio::time::sleep(pause).await,
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn set_lines(&mut self, dtr: Option<bool>, rts: Option<bool>) -> Result<(), String> {
+        let failed = |e: serialport::Error| {
+            format!(
+                "board {}: {} cannot set DTR/RTS ({e}); a port without modem lines needs a profile with `control` sequences",
+                self.name,
+                self.port_path.display()
+            )
+        };
+        if let Some(dtr) = dtr {
+            self.port.write_data_terminal_ready(dtr).map_err(failed)?;
+        }
+        if let Some(rts) = rts {
+            self.port.write_request_to_send(rts).map_err(failed)?;
+        }
+        Ok(())
+    }
+
+    /// One command on the control socket beside the port (`PORT.ctl`), answered `ok`.
+    async fn control(&self, command: &str) -> Result<(), String> {
+        let socket = control_socket(&self.port_path);
+        let talk = async {
+            let mut stream = UnixStream::connect(&socket).await?;
+            stream.write_all(format!("{command}\n").as_bytes()).await?;
+            let mut answer = String::new();
+            BufReader::new(stream).read_line(&mut answer).await?;
+            Ok::<_, std::io::Error>(answer)
+        };
+        let answer = tokio::time::timeout(CONTROL_DEADLINE, talk)
+            .await
+            .map_err(|_| {
+                format!(
+                    "control socket {} did not answer `{command}`",
+                    socket.display()
+                )
+            })?
+            .map_err(|e| format!("control socket {}: {e}", socket.display()))?;
+        match answer.trim() {
+            "ok" => Ok(()),
+            other => Err(format!(
+                "control socket {} refused `{command}`: {other}",
+                socket.display()
+            )),
+        }
+    }
+
+    pub async fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(reader) = self.reader.take() {
+            let _ = tokio::task::spawn_blocking(move || reader.join()).await;
+        }
+    }
+}
+
+/// `PORT.ctl`: where a port without modem lines takes reset commands.
+pub fn control_socket(port: &Path) -> PathBuf {
+    let mut name = port.as_os_str().to_os_string();
+    name.push(".ctl");
+    PathBuf::from(name)
+}
+
+/// The reader thread: bytes in, lines into the trace, until told to stop or the port
+/// goes away.
+fn read_lines(mut port: TTYPort, name: &str, profile: &Profile, trace: &Trace, stop: &AtomicBool) {
+    let mut pending = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !stop.load(Ordering::Relaxed) {
+        match port.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                for &byte in &buf[..n] {
+                    if byte == b'\n' || pending.len() >= MAX_LINE {
+                        record_line(&pending, name, profile, trace);
+                        pending.clear();
+                    } else {
+                        pending.push(byte);
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    if !pending.is_empty() {
+        record_line(&pending, name, profile, trace);
+    }
+    if !stop.load(Ordering::Relaxed) {
+        trace.record(EventBody::Board {
+            board: name.to_string(),
+            change: BoardChange::SerialLost,
+        });
+    }
+}
+
+fn record_line(bytes: &[u8], name: &str, profile: &Profile, trace: &Trace) {
+    let line = escape_line(bytes);
+    if line.is_empty() {
+        return;
+    }
+    let relay = profile.patterns.relay_on(&line);
+    trace.record(EventBody::Serial {
+        board: name.to_string(),
+        line,
+    });
+    if let Some(on) = relay {
+        trace.record(EventBody::Relay {
+            board: name.to_string(),
+            on,
+        });
+    }
+}
+
+/// A line as text: valid UTF-8 as it is, every other byte and control character as
+/// `\xNN`, the line ending dropped.
+pub fn escape_line(bytes: &[u8]) -> String {
+    let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+    let mut line = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c.is_control() && c != '\t' {
+                line.push_str(&format!("\\x{:02x}", c as u32));
+            } else {
+                line.push(c);
+            }
+        }
+        for byte in chunk.invalid() {
+            line.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boot_garbage_and_invalid_utf8_are_shown_escaped() {
+        assert_eq!(escape_line(b"HIL relay=on\r"), "HIL relay=on");
+        assert_eq!(
+            escape_line(b"\xff\x00ets Jan  8 2013"),
+            "\\xff\\x00ets Jan  8 2013"
+        );
+        assert_eq!(escape_line("r\u{e9}lais".as_bytes()), "r\u{e9}lais");
+        assert_eq!(escape_line(b"a\x1b[0mb"), "a\\x1b[0mb");
+    }
+
+    #[test]
+    fn the_control_socket_sits_beside_the_port() {
+        assert_eq!(
+            control_socket(Path::new("/tmp/bench/lamp")),
+            PathBuf::from("/tmp/bench/lamp.ctl")
+        );
+    }
+}

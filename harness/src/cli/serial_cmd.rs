@@ -1,0 +1,281 @@
+//! `hil ports`, `hil monitor`, `hil provision`: the bench's serial ports.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use hil::board::profile::{self, Profile};
+use hil::board::serial::{self, SerialBoard};
+use hil::config::BenchConfig;
+use hil::exit::Exit;
+use hil::trace::{EventBody, Trace, TraceOptions};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use super::{stop_signal, Failure};
+
+/// List serial ports with their USB ids, serial numbers and the likely chip.
+///
+/// The likely chip comes from the USB ids the board profiles list (CP210x, CH340, FTDI
+/// bridges; the ESP32-C3's own USB-Serial-JTAG).
+///
+/// Example:
+///   hil ports
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct PortsArgs {}
+
+/// A serial monitor with timestamps: what the board prints, on stdout; what you type,
+/// to the board. Ctrl-C exits; with --trace every line is also in the trace file.
+///
+/// Examples:
+///   hil monitor --port /dev/ttyUSB0
+///   hil monitor --board bench1 --trace monitor.jsonl
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct MonitorArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Write every line to this trace file (JSON Lines) as it arrives.
+    #[arg(long, value_name = "FILE")]
+    trace: Option<PathBuf>,
+}
+
+/// Store Wi-Fi and broker settings on a board with the firmware's `config` command.
+///
+/// The Wi-Fi password comes from the environment variable named by --password-env
+/// (default HIL_WIFI_PASSWORD) or, on a terminal, from a prompt; it is never printed,
+/// logged or written to a trace.
+///
+/// Example:
+///   HIL_WIFI_PASSWORD=… hil provision --board bench1 --ssid home --broker 192.168.1.10:1883
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct ProvisionArgs {
+    #[command(flatten)]
+    target: Target,
+    #[arg(long)]
+    ssid: Option<String>,
+    /// The broker as HOST:PORT.
+    #[arg(long, value_name = "HOST:PORT")]
+    broker: Option<String>,
+    #[arg(long)]
+    client_id: Option<String>,
+    #[arg(long)]
+    topic: Option<String>,
+    /// The environment variable holding the Wi-Fi password.
+    #[arg(long, value_name = "VAR", default_value = "HIL_WIFI_PASSWORD")]
+    password_env: String,
+    /// Store no password (open network, or keep the one stored).
+    #[arg(long)]
+    no_password: bool,
+}
+
+/// Which port: a path, or a board of the bench config.
+#[derive(Debug, clap::Args)]
+#[group(required = true, multiple = false, id = "target_port")]
+pub struct Target {
+    /// A serial port path.
+    #[arg(long, value_name = "PATH")]
+    port: Option<PathBuf>,
+    /// A board of the bench config (hil.toml).
+    #[arg(long, value_name = "NAME")]
+    board: Option<String>,
+    /// With --port: the board profile (baud rate, patterns, commands).
+    #[arg(long, value_name = "NAME", requires = "port")]
+    profile: Option<String>,
+    /// The bench config for --board (default: hil.toml in the working directory).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// How long to wait for a port that another hil holds.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    lock_timeout: Duration,
+}
+
+impl Target {
+    /// Opens the port as a board named after it.
+    async fn open(&self, trace: Trace) -> Result<SerialBoard, Failure> {
+        let (name, port, profile) = match (&self.port, &self.board) {
+            (Some(port), _) => {
+                let profile = match &self.profile {
+                    Some(name) => {
+                        Profile::find(name, None).map_err(|e| Failure::new(Exit::Usage, e))?
+                    }
+                    None => Profile::bundled("sim-pty").expect("bundled"),
+                };
+                ("board".to_string(), port.clone(), profile)
+            }
+            (None, Some(name)) => {
+                let config = BenchConfig::load(self.config.as_deref())
+                    .map_err(|e| Failure::new(Exit::Usage, e))?;
+                let bench = config
+                    .board(name)
+                    .map_err(|e| Failure::new(Exit::Usage, e))?;
+                let port = serial::resolve_port(bench)
+                    .map_err(|e| Failure::new(Exit::Infrastructure, e))?;
+                (name.clone(), port, bench.profile.clone())
+            }
+            (None, None) => {
+                return Err(Failure::new(
+                    Exit::Usage,
+                    "give --port PATH or --board NAME",
+                ))
+            }
+        };
+        SerialBoard::open(&name, port, profile, trace, self.lock_timeout)
+            .await
+            .map_err(|e| Failure::new(Exit::Infrastructure, e))
+    }
+}
+
+pub fn ports(_: &PortsArgs) -> Result<Exit, Failure> {
+    let ports = serialport::available_ports().map_err(|e| {
+        Failure::new(
+            Exit::Infrastructure,
+            format!("cannot list serial ports: {e}"),
+        )
+    })?;
+    if ports.is_empty() {
+        println!("no serial ports found");
+        return Ok(Exit::Success);
+    }
+    let profiles: Vec<Profile> = profile::known_names()
+        .into_iter()
+        .filter_map(Profile::bundled)
+        .collect();
+    println!(
+        "{:<24} {:<10} {:<18} {:<28} likely",
+        "port", "usb id", "serial", "product"
+    );
+    for port in ports {
+        let (usb_id, serial, product, likely) = match &port.port_type {
+            serialport::SerialPortType::UsbPort(usb) => {
+                let likely: Vec<&str> = profiles
+                    .iter()
+                    .filter(|p| p.usb.contains(&(usb.vid, usb.pid)))
+                    .map(|p| p.name.as_str())
+                    .collect();
+                (
+                    format!("{:04x}:{:04x}", usb.vid, usb.pid),
+                    usb.serial_number.clone().unwrap_or_default(),
+                    usb.product.clone().unwrap_or_default(),
+                    likely.join(", "),
+                )
+            }
+            other => (
+                format!("{other:?}"),
+                String::new(),
+                String::new(),
+                String::new(),
+            ),
+        };
+        println!(
+            "{:<24} {usb_id:<10} {serial:<18} {product:<28} {likely}",
+            port.port_name
+        );
+    }
+    Ok(Exit::Success)
+}
+
+pub async fn monitor(args: MonitorArgs) -> Result<Exit, Failure> {
+    let trace = Trace::start(TraceOptions {
+        file: args.trace.as_deref(),
+        keep_in_memory: true,
+    })?;
+    let mut board = args.target.open(trace.clone()).await?;
+    let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let printer = tokio::spawn(print_lines(trace.clone(), color));
+    let mut input = BufReader::new(tokio::io::stdin()).lines();
+    let stop = stop_signal();
+    tokio::pin!(stop);
+    let outcome = loop {
+        tokio::select! {
+            signal = &mut stop => break signal.map(|_| Exit::Success),
+            line = input.next_line() => match line {
+                Ok(Some(line)) => {
+                    if let Err(e) = board.send_serial(&line).await {
+                        break Err(Failure::new(Exit::Infrastructure, e));
+                    }
+                }
+                // End of input: keep listening until Ctrl-C.
+                Ok(None) => std::future::pending::<()>().await,
+                Err(e) => break Err(Failure::new(Exit::Infrastructure, format!("stdin: {e}"))),
+            },
+        }
+    };
+    board.stop().await;
+    printer.abort();
+    trace.finish()?;
+    outcome
+}
+
+async fn print_lines(trace: Trace, color: bool) {
+    let mut cursor = trace.cursor_at(0);
+    loop {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3600);
+        let Some(event) = cursor.next_before(deadline).await else {
+            continue;
+        };
+        let text = match &event.body {
+            EventBody::Serial { line, .. } => line.clone(),
+            EventBody::Board { change, .. } => format!("[{change:?}]"),
+            _ => continue,
+        };
+        let stamp = format!("{:>10.3}", event.t_us as f64 / 1000.0);
+        if color {
+            println!("\x1b[2m{stamp}\x1b[0m  {text}");
+        } else {
+            println!("{stamp}  {text}");
+        }
+    }
+}
+
+pub async fn provision(args: ProvisionArgs) -> Result<Exit, Failure> {
+    let mut settings = Vec::new();
+    if let Some(ssid) = &args.ssid {
+        settings.push(format!("ssid={ssid}"));
+    }
+    if !args.no_password {
+        let password = password(&args.password_env)?;
+        settings.push(format!("password={password}"));
+    }
+    for (key, value) in [
+        ("broker", &args.broker),
+        ("client_id", &args.client_id),
+        ("topic", &args.topic),
+    ] {
+        if let Some(value) = value {
+            settings.push(format!("{key}={value}"));
+        }
+    }
+    if settings.is_empty() {
+        return Err(Failure::new(
+            Exit::Usage,
+            "nothing to store: give --ssid, --broker, --client-id or --topic",
+        ));
+    }
+    // The trace stays in memory and is dropped: the board's answer is all we keep.
+    let mut board = args.target.open(Trace::in_memory()).await?;
+    let answer = board.configure(&settings).await;
+    board.stop().await;
+    let answer = answer.map_err(|e| Failure::new(Exit::Infrastructure, e))?;
+    println!("{answer}");
+    Ok(Exit::Success)
+}
+
+fn password(variable: &str) -> Result<String, Failure> {
+    if let Ok(password) = std::env::var(variable) {
+        return Ok(password);
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(Failure::new(
+            Exit::Usage,
+            format!("no Wi-Fi password: set {variable}, or pass --no-password"),
+        ));
+    }
+    rpassword::prompt_password("Wi-Fi password: ").map_err(|e| {
+        Failure::new(
+            Exit::Infrastructure,
+            format!("cannot read the password: {e}"),
+        )
+    })
+}

@@ -1,0 +1,237 @@
+//! The bench config, `hil.toml`: the boards on this bench, each a serial port with a
+//! profile, so that `hil run --board lamp=bench1` runs a scenario's `lamp` on real
+//! hardware, and `hil flash --board bench1` knows where and what to flash.
+//!
+//! ```toml
+//! profiles = "boards"                 # optional: a folder of extra NAME.toml profiles
+//!
+//! [boards.bench1]
+//! port = "auto"                       # a path, "auto" (first port whose USB id the
+//!                                     # profile lists) or "rfc2217://host:port"
+//! profile = "nodemcu-esp8266"
+//! firmware = "build/light_controller.bin"   # optional, for `hil flash --board`
+//! address = 0x0                       # optional flash address, default the profile's
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::board::profile::{Profile, ProfileError};
+
+/// The file `hil` looks for in the working directory.
+pub const FILE_NAME: &str = "hil.toml";
+
+/// One board on the bench, ready to open.
+#[derive(Debug, Clone)]
+pub struct BenchBoard {
+    pub name: String,
+    pub port: PortSpec,
+    pub profile: Profile,
+    pub firmware: Option<PathBuf>,
+    pub address: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PortSpec {
+    Path(PathBuf),
+    /// The first port whose USB id the profile lists.
+    Auto,
+    /// A port served over the network (RFC 2217), `host:port`.
+    Rfc2217(String),
+}
+
+impl PortSpec {
+    fn parse(text: &str) -> PortSpec {
+        if text == "auto" {
+            PortSpec::Auto
+        } else if let Some(address) = text.strip_prefix("rfc2217://") {
+            PortSpec::Rfc2217(address.to_string())
+        } else {
+            PortSpec::Path(PathBuf::from(text))
+        }
+    }
+}
+
+impl std::fmt::Display for PortSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PortSpec::Path(path) => write!(f, "{}", path.display()),
+            PortSpec::Auto => f.write_str("auto"),
+            PortSpec::Rfc2217(address) => write!(f, "rfc2217://{address}"),
+        }
+    }
+}
+
+/// Why the bench config cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("no bench config: {0} not found; create it (see README, \"Real boards\") or pass --config FILE")]
+    NotFound(PathBuf),
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error("{path}: board {board}: {source}")]
+    Profile {
+        path: PathBuf,
+        board: String,
+        source: ProfileError,
+    },
+    #[error("no board named {name:?} in {path}; the bench has: {known}")]
+    UnknownBoard {
+        name: String,
+        path: PathBuf,
+        known: String,
+    },
+}
+
+/// The boards of one bench config.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    pub path: PathBuf,
+    pub boards: BTreeMap<String, BenchBoard>,
+}
+
+impl BenchConfig {
+    /// `explicit`, else `hil.toml` in the working directory.
+    pub fn load(explicit: Option<&Path>) -> Result<BenchConfig, ConfigError> {
+        let path = explicit.map_or_else(|| PathBuf::from(FILE_NAME), Path::to_path_buf);
+        let text = std::fs::read_to_string(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => ConfigError::NotFound(path.clone()),
+            _ => ConfigError::Invalid {
+                path: path.clone(),
+                message: e.to_string(),
+            },
+        })?;
+        BenchConfig::parse(&path, &text)
+    }
+
+    fn parse(path: &Path, text: &str) -> Result<BenchConfig, ConfigError> {
+        let file: ConfigFile = toml::from_str(text).map_err(|e| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message: crate::board::profile::located(text, &e),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let profiles = file.profiles.map(|dir| base.join(dir));
+        let mut boards = BTreeMap::new();
+        for (name, board) in file.boards {
+            let profile = Profile::find(&board.profile, profiles.as_deref()).map_err(|source| {
+                ConfigError::Profile {
+                    path: path.to_path_buf(),
+                    board: name.clone(),
+                    source,
+                }
+            })?;
+            let address = board.address.unwrap_or(profile.app_offset);
+            boards.insert(
+                name.clone(),
+                BenchBoard {
+                    name,
+                    port: PortSpec::parse(&board.port),
+                    firmware: board.firmware.map(|firmware| base.join(firmware)),
+                    address,
+                    profile,
+                },
+            );
+        }
+        Ok(BenchConfig {
+            path: path.to_path_buf(),
+            boards,
+        })
+    }
+
+    pub fn board(&self, name: &str) -> Result<&BenchBoard, ConfigError> {
+        self.boards
+            .get(name)
+            .ok_or_else(|| ConfigError::UnknownBoard {
+                name: name.to_string(),
+                path: self.path.clone(),
+                known: if self.boards.is_empty() {
+                    "no boards".to_string()
+                } else {
+                    self.boards.keys().cloned().collect::<Vec<_>>().join(", ")
+                },
+            })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    profiles: Option<PathBuf>,
+    #[serde(default)]
+    boards: BTreeMap<String, BoardFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BoardFile {
+    port: String,
+    profile: String,
+    firmware: Option<PathBuf>,
+    address: Option<u32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boards_resolve_their_profiles_and_paths() {
+        let text = r#"
+            [boards.bench1]
+            port = "/dev/ttyUSB0"
+            profile = "nodemcu-esp8266"
+            firmware = "build/lc.bin"
+
+            [boards.c3]
+            port = "auto"
+            profile = "esp32-c3-devkit"
+
+            [boards.remote]
+            port = "rfc2217://bench-host:4000"
+            profile = "esp32-c3-devkit"
+            address = 0x20000
+        "#;
+        let config = BenchConfig::parse(Path::new("/bench/hil.toml"), text).unwrap();
+        let bench1 = config.board("bench1").unwrap();
+        assert_eq!(bench1.port, PortSpec::Path("/dev/ttyUSB0".into()));
+        assert_eq!(bench1.firmware, Some(PathBuf::from("/bench/build/lc.bin")));
+        assert_eq!(bench1.address, 0);
+        assert_eq!(config.board("c3").unwrap().port, PortSpec::Auto);
+        assert_eq!(config.board("c3").unwrap().address, 0x10000);
+        let remote = config.board("remote").unwrap();
+        assert_eq!(remote.port, PortSpec::Rfc2217("bench-host:4000".into()));
+        assert_eq!(remote.address, 0x20000);
+    }
+
+    #[test]
+    fn mistakes_say_where_and_what_exists() {
+        let error =
+            BenchConfig::parse(Path::new("hil.toml"), "[boards.a]\nport = 3\n").unwrap_err();
+        assert!(error.to_string().contains("hil.toml: line 2"), "{error}");
+
+        let error = BenchConfig::parse(
+            Path::new("hil.toml"),
+            "[boards.a]\nport = \"/dev/x\"\nprofile = \"nope\"\n",
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("board a"), "{error}");
+        assert!(error.to_string().contains("nodemcu-esp8266"), "{error}");
+
+        let config = BenchConfig::parse(
+            Path::new("hil.toml"),
+            "[boards.a]\nport = \"/dev/x\"\nprofile = \"sim-pty\"\n",
+        )
+        .unwrap();
+        let error = config.board("b").unwrap_err();
+        assert!(error.to_string().contains("the bench has: a"), "{error}");
+    }
+
+    #[test]
+    fn a_missing_file_says_how_to_make_one() {
+        let error = BenchConfig::load(Some(Path::new("/nonexistent/hil.toml"))).unwrap_err();
+        assert!(matches!(error, ConfigError::NotFound(_)));
+        assert!(error.to_string().contains("--config"), "{error}");
+    }
+}
