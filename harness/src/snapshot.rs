@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use crate::runner::{slug, SnapshotOutcome};
 use crate::scenario::Scenario;
-use crate::trace::{Direction, Event, EventBody, Packet};
+use crate::trace::{CloseReason, Direction, Event, EventBody, Packet};
 
 /// What to write when a snapshot is missing or differs (insta's `INSTA_UPDATE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,10 +168,15 @@ pub fn normalize(events: &[Arc<Event>]) -> String {
                     .push(format!("malformed: {reason}"));
             }
             EventBody::ConnClosed { client, reason, .. } => {
-                let reason = serde_json::to_value(reason)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default();
+                // A socket dropped without DISCONNECT ends as a FIN or a reset depending
+                // on what was still in flight: one outcome for the snapshot.
+                let reason = match reason {
+                    CloseReason::ByPeer | CloseReason::Error => "without_disconnect".to_string(),
+                    other => serde_json::to_value(other)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default(),
+                };
                 actors
                     .entry(client.clone().unwrap_or_default())
                     .or_default()
