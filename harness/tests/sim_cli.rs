@@ -1,0 +1,93 @@
+//! `hil sim` against a broker we did not write: Debian's mosquitto, driven with its own
+//! command-line clients.
+
+mod support;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use support::{hil_exe, Lines, Mosquitto};
+
+fn mosquitto_pub(broker: &Mosquitto, topic: &str, message: &str) {
+    let status = Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &broker.port.to_string()])
+        .args(["-t", topic, "-m", message, "-q", "1"])
+        .status()
+        .expect("mosquitto_pub is installed (ci/test.sh installs mosquitto-clients)");
+    assert!(status.success());
+}
+
+/// Waits until mosquitto_sub sees `value` on `topic`: as its retained value, or
+/// published while it listens (the device's publish may still be on its way).
+fn expect_on_topic(broker: &Mosquitto, topic: &str, value: &str) {
+    let mut sub = Command::new("mosquitto_sub")
+        .args(["-h", "127.0.0.1", "-p", &broker.port.to_string()])
+        .args(["-t", topic, "-W", "10"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("mosquitto_sub is installed (ci/test.sh installs mosquitto-clients)");
+    let lines = Lines::of(sub.stdout.take().unwrap());
+    lines.wait_for(&format!("{value:?} on {topic}"), |line| line == value);
+    let _ = sub.kill();
+    let _ = sub.wait();
+}
+
+#[test]
+fn a_simulated_board_obeys_mosquitto_pub_and_its_press_reaches_mosquitto_sub() {
+    let broker = Mosquitto::start();
+    let mut sim = Command::new(hil_exe())
+        .args(["sim", "--broker", &broker.url()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let lines = Lines::of(sim.stdout.take().unwrap());
+    lines.wait_for("the boot line", |l| {
+        l.starts_with("HIL boot fw=light-controller")
+    });
+    lines.wait_for("ACTIVE", |l| l == "HIL state=ACTIVE");
+    expect_on_topic(&broker, "living_room_lights/status", "online");
+
+    mosquitto_pub(&broker, "living_room_lights", "on");
+    lines.wait_for("the relay turning on", |l| l == "HIL relay=on");
+    expect_on_topic(&broker, "living_room_lights/state", "on");
+
+    let mut stdin = sim.stdin.take().unwrap();
+    writeln!(stdin, "press").unwrap();
+    lines.wait_for("the relay turning off", |l| l == "HIL relay=off");
+    // The press is published retained, so a subscriber that comes later still sees it.
+    expect_on_topic(&broker, "living_room_lights", "off");
+    expect_on_topic(&broker, "living_room_lights/state", "off");
+
+    writeln!(stdin, "status").unwrap();
+    let status = lines.wait_for("the status line", |l| l.starts_with("HIL status"));
+    assert!(status.contains("relay=off"), "{status}");
+
+    writeln!(stdin, "quit").unwrap();
+    let exit = sim.wait().unwrap();
+    assert_eq!(exit.code(), Some(0));
+}
+
+#[test]
+fn a_fleet_gets_distinct_client_ids_and_topics() {
+    let broker = Mosquitto::start();
+    let mut sim = Command::new(hil_exe())
+        .args(["sim", "--broker", &broker.url(), "--count", "3"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = Lines::of(sim.stdout.take().unwrap());
+    for i in 0..3 {
+        lines.wait_for("every board ACTIVE", |l| {
+            l == format!("[{i}] HIL state=ACTIVE")
+        });
+    }
+    mosquitto_pub(&broker, "living_room_lights/1", "on");
+    lines.wait_for("board 1's relay", |l| l == "[1] HIL relay=on");
+    expect_on_topic(&broker, "living_room_lights/1/state", "on");
+    expect_on_topic(&broker, "living_room_lights/0/state", "off");
+    writeln!(sim.stdin.take().unwrap(), "quit").unwrap();
+    assert_eq!(sim.wait().unwrap().code(), Some(0));
+}
