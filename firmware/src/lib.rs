@@ -46,6 +46,9 @@ use std::fmt;
 /// This crate's version; a natural firmware version string for [`Controller::new`].
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// The topic the core uses until one is configured (`DEFAULT_TOPIC` in the C core).
+pub const DEFAULT_TOPIC: &str = "living_room_lights";
+
 /// The broker connection the firmware asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConnectRequest {

@@ -585,6 +585,8 @@ async fn scenario_suite(options: &BenchOptions) -> io::Result<Vec<Row>> {
         snapshot_all: false,
         snapshot_policy: crate::snapshot::SnapshotPolicy::Nothing,
         bench: runner::BenchMapping::default(),
+        run_id: String::new(),
+        credentials: None,
     };
     let scenarios = (0..options.scenarios).map(mqtt_only_scenario).collect();
     let interrupt = tokio_util::sync::CancellationToken::new();
@@ -658,6 +660,8 @@ async fn fleet(options: &BenchOptions, boards: usize) -> io::Result<Vec<Row>> {
         client_id: "fleet-phone".into(),
         protocol: 4,
         subscriptions: vec!["fleet/+".into()],
+        namespace: None,
+        credentials: None,
     };
     let phone = crate::runner::HarnessClient::start(broker.addr(), &phone_setup);
     let mut fleet = Vec::with_capacity(boards);
@@ -678,6 +682,8 @@ async fn fleet(options: &BenchOptions, boards: usize) -> io::Result<Vec<Row>> {
             seed: i as u64,
             bench: None,
             lock_timeout: Duration::ZERO,
+            namespace: None,
+            credentials: None,
         })
         .await
         .map_err(io::Error::other)?;

@@ -20,6 +20,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::Mutex;
 
 use crate::engine::{BIND_FAILED_PREFIX, READY_LINE};
+use crate::namespace::Namespace;
 use crate::pcap::Capture;
 use crate::tap::{Tap, TapStats, Upstream};
 use crate::trace::{BrokerAction, EventBody, Trace};
@@ -41,6 +42,11 @@ pub struct BrokerConfig {
     pub engine_exe: PathBuf,
     /// Write the tapped traffic to this pcap file.
     pub capture: Option<PathBuf>,
+    /// Forward to this broker instead of starting an engine (`hil run --broker`).
+    pub external: Option<SocketAddr>,
+    /// The prefixes this scenario's clients put on topics and client ids on a shared
+    /// broker; the tap records without them.
+    pub namespace: Option<Namespace>,
 }
 
 impl BrokerConfig {
@@ -52,6 +58,8 @@ impl BrokerConfig {
             max_packet_size: DEFAULT_MAX_PACKET_SIZE,
             engine_exe: find_engine_exe()?,
             capture: None,
+            external: None,
+            namespace: None,
         })
     }
 }
@@ -71,6 +79,8 @@ pub enum BrokerError {
     Capture { path: PathBuf, source: io::Error },
     #[error("broker engine {exe} failed to start: {detail}")]
     Engine { exe: PathBuf, detail: String },
+    #[error("the broker at {0} is external: hil cannot restart it (broker_restart needs the embedded broker)")]
+    External(SocketAddr),
 }
 
 /// The `hil` executable: `HIL_EXE` if set, else the running program if it is `hil`, else a
@@ -137,25 +147,39 @@ impl Broker {
             })?)),
             None => None,
         };
-        let engine = Engine::spawn(&config).await?;
+        let (engine, upstream) = match config.external {
+            Some(external) => (
+                None,
+                Upstream {
+                    v311: external,
+                    v5: external,
+                },
+            ),
+            None => {
+                let engine = Engine::spawn(&config).await?;
+                let upstream = engine.upstream;
+                (Some(engine), upstream)
+            }
+        };
         let tap = Tap::start(
             listener,
             trace.clone(),
             config.max_packet_size,
             capture.clone(),
+            config.namespace.clone(),
         )
         .map_err(|source| BrokerError::Bind {
             addr: config.listen,
             hint: bind_hint(&source),
             source,
         })?;
-        tap.set_upstream(Some(engine.upstream));
+        tap.set_upstream(Some(upstream));
         let broker = Broker {
             tap,
             capture,
             trace,
             config,
-            engine: Mutex::new(Some(engine)),
+            engine: Mutex::new(engine),
         };
         broker.record(BrokerAction::Started);
         Ok(broker)
@@ -197,6 +221,9 @@ impl Broker {
     /// session, subscription, in-flight and retained message with it), connections are
     /// turned away for `down_for`, then a fresh engine serves the same public address.
     pub async fn restart(&self, down_for: Duration) -> Result<(), BrokerError> {
+        if let Some(external) = self.config.external {
+            return Err(BrokerError::External(external));
+        }
         let mut engine = self.engine.lock().await;
         self.tap.set_upstream(None);
         self.tap.cut_all();

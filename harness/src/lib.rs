@@ -12,6 +12,7 @@ pub mod exit;
 pub mod expect;
 pub mod fuzz;
 pub mod image;
+pub mod namespace;
 pub mod pcap;
 pub mod port_lock;
 pub mod report;

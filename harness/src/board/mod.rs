@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::config::BenchBoard;
+use crate::namespace::{Credentials, Namespace};
 use crate::scenario::BoardSpec;
 use crate::trace::Trace;
 
@@ -27,6 +28,9 @@ pub struct BoardSetup<'a> {
     pub bench: Option<&'a BenchBoard>,
     /// How long to wait for a bench board another process holds.
     pub lock_timeout: Duration,
+    /// On a shared broker: the prefixes of this scenario's topics and client ids.
+    pub namespace: Option<&'a Namespace>,
+    pub credentials: Option<&'a Credentials>,
 }
 
 /// A board a scenario drives.
@@ -40,11 +44,27 @@ pub enum Board {
 impl Board {
     /// Powers the board on (or resets it); it boots and connects by itself.
     pub async fn start(setup: BoardSetup<'_>) -> Result<Board, String> {
+        // What the board sends on the wire: with a namespace, prefixed client id and topic.
+        let (client_id, topic) = match setup.namespace {
+            Some(namespace) => (
+                namespace.client_id(setup.client_id),
+                Some(
+                    namespace.topic(
+                        setup
+                            .spec
+                            .topic
+                            .as_deref()
+                            .unwrap_or(hil_firmware::DEFAULT_TOPIC),
+                    ),
+                ),
+            ),
+            None => (setup.client_id.to_string(), setup.spec.topic.clone()),
+        };
         if let Some(bench) = setup.bench {
             return SerialBoard::start(serial::SerialSetup {
                 name: setup.name,
-                client_id: setup.client_id,
-                topic: setup.spec.topic.as_deref(),
+                client_id: &client_id,
+                topic: topic.as_deref(),
                 debounce: setup.spec.debounce,
                 bench,
                 broker: setup.broker,
@@ -57,8 +77,9 @@ impl Board {
         match setup.spec.profile.as_str() {
             profile::SIM => Ok(Board::Sim(SimBoard::start(sim::SimSetup {
                 name: setup.name.to_string(),
-                client_id: setup.client_id.to_string(),
-                topic: setup.spec.topic.clone(),
+                client_id,
+                topic,
+                credentials: setup.credentials.cloned(),
                 debounce: setup.spec.debounce,
                 version: setup.spec.version.clone(),
                 broker: setup.broker,

@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::namespace::Credentials;
 use crate::trace::{BoardChange, EventBody, Trace};
 
 /// Contact bounce edges are this far apart.
@@ -27,6 +28,9 @@ pub struct SimSetup {
     pub name: String,
     pub client_id: String,
     pub topic: Option<String>,
+    /// What the board logs in with; the firmware core has no MQTT login of its own, so
+    /// the simulated network stack adds it, like credentials compiled into a build.
+    pub credentials: Option<Credentials>,
     pub debounce: Option<Duration>,
     pub version: Option<String>,
     pub broker: SocketAddr,
@@ -471,11 +475,11 @@ impl Board {
     }
 
     fn open_link(&self, request: &ConnectRequest) -> Link {
-        // The firmware may be configured for any broker; the simulator always reaches the
-        // run's broker, as a board on the bench network would reach the bench broker.
-        let broker = self.setup.broker;
         let mut options =
-            rumqttc::MqttOptions::new(&request.client_id, broker.ip().to_string(), broker.port());
+            rumqttc::MqttOptions::new(&request.client_id, &request.host, request.port);
+        if let Some(credentials) = &self.setup.credentials {
+            options.set_credentials(&credentials.username, &credentials.password);
+        }
         options.set_keep_alive(KEEP_ALIVE);
         options.set_clean_session(true);
         options.set_max_packet_size(4 * 1024 * 1024, 4 * 1024 * 1024);

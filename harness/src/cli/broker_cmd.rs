@@ -47,6 +47,8 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
         max_packet_size: args.max_packet_size,
         engine_exe: find_engine_exe()?,
         capture: args.pcap,
+        external: None,
+        namespace: None,
     };
     let broker = Broker::start(config, trace.clone()).await?;
     {

@@ -137,6 +137,22 @@ fn init_logging() {
         .try_init();
 }
 
+/// `mqtt://HOST:PORT` as given to `flag`, resolved to one address.
+pub fn broker_addr(flag: &str, url: &str) -> Result<std::net::SocketAddr, Failure> {
+    use std::net::ToSocketAddrs;
+    let host_port = url.strip_prefix("mqtt://").ok_or_else(|| {
+        Failure::new(
+            Exit::Usage,
+            format!("{flag} {url:?}: write it as mqtt://HOST:PORT"),
+        )
+    })?;
+    host_port
+        .to_socket_addrs()
+        .map_err(|e| Failure::new(Exit::Usage, format!("{flag} {url:?}: {e}")))?
+        .next()
+        .ok_or_else(|| Failure::new(Exit::Usage, format!("{flag} {url:?}: no address")))
+}
+
 /// Which signal asked the program to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stop {

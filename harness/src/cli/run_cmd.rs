@@ -7,6 +7,7 @@ use hil::board::profile;
 use hil::broker::BrokerConfig;
 use hil::config::BenchConfig;
 use hil::exit::Exit;
+use hil::namespace::{Credentials, Namespace};
 use hil::report::{check_writable, Console, JsonFile, JunitFile};
 use hil::runner::{self, BenchMapping, Reporter, RunEvent, RunOptions, RunSummary};
 use hil::scenario::{self, Scenario};
@@ -75,6 +76,45 @@ pub struct RunArgs {
     /// How long to wait for a bench board that another hil holds.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
     lock_timeout: std::time::Duration,
+    /// Run against this broker (or cluster) instead of the embedded one, as
+    /// mqtt://HOST:PORT. Each scenario gets its own topic and client-id namespace
+    /// (hil/<run>/<n>/…), so many runs can share the broker.
+    #[arg(long, value_name = "URL")]
+    broker: Option<String>,
+    /// User name for --broker.
+    #[arg(long, requires = "broker")]
+    username: Option<String>,
+    /// The environment variable holding the password for --broker.
+    #[arg(long, value_name = "VAR", requires = "username")]
+    password_env: Option<String>,
+}
+
+/// The broker config of the run: embedded, or the tap in front of `--broker`.
+fn broker_config(args: &RunArgs) -> Result<(BrokerConfig, Option<Credentials>), Failure> {
+    let mut config = BrokerConfig::loopback()?;
+    let Some(url) = &args.broker else {
+        return Ok((config, None));
+    };
+    config.external = Some(super::broker_addr("--broker", url)?);
+    let credentials = match &args.username {
+        Some(username) => {
+            let password = match &args.password_env {
+                Some(variable) => std::env::var(variable).map_err(|_| {
+                    Failure::new(
+                        Exit::Usage,
+                        format!("--password-env {variable}: the variable is not set"),
+                    )
+                })?,
+                None => String::new(),
+            };
+            Some(Credentials {
+                username: username.clone(),
+                password,
+            })
+        }
+        None => None,
+    };
+    Ok((config, credentials))
 }
 
 fn parse_role(text: &str) -> Result<(String, String), String> {
@@ -270,13 +310,17 @@ pub async fn run(args: RunArgs) -> Result<Exit, Failure> {
         })?;
     }
     let bench = bench_mapping(&args, &scenarios)?;
+    let (broker, credentials) = broker_config(&args)?;
+    let seed = args.seed.unwrap_or_else(|| fastrand::u64(..));
     let options = RunOptions {
         bench,
-        broker: BrokerConfig::loopback()?,
+        broker,
+        credentials,
+        run_id: Namespace::run_id(seed),
         jobs: args.jobs.max(1),
         fail_fast: args.fail_fast,
         retries: args.retries,
-        seed: args.seed.unwrap_or_else(|| fastrand::u64(..)),
+        seed,
         out_dir: args.out.clone(),
         pcap: args.pcap,
         snapshot_all: args.snapshot,

@@ -1,6 +1,5 @@
 //! `hil sim`: simulated light controllers against any broker, driven from the keyboard.
 
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use hil::board::{Board, BoardSetup};
@@ -39,22 +38,8 @@ pub struct SimArgs {
     shared_topic: bool,
 }
 
-fn broker_addr(url: &str) -> Result<SocketAddr, Failure> {
-    let host_port = url.strip_prefix("mqtt://").ok_or_else(|| {
-        Failure::new(
-            Exit::Usage,
-            format!("--broker {url:?}: write it as mqtt://HOST:PORT"),
-        )
-    })?;
-    host_port
-        .to_socket_addrs()
-        .map_err(|e| Failure::new(Exit::Usage, format!("--broker {url:?}: {e}")))?
-        .next()
-        .ok_or_else(|| Failure::new(Exit::Usage, format!("--broker {url:?}: no address")))
-}
-
 pub async fn run(args: SimArgs) -> Result<Exit, Failure> {
-    let broker = broker_addr(&args.broker)?;
+    let broker = super::broker_addr("--broker", &args.broker)?;
     if args.count == 0 {
         return Err(Failure::new(Exit::Usage, "--count must be at least 1"));
     }
@@ -89,6 +74,8 @@ pub async fn run(args: SimArgs) -> Result<Exit, Failure> {
             seed: i as u64,
             bench: None,
             lock_timeout: Duration::ZERO,
+            namespace: None,
+            credentials: None,
         })
         .await
         .map_err(|e| Failure::new(Exit::Infrastructure, e))?;

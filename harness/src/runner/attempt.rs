@@ -17,6 +17,7 @@ use crate::board::{Board, BoardSetup};
 use crate::broker::{Broker, BrokerConfig};
 use crate::config::BenchBoard;
 use crate::expect::{subsequence_found, MessageQuery, PayloadMatch, SeenPublish};
+use crate::namespace::Credentials;
 use crate::scenario::{self, Action, RelayState, Scenario, Step};
 use crate::trace::{render_rows, Direction, Event, EventBody, Packet, Row, Trace, TraceOptions};
 
@@ -37,6 +38,8 @@ pub struct AttemptSetup {
     /// Also write `capture.pcap` into `out_dir`.
     pub pcap: bool,
     pub bench: Arc<BenchMapping>,
+    /// What clients and boards log in with (an external broker that wants it).
+    pub credentials: Option<Credentials>,
 }
 
 /// Board roles played by bench boards instead of the simulator.
@@ -99,7 +102,7 @@ pub async fn run(
         Ok(broker) => broker,
         Err(error) => return infra_failure(error.to_string()),
     };
-    let mut world = World::new(scenario, &setup.bench, broker, trace.clone(), setup.seed);
+    let mut world = World::new(scenario, setup, broker, trace.clone());
 
     let outcome = tokio::select! {
         outcome = tokio::time::timeout(scenario.timeout, world.play()) => match outcome {
@@ -192,7 +195,7 @@ enum StepError {
 /// Everything one attempt owns while it runs.
 struct World<'a> {
     scenario: &'a Scenario,
-    bench: &'a BenchMapping,
+    setup: &'a AttemptSetup,
     broker: Broker,
     trace: Trace,
     seed: u64,
@@ -212,10 +215,9 @@ struct World<'a> {
 impl<'a> World<'a> {
     fn new(
         scenario: &'a Scenario,
-        bench: &'a BenchMapping,
+        setup: &'a AttemptSetup,
         broker: Broker,
         trace: Trace,
-        seed: u64,
     ) -> World<'a> {
         let mut client_ids = HashMap::new();
         let mut client_setups = HashMap::new();
@@ -232,6 +234,8 @@ impl<'a> World<'a> {
                     client_id,
                     protocol: client.spec.protocol.unwrap_or(4),
                     subscriptions: subscriptions_for(&client.name, &scenario.steps),
+                    namespace: setup.broker.namespace.clone(),
+                    credentials: setup.credentials.clone(),
                 },
             );
         }
@@ -245,10 +249,10 @@ impl<'a> World<'a> {
         }
         World {
             scenario,
-            bench,
+            setup,
             broker,
             trace,
-            seed,
+            seed: setup.seed,
             clients: HashMap::new(),
             client_setups,
             boards: HashMap::new(),
@@ -278,8 +282,10 @@ impl<'a> World<'a> {
                 broker: self.broker.addr(),
                 trace: self.trace.clone(),
                 seed: self.seed.wrapping_add(index as u64),
-                bench: self.bench.roles.get(&declared.name),
-                lock_timeout: self.bench.lock_timeout,
+                bench: self.setup.bench.roles.get(&declared.name),
+                lock_timeout: self.setup.bench.lock_timeout,
+                namespace: self.setup.broker.namespace.as_ref(),
+                credentials: self.setup.credentials.as_ref(),
             })
             .await
             .map_err(StepError::Harness)?;

@@ -9,6 +9,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::task::JoinHandle;
 
+use crate::namespace::{Credentials, Namespace};
+
 /// Pause between reconnect attempts after the connection is lost.
 const RECONNECT_DELAY: Duration = Duration::from_millis(100);
 const KEEP_ALIVE: Duration = Duration::from_secs(60);
@@ -17,11 +19,30 @@ const MAX_PACKET: usize = 4 * 1024 * 1024;
 /// What a client needs to know to connect.
 #[derive(Debug, Clone)]
 pub struct ClientSetup {
+    /// As the scenario knows it; on a shared broker the namespace prefixes it on the wire.
     pub client_id: String,
     /// 4 = MQTT 3.1.1, 5 = MQTT 5.
     pub protocol: u8,
     /// Filters to subscribe to, again after every reconnect.
     pub subscriptions: Vec<String>,
+    pub namespace: Option<Namespace>,
+    pub credentials: Option<Credentials>,
+}
+
+impl ClientSetup {
+    fn wire_client_id(&self) -> String {
+        match &self.namespace {
+            Some(namespace) => namespace.client_id(&self.client_id),
+            None => self.client_id.clone(),
+        }
+    }
+}
+
+fn wire_topic(namespace: Option<&Namespace>, topic: &str) -> String {
+    match namespace {
+        Some(namespace) => namespace.topic(topic),
+        None => topic.to_string(),
+    }
 }
 
 enum Handle {
@@ -33,6 +54,7 @@ enum Handle {
 /// here: the tap sees every CONNACK and SUBACK.
 pub struct HarnessClient {
     handle: Handle,
+    namespace: Option<Namespace>,
     task: JoinHandle<()>,
     stopping: Arc<AtomicBool>,
 }
@@ -42,33 +64,46 @@ impl HarnessClient {
     pub fn start(broker: SocketAddr, setup: &ClientSetup) -> HarnessClient {
         let stopping = Arc::new(AtomicBool::new(false));
         let host = broker.ip().to_string();
+        let client_id = setup.wire_client_id();
+        let subscriptions: Vec<String> = setup
+            .subscriptions
+            .iter()
+            .map(|filter| wire_topic(setup.namespace.as_ref(), filter))
+            .collect();
         let (handle, task) = if setup.protocol == 5 {
-            let mut options = rumqttc::v5::MqttOptions::new(&setup.client_id, host, broker.port());
+            let mut options = rumqttc::v5::MqttOptions::new(client_id, host, broker.port());
+            if let Some(credentials) = &setup.credentials {
+                options.set_credentials(&credentials.username, &credentials.password);
+            }
             options.set_keep_alive(KEEP_ALIVE);
             options.set_max_packet_size(Some(MAX_PACKET as u32));
             let (client, eventloop) = rumqttc::v5::AsyncClient::new(options, 1000);
             let task = tokio::spawn(drive_v5(
                 eventloop,
                 client.clone(),
-                setup.subscriptions.clone(),
+                subscriptions.clone(),
                 stopping.clone(),
             ));
             (Handle::V5(client), task)
         } else {
-            let mut options = rumqttc::MqttOptions::new(&setup.client_id, host, broker.port());
+            let mut options = rumqttc::MqttOptions::new(client_id, host, broker.port());
+            if let Some(credentials) = &setup.credentials {
+                options.set_credentials(&credentials.username, &credentials.password);
+            }
             options.set_keep_alive(KEEP_ALIVE);
             options.set_max_packet_size(MAX_PACKET, MAX_PACKET);
             let (client, eventloop) = rumqttc::AsyncClient::new(options, 1000);
             let task = tokio::spawn(drive_v311(
                 eventloop,
                 client.clone(),
-                setup.subscriptions.clone(),
+                subscriptions,
                 stopping.clone(),
             ));
             (Handle::V311(client), task)
         };
         HarnessClient {
             handle,
+            namespace: setup.namespace.clone(),
             task,
             stopping,
         }
@@ -81,6 +116,7 @@ impl HarnessClient {
         qos: u8,
         retain: bool,
     ) -> Result<(), String> {
+        let topic = wire_topic(self.namespace.as_ref(), topic);
         match &self.handle {
             Handle::V311(client) => client
                 .publish_bytes(topic, v311_qos(qos), retain, payload)

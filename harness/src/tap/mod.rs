@@ -19,6 +19,7 @@ use tokio_util::task::TaskTracker;
 
 pub use decode::{blank_password, connect_protocol, next_frame, DecodeError, Decoder, Protocol};
 
+use crate::namespace::Namespace;
 use crate::pcap::Capture;
 use crate::trace::{hex_excerpt, CloseReason, Direction, EventBody, Packet, Trace};
 
@@ -62,6 +63,7 @@ struct Shared {
     trace: Trace,
     max_packet_size: usize,
     capture: Option<Arc<Capture>>,
+    namespace: Option<Namespace>,
     /// `None` while the broker is down: connections are then turned away.
     upstream: Mutex<Option<Upstream>>,
     /// Cancelled to cut every open connection (restart, stop); replaced afterwards.
@@ -77,12 +79,14 @@ impl Tap {
         trace: Trace,
         max_packet_size: usize,
         capture: Option<Arc<Capture>>,
+        namespace: Option<Namespace>,
     ) -> io::Result<Tap> {
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             trace,
             max_packet_size,
             capture,
+            namespace,
             upstream: Mutex::new(None),
             cut: Mutex::new(CancellationToken::new()),
             next_conn: AtomicU64::new(1),
@@ -209,7 +213,10 @@ impl Conn<'_> {
         });
     }
 
-    fn record_packet(&self, dir: Direction, packet: Packet) {
+    fn record_packet(&self, dir: Direction, mut packet: Packet) {
+        if let Some(namespace) = &self.shared.namespace {
+            namespace.strip(&mut packet);
+        }
         self.shared.stats.packets.fetch_add(1, Ordering::Relaxed);
         self.shared.trace.record(EventBody::Mqtt {
             conn: self.id,
@@ -284,13 +291,16 @@ async fn serve(
         Ok(Ok(opening)) => opening,
     };
     let mut to_broker = Decoder::new(protocol, shared.max_packet_size);
-    let connect = match to_broker.decode(&frame) {
+    let mut connect = match to_broker.decode(&frame) {
         Ok(connect) => connect,
         Err(reason) => {
             conn.record_malformed(Direction::ToBroker, reason.to_string(), &frame);
             return conn.record_closed(CloseReason::Malformed, None);
         }
     };
+    if let Some(namespace) = &shared.namespace {
+        namespace.strip(&mut connect);
+    }
     if let Packet::Connect { client_id, .. } = &connect {
         conn.client = Some(client_id.clone());
     }

@@ -24,6 +24,8 @@ pub fn config() -> BrokerConfig {
         max_packet_size: DEFAULT_MAX_PACKET_SIZE,
         engine_exe: hil_exe(),
         capture: None,
+        external: None,
+        namespace: None,
     }
 }
 
