@@ -47,6 +47,8 @@ pub struct BrokerConfig {
     /// The prefixes this scenario's clients put on topics and client ids on a shared
     /// broker; the tap records without them.
     pub namespace: Option<Namespace>,
+    /// Clients must log in with these (required for a bind beyond loopback).
+    pub login: Option<Credentials>,
 }
 
 impl BrokerConfig {
@@ -60,7 +62,25 @@ impl BrokerConfig {
             capture: None,
             external: None,
             namespace: None,
+            login: None,
         })
+    }
+}
+
+/// A user name and password for a broker; the password never shows in `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Credentials {{ username: {:?}, password: <hidden> }}",
+            self.username
+        )
     }
 }
 
@@ -167,6 +187,7 @@ impl Broker {
             config.max_packet_size,
             capture.clone(),
             config.namespace.clone(),
+            config.login.clone(),
         )
         .map_err(|source| BrokerError::Bind {
             addr: config.listen,

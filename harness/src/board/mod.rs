@@ -8,8 +8,9 @@ mod sim;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::broker::Credentials;
 use crate::config::BenchBoard;
-use crate::namespace::{Credentials, Namespace};
+use crate::namespace::Namespace;
 use crate::scenario::BoardSpec;
 use crate::trace::Trace;
 

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::namespace::Credentials;
+use crate::broker::Credentials;
 use crate::trace::{BoardChange, EventBody, Trace};
 
 /// Contact bounce edges are this far apart.

@@ -4,6 +4,7 @@ use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
+use hil::broker::Credentials;
 use hil::broker::{find_engine_exe, Broker, BrokerConfig, DEFAULT_MAX_PACKET_SIZE};
 use hil::exit::Exit;
 use hil::trace::{Trace, TraceOptions};
@@ -15,8 +16,13 @@ use super::{stop_signal, Failure};
 /// Prints one line `mqtt://HOST:PORT` on stdout as soon as it accepts connections, then
 /// serves until Ctrl-C or SIGTERM, which stop it cleanly (exit 0) with the trace complete.
 ///
-/// Example:
+/// It listens on 127.0.0.1 unless --bind says otherwise. Beyond loopback, clients must log
+/// in: with --auth USER:PASS, or with credentials generated and printed once on stderr;
+/// --insecure-open lets anyone in instead.
+///
+/// Examples:
 ///   hil broker --port 1883 --trace broker.jsonl --pcap broker.pcap
+///   hil broker --bind 0.0.0.0 --auth bench:s3cret
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
@@ -35,6 +41,44 @@ pub struct Args {
     /// Largest MQTT packet accepted, in bytes; a larger one closes its connection.
     #[arg(long, default_value_t = DEFAULT_MAX_PACKET_SIZE, value_name = "BYTES")]
     max_packet_size: usize,
+    /// Clients must log in as USER with PASS.
+    #[arg(long, value_name = "USER:PASS", value_parser = parse_login)]
+    auth: Option<Credentials>,
+    /// Beyond loopback, let clients in without a login.
+    #[arg(long, conflicts_with = "auth")]
+    insecure_open: bool,
+}
+
+fn parse_login(text: &str) -> Result<Credentials, String> {
+    match text.split_once(':') {
+        Some((username, password)) if !username.is_empty() && !password.is_empty() => {
+            Ok(Credentials {
+                username: username.to_string(),
+                password: password.to_string(),
+            })
+        }
+        _ => Err("write it as USER:PASS".into()),
+    }
+}
+
+/// The login clients need: as given; generated (and said once) for a bind beyond
+/// loopback; none on loopback or with --insecure-open.
+fn login(args: &Args) -> Option<Credentials> {
+    if args.auth.is_some() || args.insecure_open || args.bind.is_loopback() {
+        return args.auth.clone();
+    }
+    let password: String = std::iter::repeat_with(fastrand::alphanumeric)
+        .take(20)
+        .collect();
+    let login = Credentials {
+        username: "hil".into(),
+        password,
+    };
+    eprintln!(
+        "hil broker: listening beyond loopback; clients log in as user {:?} with password {:?} (choose with --auth, or --insecure-open for none)",
+        login.username, login.password
+    );
+    Some(login)
 }
 
 pub async fn run(args: Args) -> Result<Exit, Failure> {
@@ -46,6 +90,7 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
         listen: SocketAddr::new(args.bind, args.port),
         max_packet_size: args.max_packet_size,
         engine_exe: find_engine_exe()?,
+        login: login(&args),
         capture: args.pcap,
         external: None,
         namespace: None,

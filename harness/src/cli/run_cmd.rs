@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 
 use hil::board::profile;
 use hil::broker::BrokerConfig;
+use hil::broker::Credentials;
 use hil::config::BenchConfig;
 use hil::exit::Exit;
-use hil::namespace::{Credentials, Namespace};
+use hil::namespace::Namespace;
 use hil::report::{check_writable, Console, JsonFile, JunitFile};
 use hil::runner::{self, BenchMapping, Reporter, RunEvent, RunOptions, RunSummary};
 use hil::scenario::{self, Scenario};

@@ -14,10 +14,10 @@ use tokio_util::sync::CancellationToken;
 use super::client::{ClientSetup, HarnessClient};
 use super::outcome::{Attempt, Failure, Status, StepRef};
 use crate::board::{Board, BoardSetup};
+use crate::broker::Credentials;
 use crate::broker::{Broker, BrokerConfig};
 use crate::config::BenchBoard;
 use crate::expect::{subsequence_found, MessageQuery, PayloadMatch, SeenPublish};
-use crate::namespace::Credentials;
 use crate::scenario::{self, Action, RelayState, Scenario, Step};
 use crate::trace::{render_rows, Direction, Event, EventBody, Packet, Row, Trace, TraceOptions};
 

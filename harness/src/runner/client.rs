@@ -9,7 +9,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::task::JoinHandle;
 
-use crate::namespace::{Credentials, Namespace};
+use crate::broker::Credentials;
+use crate::namespace::Namespace;
 
 /// Pause between reconnect attempts after the connection is lost.
 const RECONNECT_DELAY: Duration = Duration::from_millis(100);

@@ -18,7 +18,8 @@ pub use client::{ClientSetup, HarnessClient};
 pub use outcome::{Attempt, Failure, RunSummary, ScenarioResult, SnapshotOutcome, Status, StepRef};
 
 use crate::broker::BrokerConfig;
-use crate::namespace::{Credentials, Namespace};
+use crate::broker::Credentials;
+use crate::namespace::Namespace;
 use crate::scenario::Scenario;
 use crate::snapshot::{self, SnapshotPolicy};
 

@@ -184,6 +184,36 @@ impl Decoder {
     }
 }
 
+/// The user name and password of a CONNECT frame, when it carries them. Only for the
+/// login check: the password goes nowhere else.
+pub fn connect_login(frame: &Bytes, protocol: Protocol) -> Option<(String, String)> {
+    let mut bytes = BytesMut::from(&frame[..]);
+    match protocol {
+        Protocol::V311 => match v4::Packet::read(&mut bytes, usize::MAX) {
+            Ok(v4::Packet::Connect(connect)) => {
+                connect.login.map(|login| (login.username, login.password))
+            }
+            _ => None,
+        },
+        Protocol::V5 => match v5::Packet::read(&mut bytes, None) {
+            Ok(v5::Packet::Connect(_, _, login)) => {
+                login.map(|login| (login.username, login.password))
+            }
+            _ => None,
+        },
+    }
+}
+
+/// A CONNACK that refuses a client for a bad user name or password.
+pub fn refusal_connack(protocol: Protocol) -> &'static [u8] {
+    match protocol {
+        // Return code 4: bad user name or password.
+        Protocol::V311 => &[0x20, 0x02, 0x00, 0x04],
+        // Reason 0x86: bad user name or password; no properties.
+        Protocol::V5 => &[0x20, 0x03, 0x00, 0x86, 0x00],
+    }
+}
+
 /// The CONNECT frame with its password replaced by as many `*`, for captures. Other
 /// frames, and a CONNECT without password, come back unchanged.
 pub fn blank_password(frame: &Bytes, protocol: Protocol) -> Bytes {

@@ -17,8 +17,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use decode::{blank_password, connect_protocol, next_frame, DecodeError, Decoder, Protocol};
+pub use decode::{
+    blank_password, connect_login, connect_protocol, next_frame, refusal_connack, DecodeError,
+    Decoder, Protocol,
+};
 
+use crate::broker::Credentials;
 use crate::namespace::Namespace;
 use crate::pcap::Capture;
 use crate::trace::{hex_excerpt, CloseReason, Direction, EventBody, Packet, Trace};
@@ -64,6 +68,8 @@ struct Shared {
     max_packet_size: usize,
     capture: Option<Arc<Capture>>,
     namespace: Option<Namespace>,
+    /// When set, a client must log in with exactly these.
+    login: Option<Credentials>,
     /// `None` while the broker is down: connections are then turned away.
     upstream: Mutex<Option<Upstream>>,
     /// Cancelled to cut every open connection (restart, stop); replaced afterwards.
@@ -80,6 +86,7 @@ impl Tap {
         max_packet_size: usize,
         capture: Option<Arc<Capture>>,
         namespace: Option<Namespace>,
+        login: Option<Credentials>,
     ) -> io::Result<Tap> {
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
@@ -87,6 +94,7 @@ impl Tap {
             max_packet_size,
             capture,
             namespace,
+            login,
             upstream: Mutex::new(None),
             cut: Mutex::new(CancellationToken::new()),
             next_conn: AtomicU64::new(1),
@@ -305,6 +313,27 @@ async fn serve(
         conn.client = Some(client_id.clone());
     }
     conn.record_packet(Direction::ToBroker, connect);
+    if let Some(login) = &shared.login {
+        let given = connect_login(&frame, protocol);
+        let matches = given.is_some_and(|(username, password)| {
+            username == login.username && password == login.password
+        });
+        if !matches {
+            let refusal = refusal_connack(protocol);
+            conn.record_packet(
+                Direction::ToClient,
+                Packet::Connack {
+                    session_present: false,
+                    code: "BadUserNamePassword".into(),
+                },
+            );
+            let _ = client.write_all(refusal).await;
+            return conn.record_closed(
+                CloseReason::ByBroker,
+                Some("bad user name or password".into()),
+            );
+        }
+    }
 
     let mut broker = match TcpStream::connect(upstream.for_protocol(protocol)).await {
         Ok(broker) => broker,

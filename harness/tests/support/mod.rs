@@ -26,6 +26,7 @@ pub fn config() -> BrokerConfig {
         capture: None,
         external: None,
         namespace: None,
+        login: None,
     }
 }
 
