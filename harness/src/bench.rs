@@ -90,11 +90,12 @@ impl Row {
 }
 
 /// The groups of rows, in table order; `hil bench --only GROUP` runs one.
-pub const GROUPS: [&str; 6] = [
+pub const GROUPS: [&str; 7] = [
     "broker",
     "latency",
     "throughput",
     "scenarios",
+    "suite",
     "fuzzing",
     "fleet",
 ];
@@ -125,6 +126,9 @@ pub async fn run(options: &BenchOptions, groups: &[String]) -> Vec<Row> {
     }
     if wanted("scenarios") {
         add("scenarios", scenario_suite(options).await);
+    }
+    if wanted("suite") {
+        add("suite", reference_suite(options).await);
     }
     if wanted("fuzzing") {
         add("fuzzing", fuzzing(options).await.map(|row| vec![row]));
@@ -572,10 +576,15 @@ impl crate::runner::Reporter for Quiet {
     fn report(&mut self, _event: crate::runner::RunEvent<'_>) {}
 }
 
-async fn scenario_suite(options: &BenchOptions) -> io::Result<Vec<Row>> {
+/// Runs `scenarios` with two jobs on `broker`; every one must pass.
+async fn run_suite(
+    scenarios: Vec<crate::scenario::Scenario>,
+    broker: BrokerConfig,
+) -> io::Result<(Duration, Vec<crate::runner::ScenarioResult>)> {
     use crate::runner::{self, RunOptions, Status};
+    let total = scenarios.len();
     let run_options = RunOptions {
-        broker: options.broker.clone(),
+        broker,
         jobs: 2,
         fail_fast: false,
         retries: 0,
@@ -585,25 +594,118 @@ async fn scenario_suite(options: &BenchOptions) -> io::Result<Vec<Row>> {
         snapshot_all: false,
         snapshot_policy: crate::snapshot::SnapshotPolicy::Nothing,
         bench: runner::BenchMapping::default(),
-        run_id: String::new(),
+        run_id: crate::namespace::Namespace::run_id(1),
         credentials: None,
     };
-    let scenarios = (0..options.scenarios).map(mqtt_only_scenario).collect();
     let interrupt = tokio_util::sync::CancellationToken::new();
     let started = Instant::now();
     let (summary, results) = runner::run(scenarios, &run_options, &interrupt, &mut Quiet).await;
     let wall = started.elapsed();
-    if summary.passed != options.scenarios {
+    if summary.passed != total {
         let first = results.iter().find(|r| r.status != Status::Passed);
         return Err(io::Error::other(format!(
-            "{} of {} bench scenarios did not pass: {:?}",
-            options.scenarios - summary.passed,
-            options.scenarios,
+            "{} of {total} scenarios did not pass: {:?}",
+            total - summary.passed,
             first
                 .and_then(|r| r.last().failure.as_ref())
                 .map(|f| f.headline())
         )));
     }
+    Ok((wall, results))
+}
+
+/// The reference suite (`scenarios/` in the working directory) with two jobs, on the
+/// embedded broker and then on a Debian mosquitto started for the purpose.
+async fn reference_suite(options: &BenchOptions) -> io::Result<Vec<Row>> {
+    let files = crate::scenario::discover(&[std::path::PathBuf::from("scenarios")])
+        .map_err(|e| io::Error::other(format!("run hil bench from the repository root: {e}")))?;
+    let scenarios = files
+        .iter()
+        .map(|file| crate::scenario::load(file).map_err(|e| io::Error::other(e.to_string())))
+        .collect::<io::Result<Vec<_>>>()?;
+    let (embedded, _) = run_suite(scenarios.clone(), options.broker.clone()).await?;
+    let mut rows = vec![Row::target(
+        format!("reference suite ({} scenarios), --jobs 2", scenarios.len()),
+        embedded.as_secs_f64(),
+        "s",
+        "< 5 s".into(),
+        embedded.as_secs_f64() < 5.0,
+    )];
+    // A broker hil does not own cannot be restarted by a scenario.
+    let portable: Vec<_> = scenarios
+        .into_iter()
+        .filter(|scenario| {
+            !crate::scenario::all_steps(&scenario.steps)
+                .iter()
+                .any(|step| step.action.name() == "broker_restart")
+        })
+        .collect();
+    let count = portable.len();
+    let (embedded, _) = run_suite(portable.clone(), options.broker.clone()).await?;
+    let mosquitto = ExternalMosquitto::start()?;
+    let mut external = options.broker.clone();
+    external.external = Some(mosquitto.addr);
+    let (on_mosquitto, _) = run_suite(portable, external).await?;
+    rows.push(Row::info(
+        format!("same {count} scenarios: external mosquitto / embedded time"),
+        (on_mosquitto.as_secs_f64() / embedded.as_secs_f64() * 100.0).round() / 100.0,
+        "x",
+    ));
+    Ok(rows)
+}
+
+/// A mosquitto on a free loopback port for the comparison row; killed when dropped.
+struct ExternalMosquitto {
+    child: std::process::Child,
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl ExternalMosquitto {
+    fn start() -> io::Result<ExternalMosquitto> {
+        let dir = tempfile::tempdir()?;
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+        let config = dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "listener {} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\n",
+                addr.port()
+            ),
+        )?;
+        let child = std::process::Command::new("mosquitto")
+            .arg("-c")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| io::Error::other(format!("mosquitto: {e} (apt-get install mosquitto)")))?;
+        let mosquitto = ExternalMosquitto {
+            child,
+            addr,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + IO_DEADLINE;
+        while std::net::TcpStream::connect(addr).is_err() {
+            if Instant::now() > deadline {
+                return Err(io::Error::other("mosquitto did not start listening"));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(mosquitto)
+    }
+}
+
+impl Drop for ExternalMosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn scenario_suite(options: &BenchOptions) -> io::Result<Vec<Row>> {
+    let scenarios = (0..options.scenarios).map(mqtt_only_scenario).collect();
+    let (wall, results) = run_suite(scenarios, options.broker.clone()).await?;
     let mut overheads: Vec<f64> = results
         .iter()
         .map(|r| micros(r.last().duration.saturating_sub(r.last().waited)))
