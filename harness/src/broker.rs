@@ -168,13 +168,7 @@ impl Broker {
             None => None,
         };
         let (engine, upstream) = match config.external {
-            Some(external) => (
-                None,
-                Upstream {
-                    v311: external,
-                    v5: external,
-                },
-            ),
+            Some(external) => (None, Upstream::single(external)),
             None => {
                 let engine = Engine::spawn(&config).await?;
                 let upstream = engine.upstream;
@@ -235,7 +229,7 @@ impl Broker {
             .lock()
             .await
             .as_ref()
-            .map(|engine| engine.upstream.v311)
+            .map(|engine| engine.upstream.v311[0])
     }
 
     /// A real restart: every connection is cut, the engine process ends (taking every
@@ -323,12 +317,13 @@ impl Engine {
     async fn spawn(config: &BrokerConfig) -> Result<Engine, BrokerError> {
         let mut last_error = String::new();
         for _ in 0..ENGINE_PORT_ATTEMPTS {
-            let upstream = Upstream {
-                v311: free_loopback_port()
-                    .map_err(|e| engine_error(&config.engine_exe, e.to_string()))?,
-                v5: free_loopback_port()
-                    .map_err(|e| engine_error(&config.engine_exe, e.to_string()))?,
+            let port = || {
+                free_loopback_port().map_err(|e| engine_error(&config.engine_exe, e.to_string()))
             };
+            let mut upstream = Upstream::single(port()?);
+            for addr in upstream.v311.iter_mut().chain(upstream.v5.iter_mut()) {
+                *addr = port()?;
+            }
             match Engine::try_spawn(&config.engine_exe, upstream, config.max_packet_size).await? {
                 Ok(engine) => return Ok(engine),
                 Err(bind_failure) => last_error = bind_failure,
@@ -343,12 +338,15 @@ impl Engine {
         upstream: Upstream,
         max_packet_size: usize,
     ) -> Result<Result<Engine, String>, BrokerError> {
-        let mut child = Command::new(exe)
-            .arg("broker-engine")
-            .arg("--v311")
-            .arg(upstream.v311.to_string())
-            .arg("--v5")
-            .arg(upstream.v5.to_string())
+        let mut command = Command::new(exe);
+        command.arg("broker-engine");
+        for addr in upstream.v311 {
+            command.arg("--v311").arg(addr.to_string());
+        }
+        for addr in upstream.v5 {
+            command.arg("--v5").arg(addr.to_string());
+        }
+        let mut child = command
             .arg("--max-packet-size")
             .arg(max_packet_size.to_string())
             .stdin(Stdio::piped())

@@ -13,10 +13,11 @@ pub const READY_LINE: &str = "ready";
 pub const BIND_FAILED_PREFIX: &str = "bind-failed";
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Runs rumqttd on `v311` and `v5` until stdin closes. Returns only on failure.
-pub fn run(v311: SocketAddr, v5: SocketAddr, max_packet_size: usize) -> Result<(), String> {
+/// Runs rumqttd with listeners on `v311` and `v5` until stdin closes. Returns only on
+/// failure.
+pub fn run(v311: &[SocketAddr], v5: &[SocketAddr], max_packet_size: usize) -> Result<(), String> {
     // Find a taken port now, while it can still be reported; rumqttd would only log it.
-    for addr in [v311, v5] {
+    for &addr in v311.iter().chain(v5) {
         if let Err(error) = TcpListener::bind(addr) {
             println!("{BIND_FAILED_PREFIX} {addr}: {error}");
             return Err(format!("cannot listen on {addr}: {error}"));
@@ -31,7 +32,7 @@ pub fn run(v311: SocketAddr, v5: SocketAddr, max_packet_size: usize) -> Result<(
             std::process::exit(3);
         })
         .map_err(|e| e.to_string())?;
-    for addr in [v311, v5] {
+    for &addr in v311.iter().chain(v5) {
         wait_until_listening(addr)?;
     }
     println!("{READY_LINE}");
@@ -42,7 +43,7 @@ pub fn run(v311: SocketAddr, v5: SocketAddr, max_packet_size: usize) -> Result<(
     Ok(())
 }
 
-fn config(v311: SocketAddr, v5: SocketAddr, max_packet_size: usize) -> Config {
+fn config(v311: &[SocketAddr], v5: &[SocketAddr], max_packet_size: usize) -> Config {
     let server = |name: &str, listen| ServerSettings {
         name: name.into(),
         listen,
@@ -65,10 +66,26 @@ fn config(v311: SocketAddr, v5: SocketAddr, max_packet_size: usize) -> Config {
             max_segment_count: 4,
             ..RouterConfig::default()
         },
-        v4: Some([("v311".to_string(), server("v311", v311))].into()),
-        v5: Some([("v5".to_string(), server("v5", v5))].into()),
+        v4: Some(listeners("v311", v311, &server)),
+        v5: Some(listeners("v5", v5, &server)),
         ..Config::default()
     }
+}
+
+fn listeners(
+    protocol: &str,
+    addrs: &[SocketAddr],
+    server: &dyn Fn(&str, SocketAddr) -> ServerSettings,
+) -> std::collections::HashMap<String, ServerSettings> {
+    addrs
+        .iter()
+        .enumerate()
+        .map(|(i, &addr)| {
+            let name = format!("{protocol}-{i}");
+            let settings = server(&name, addr);
+            (name, settings)
+        })
+        .collect()
 }
 
 /// rumqttd binds inside its own thread and reports nothing, so connect until it answers.

@@ -282,7 +282,19 @@ fn trace_show_names_the_bad_line() {
 
 #[test]
 fn every_command_explains_itself_with_an_example() {
-    for command in [&["broker"][..], &["trace", "show"], &["bench"]] {
+    for command in [
+        &["run"][..],
+        &["check"],
+        &["schema"],
+        &["snapshot"],
+        &["sim"],
+        &["ports"],
+        &["monitor"],
+        &["provision"],
+        &["broker"],
+        &["trace", "show"],
+        &["bench"],
+    ] {
         let output = Command::new(hil_exe())
             .args(command)
             .arg("--help")
@@ -291,7 +303,7 @@ fn every_command_explains_itself_with_an_example() {
         assert!(output.status.success());
         let help = String::from_utf8(output.stdout).unwrap();
         assert!(
-            help.contains("Example:"),
+            help.contains("Example:") || help.contains("Examples:"),
             "{command:?} help lacks an example:\n{help}"
         );
     }

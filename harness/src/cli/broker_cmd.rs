@@ -110,16 +110,16 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
 /// Arguments of the internal engine process.
 #[derive(Debug, clap::Args)]
 pub struct EngineArgs {
-    #[arg(long)]
-    v311: SocketAddr,
-    #[arg(long)]
-    v5: SocketAddr,
+    #[arg(long, required = true)]
+    v311: Vec<SocketAddr>,
+    #[arg(long, required = true)]
+    v5: Vec<SocketAddr>,
     #[arg(long)]
     max_packet_size: usize,
 }
 
 pub fn engine(args: &EngineArgs) -> Exit {
-    match hil::engine::run(args.v311, args.v5, args.max_packet_size) {
+    match hil::engine::run(&args.v311, &args.v5, args.max_packet_size) {
         Ok(()) => Exit::Success,
         Err(message) => {
             eprintln!("hil broker engine: {message}");

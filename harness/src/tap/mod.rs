@@ -32,19 +32,38 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bytes of offending data kept in a `malformed` event.
 const EXCERPT_BYTES: usize = 16;
 
-/// Where the tap forwards connections: the broker engine's listener for each protocol.
+/// Listeners the engine opens per protocol. rumqttd's accept loop pauses for a timer
+/// tick after every accept, so one listener admits about a connection a millisecond;
+/// connections spread over several listeners are admitted side by side.
+pub const ENGINE_LISTENERS: usize = 4;
+
+/// Where the tap forwards connections: the broker engine's listeners for each protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Upstream {
-    pub v311: SocketAddr,
-    pub v5: SocketAddr,
+    pub v311: [SocketAddr; ENGINE_LISTENERS],
+    pub v5: [SocketAddr; ENGINE_LISTENERS],
 }
 
 impl Upstream {
-    fn for_protocol(&self, protocol: Protocol) -> SocketAddr {
-        match protocol {
-            Protocol::V311 => self.v311,
-            Protocol::V5 => self.v5,
+    /// One address for everything (an external broker).
+    pub fn single(addr: SocketAddr) -> Upstream {
+        Upstream {
+            v311: [addr; ENGINE_LISTENERS],
+            v5: [addr; ENGINE_LISTENERS],
         }
+    }
+
+    /// The listener for a client: always the same one for the same client id, because
+    /// rumqttd keeps a client's session and will per listener.
+    fn for_client(&self, protocol: Protocol, client_id: &str) -> SocketAddr {
+        use std::hash::{Hash, Hasher};
+        let listeners = match protocol {
+            Protocol::V311 => &self.v311,
+            Protocol::V5 => &self.v5,
+        };
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        client_id.hash(&mut hasher);
+        listeners[hasher.finish() as usize % ENGINE_LISTENERS]
     }
 }
 
@@ -335,7 +354,11 @@ async fn serve(
         }
     }
 
-    let mut broker = match TcpStream::connect(upstream.for_protocol(protocol)).await {
+    let mut broker = match TcpStream::connect(
+        upstream.for_client(protocol, conn.client.as_deref().unwrap_or_default()),
+    )
+    .await
+    {
         Ok(broker) => broker,
         Err(error) => {
             return conn.record_closed(
