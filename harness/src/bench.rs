@@ -764,6 +764,7 @@ async fn fleet(options: &BenchOptions, boards: usize) -> io::Result<Vec<Row>> {
         subscriptions: vec!["fleet/+".into()],
         namespace: None,
         credentials: None,
+        clean_session: true,
     };
     let phone = crate::runner::HarnessClient::start(broker.addr(), &phone_setup);
     let mut fleet = Vec::with_capacity(boards);

@@ -22,7 +22,7 @@ use tokio::sync::Mutex;
 use crate::engine::{BIND_FAILED_PREFIX, READY_LINE};
 use crate::namespace::Namespace;
 use crate::pcap::Capture;
-use crate::tap::{Tap, TapStats, Upstream};
+use crate::tap::{Faults, Tap, TapStats, Upstream};
 use crate::trace::{BrokerAction, EventBody, Trace};
 
 /// Largest MQTT packet accepted by default: room for the firmware's 1 MB payload test.
@@ -212,6 +212,11 @@ impl Broker {
 
     pub fn stats(&self) -> &TapStats {
         self.tap.stats()
+    }
+
+    /// Faults injected into clients' connections (partitions, delays, drops, duplicates).
+    pub fn faults(&self) -> &Arc<Faults> {
+        self.tap.faults()
     }
 
     /// The engine process, for measuring its memory.

@@ -1,6 +1,8 @@
 //! Matchers: which trace events satisfy an expectation, and which came close.
 
 use regex::Regex;
+use std::time::Duration;
+
 use serde_json::Value;
 
 use crate::trace::{Direction, Event, EventBody, Packet};
@@ -262,19 +264,82 @@ pub fn event_json(event: &Event) -> Value {
     serde_json::to_value(event).unwrap_or(Value::Null)
 }
 
-/// Finds `partials` in order (not necessarily adjacent) in `events`; returns how many
-/// were found before the sequence broke off.
-pub fn subsequence_found(events: &[std::sync::Arc<Event>], partials: &[Value]) -> usize {
+/// How far an `expect_trace` got: entries found in order, and the first entry whose
+/// event came too soon or too late after the previous one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceProgress {
+    pub found: usize,
+    pub gap_miss: Option<GapMiss>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GapMiss {
+    pub entry: usize,
+    pub measured: Duration,
+    pub min: Duration,
+    pub max: Duration,
+}
+
+/// The `gap: {min, max}` of an entry (time since the previous entry's event), if any.
+pub fn entry_gap(partial: &Value) -> Result<Option<(Duration, Duration)>, String> {
+    let Some(gap) = partial.get("gap") else {
+        return Ok(None);
+    };
+    let bound = |name: &str, default: Duration| match gap.get(name) {
+        None => Ok(default),
+        Some(Value::String(text)) => humantime::parse_duration(text)
+            .map_err(|e| format!("`gap.{name}: {text}`: {e} (write it like 250ms)")),
+        Some(other) => Err(format!(
+            "`gap.{name}: {other}`: write a duration like 250ms"
+        )),
+    };
+    if !gap.is_object() {
+        return Err("`gap` is a map: `gap: { min: 200ms, max: 300ms }`".into());
+    }
+    Ok(Some((
+        bound("min", Duration::ZERO)?,
+        bound("max", Duration::MAX)?,
+    )))
+}
+
+/// Finds `partials` in order (not necessarily adjacent) in `events`. An entry with a
+/// `gap` must follow the previous entry's event within it; the first event matching the
+/// entry decides, so a wrong gap is reported, not skipped over.
+pub fn subsequence_found(events: &[std::sync::Arc<Event>], partials: &[Value]) -> TraceProgress {
     let mut found = 0;
+    let mut previous_at: Option<u64> = None;
     for event in events {
         let Some(partial) = partials.get(found) else {
             break;
         };
-        if json_contains(&event_json(event), partial) {
-            found += 1;
+        let mut content = partial.clone();
+        if let Some(map) = content.as_object_mut() {
+            map.remove("gap");
         }
+        if !json_contains(&event_json(event), &content) {
+            continue;
+        }
+        if let (Some(at), Ok(Some((min, max)))) = (previous_at, entry_gap(partial)) {
+            let measured = Duration::from_micros(event.t_us.saturating_sub(at));
+            if measured < min || measured > max {
+                return TraceProgress {
+                    found,
+                    gap_miss: Some(GapMiss {
+                        entry: found,
+                        measured,
+                        min,
+                        max,
+                    }),
+                };
+            }
+        }
+        previous_at = Some(event.t_us);
+        found += 1;
     }
-    found
+    TraceProgress {
+        found,
+        gap_miss: None,
+    }
 }
 
 #[cfg(test)]
@@ -386,8 +451,31 @@ mod tests {
             publish(3, "lamp", Direction::ToBroker, "c", "3"),
         ];
         let partials = [json!({"topic": "a"}), json!({"topic": "c", "payload": "3"})];
-        assert_eq!(subsequence_found(&events, &partials), 2);
+        assert_eq!(subsequence_found(&events, &partials).found, 2);
         let reversed = [json!({"topic": "c"}), json!({"topic": "a"})];
-        assert_eq!(subsequence_found(&events, &reversed), 1);
+        assert_eq!(subsequence_found(&events, &reversed).found, 1);
+    }
+
+    #[test]
+    fn gaps_between_entries_are_held_to_their_bounds() {
+        // Events 1 ms apart.
+        let events = vec![
+            publish(1, "lamp", Direction::ToBroker, "a", "1"),
+            publish(3, "lamp", Direction::ToBroker, "b", "2"),
+        ];
+        let within = [
+            json!({"topic": "a"}),
+            json!({"topic": "b", "gap": {"min": "1ms", "max": "3ms"}}),
+        ];
+        assert_eq!(subsequence_found(&events, &within).found, 2);
+        let too_soon = [
+            json!({"topic": "a"}),
+            json!({"topic": "b", "gap": {"min": "5ms"}}),
+        ];
+        let progress = subsequence_found(&events, &too_soon);
+        assert_eq!(progress.found, 1);
+        let miss = progress.gap_miss.unwrap();
+        assert_eq!(miss.measured, Duration::from_millis(2));
+        assert_eq!(miss.min, Duration::from_millis(5));
     }
 }

@@ -138,11 +138,27 @@ pub fn normalize(events: &[Arc<Event>]) -> String {
         sent: Vec<String>,
         received: Vec<String>,
         board: Vec<String>,
+        faults: Vec<String>,
     }
     let mut actors: BTreeMap<String, Actor> = BTreeMap::new();
     let mut broker = Vec::new();
+    // How often a client knocks during a partition depends on timing: those refused
+    // connections are left out.
+    let refused: std::collections::HashSet<u64> = events
+        .iter()
+        .filter_map(|event| match &event.body {
+            EventBody::ConnClosed { conn, detail, .. }
+                if detail.as_deref() == Some(crate::tap::PARTITIONED) =>
+            {
+                Some(*conn)
+            }
+            _ => None,
+        })
+        .collect();
     for event in events {
         match &event.body {
+            EventBody::Mqtt { conn, .. } | EventBody::ConnClosed { conn, .. }
+                if refused.contains(conn) => {}
             EventBody::Mqtt {
                 client,
                 dir,
@@ -201,6 +217,18 @@ pub fn normalize(events: &[Arc<Event>]) -> String {
                 actors.entry(board.clone()).or_default().board.push(change);
             }
             EventBody::Broker { action, .. } => broker.push(format!("{action:?}").to_lowercase()),
+            EventBody::Fault {
+                fault,
+                target,
+                detail,
+            } => match target {
+                Some(target) => actors
+                    .entry(target.clone())
+                    .or_default()
+                    .faults
+                    .push(format!("{fault} {detail}")),
+                None => broker.push(format!("fault {fault} {detail}")),
+            },
             EventBody::TraceStarted { .. }
             | EventBody::ConnOpened { .. }
             | EventBody::ConnRefused { .. }
@@ -223,6 +251,7 @@ pub fn normalize(events: &[Arc<Event>]) -> String {
             ("sent", &actor.sent),
             ("received", &actor.received),
             ("board", &actor.board),
+            ("faults", &actor.faults),
         ] {
             if lines.is_empty() {
                 continue;

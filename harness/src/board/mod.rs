@@ -144,6 +144,21 @@ impl Board {
         }
     }
 
+    /// Random bytes on the serial console input, as from a noisy line.
+    pub async fn serial_noise(&mut self, bytes: &[u8]) -> Result<(), String> {
+        match self {
+            Board::Sim(board) => {
+                // The console reads lines: the noise arrives as the lines it contains.
+                let text = String::from_utf8_lossy(bytes);
+                for line in text.lines() {
+                    board.send(sim::Command::Serial(line.to_string())).await?;
+                }
+                Ok(())
+            }
+            Board::Serial(board) => board.write_raw(bytes).await,
+        }
+    }
+
     pub async fn stop(self) {
         match self {
             Board::Sim(board) => board.stop().await,

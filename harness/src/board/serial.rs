@@ -263,8 +263,12 @@ impl SerialBoard {
     }
 
     pub async fn send_serial(&mut self, line: &str) -> Result<(), String> {
+        self.write_raw(format!("{line}\r\n").as_bytes()).await
+    }
+
+    pub async fn write_raw(&mut self, bytes: &[u8]) -> Result<(), String> {
         self.port
-            .write_all(format!("{line}\r\n").as_bytes())
+            .write_all(bytes)
             .and_then(|()| self.port.flush())
             .map_err(|e| {
                 format!(

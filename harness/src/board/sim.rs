@@ -23,6 +23,10 @@ const BOUNCE_EDGE: Duration = Duration::from_millis(1);
 /// A finger stays on the button this long.
 const PRESS_LENGTH: Duration = Duration::from_millis(40);
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// From `WiFi.begin` to joined. Real boards take seconds; a little is enough to keep a
+/// rebooted board from reconnecting before the broker has seen its old socket close
+/// (rumqttd can mistake the old connection's end for the new one's).
+const WIFI_JOIN: Duration = Duration::from_millis(20);
 
 pub struct SimSetup {
     pub name: String,
@@ -226,6 +230,8 @@ struct Board {
     link: Option<Link>,
     /// Button edges still to happen: (when, pressed).
     edges: VecDeque<(Instant, bool)>,
+    /// When a Wi-Fi join in progress completes.
+    wifi_joins_at: Option<Instant>,
 }
 
 async fn run(setup: SimSetup, mut inbox: mpsc::Receiver<(Command, oneshot::Sender<()>)>) {
@@ -238,6 +244,7 @@ async fn run(setup: SimSetup, mut inbox: mpsc::Receiver<(Command, oneshot::Sende
         wifi_wanted: false,
         link: None,
         edges: VecDeque::new(),
+        wifi_joins_at: None,
     };
     board.power_on();
     board.carry_out().await;
@@ -255,6 +262,7 @@ async fn run(setup: SimSetup, mut inbox: mpsc::Receiver<(Command, oneshot::Sende
             event = poll_link(&mut board.link) => Wake::Link(event),
             () = sleep_until(next_edge) => Wake::Edge,
             () = sleep_until(next_tick) => Wake::Tick,
+            () = sleep_until(board.wifi_joins_at) => Wake::WifiJoined,
         };
         match wake {
             Wake::Command(None) => return,
@@ -277,6 +285,13 @@ async fn run(setup: SimSetup, mut inbox: mpsc::Receiver<(Command, oneshot::Sende
                 board.with_firmware(|fw| fw.tick());
                 board.carry_out().await;
             }
+            Wake::WifiJoined => {
+                board.wifi_joins_at = None;
+                if board.wifi_up && board.wifi_wanted {
+                    board.with_firmware(|fw| fw.wifi(true));
+                    board.carry_out().await;
+                }
+            }
         }
     }
 }
@@ -287,6 +302,7 @@ enum Wake {
     Link(Result<rumqttc::Event, rumqttc::ConnectionError>),
     Edge,
     Tick,
+    WifiJoined,
 }
 
 async fn sleep_until(at: Option<Instant>) {
@@ -338,6 +354,7 @@ impl Board {
         // Power loss: the socket dies without DISCONNECT and the relay drops out.
         self.link = None;
         self.edges.clear();
+        self.wifi_joins_at = None;
         self.setup.trace.record(EventBody::Relay {
             board: self.setup.name.clone(),
             on: false,
@@ -384,7 +401,7 @@ impl Board {
                 self.wifi_up = up;
                 if up {
                     if self.wifi_wanted {
-                        self.with_firmware(|fw| fw.wifi(true));
+                        self.wifi_joins_at = Some(Instant::now() + WIFI_JOIN);
                     }
                 } else {
                     // The access point is gone: the TCP connection dies without a FIN.
@@ -441,7 +458,7 @@ impl Board {
                 Request::WifiBegin => {
                     self.wifi_wanted = true;
                     if self.wifi_up {
-                        self.with_firmware(|fw| fw.wifi(true));
+                        self.wifi_joins_at = Some(Instant::now() + WIFI_JOIN);
                     }
                 }
                 Request::Connect(request) => self.link = Some(self.open_link(&request)),

@@ -19,6 +19,7 @@ use crate::broker::{Broker, BrokerConfig};
 use crate::config::BenchBoard;
 use crate::expect::{subsequence_found, MessageQuery, PayloadMatch, SeenPublish};
 use crate::scenario::{self, Action, RelayState, Scenario, Step};
+use crate::tap::DropAmount;
 use crate::trace::{render_rows, Direction, Event, EventBody, Packet, Row, Trace, TraceOptions};
 
 /// How long harness clients may take to connect and subscribe before step 1.
@@ -102,6 +103,7 @@ pub async fn run(
         Ok(broker) => broker,
         Err(error) => return infra_failure(error.to_string()),
     };
+    broker.faults().reseed(setup.seed);
     let mut world = World::new(scenario, setup, broker, trace.clone());
 
     let outcome = tokio::select! {
@@ -210,6 +212,8 @@ struct World<'a> {
     step_number: usize,
     current_step: Option<StepRef>,
     steps_end: Option<usize>,
+    /// Faults that end by themselves later (a partition's heal), ended with the attempt.
+    pending_faults: tokio::task::JoinSet<()>,
 }
 
 impl<'a> World<'a> {
@@ -236,6 +240,7 @@ impl<'a> World<'a> {
                     subscriptions: subscriptions_for(&client.name, &scenario.steps),
                     namespace: setup.broker.namespace.clone(),
                     credentials: setup.credentials.clone(),
+                    clean_session: client.spec.clean.unwrap_or(true),
                 },
             );
         }
@@ -262,6 +267,7 @@ impl<'a> World<'a> {
             step_number: 0,
             current_step: None,
             steps_end: None,
+            pending_faults: tokio::task::JoinSet::new(),
         }
     }
 
@@ -379,20 +385,39 @@ impl<'a> World<'a> {
                 let partials = &expect.events;
                 let found = self
                     .wait_for(expect.within, |events| {
-                        subsequence_found(events, partials) == partials.len()
+                        let progress = subsequence_found(events, partials);
+                        progress.found == partials.len() || progress.gap_miss.is_some()
                     })
                     .await;
-                found.map(|_| ()).map_err(|events| {
-                    let found = subsequence_found(&events, partials);
-                    self.failure(
-                        format!("{} trace events in order", partials.len()),
-                        format!(
-                            "found the first {found}; missing from {}",
-                            serde_json::to_string(&partials[found]).unwrap_or_default()
-                        ),
-                        Vec::new(),
-                    )
-                })
+                let progress = match &found {
+                    Ok(events) | Err(events) => subsequence_found(events, partials),
+                };
+                if progress.found == partials.len() {
+                    return Ok(());
+                }
+                let observed = match progress.gap_miss {
+                    Some(miss) => format!(
+                        "entry {} came {} after the one before; expected {} to {}",
+                        miss.entry + 1,
+                        humantime::format_duration(round_ms(miss.measured)),
+                        humantime::format_duration(miss.min),
+                        if miss.max == Duration::MAX {
+                            "any time later".to_string()
+                        } else {
+                            humantime::format_duration(miss.max).to_string()
+                        }
+                    ),
+                    None => format!(
+                        "found the first {}; missing from {}",
+                        progress.found,
+                        serde_json::to_string(&partials[progress.found]).unwrap_or_default()
+                    ),
+                };
+                Err(self.failure(
+                    format!("{} trace events in order", partials.len()),
+                    observed,
+                    Vec::new(),
+                ))
             }
             Action::Connect(client) => self.connect_client(&client.client).await,
             Action::Disconnect(client) => {
@@ -559,7 +584,117 @@ impl<'a> World<'a> {
                 .wifi(wifi.state == scenario::LinkState::Up)
                 .await
                 .map_err(StepError::Harness),
+            Action::BrokerRestart(restart) => self
+                .broker
+                .restart(restart.down_for)
+                .await
+                .map_err(|e| StepError::Harness(e.to_string())),
+            Action::Partition(partition) => {
+                let client = self.target_client_id(partition.target())?;
+                let heals = Instant::now() + partition.duration;
+                self.broker.faults().partition(&client, heals);
+                self.record_fault(
+                    "partition",
+                    &client,
+                    format!("for {}", humantime::format_duration(partition.duration)),
+                );
+                let trace = self.trace.clone();
+                self.pending_faults.spawn(async move {
+                    tokio::time::sleep_until(heals).await;
+                    trace.record(EventBody::Fault {
+                        fault: "partition".into(),
+                        target: Some(client),
+                        detail: "healed".into(),
+                    });
+                });
+                Ok(())
+            }
+            Action::Delay(delay) => {
+                let client = self.target_client_id(delay.target())?;
+                let until = delay.duration.map(|lasts| Instant::now() + lasts);
+                self.broker
+                    .faults()
+                    .delay(&client, delay.by, delay.jitter, until);
+                let lasting = delay.duration.map_or("until the end".into(), |lasts| {
+                    format!("for {}", humantime::format_duration(lasts))
+                });
+                self.record_fault(
+                    "delay",
+                    &client,
+                    format!(
+                        "by {} ± {} {lasting}",
+                        humantime::format_duration(delay.by),
+                        humantime::format_duration(delay.jitter)
+                    ),
+                );
+                Ok(())
+            }
+            Action::Drop(drop) => {
+                let client = self.target_client_id(drop.target())?;
+                let (direction, towards) = match drop.direction {
+                    scenario::FrameDirection::ToBroker => (Direction::ToBroker, "to the broker"),
+                    scenario::FrameDirection::FromBroker => {
+                        (Direction::ToClient, "from the broker")
+                    }
+                };
+                let (amount, how_many) = match (drop.count, drop.ratio) {
+                    (Some(count), _) => (DropAmount::Count(count), format!("{count} frames")),
+                    (None, ratio) => {
+                        let ratio = ratio.unwrap_or(1.0);
+                        (DropAmount::Ratio(ratio), format!("{ratio} of frames"))
+                    }
+                };
+                self.broker.faults().drop_frames(&client, direction, amount);
+                self.record_fault("drop", &client, format!("{how_many} {towards}"));
+                Ok(())
+            }
+            Action::Duplicate(duplicate) => {
+                let client = self.target_client_id(duplicate.target())?;
+                self.broker.faults().duplicate(&client, duplicate.count);
+                self.record_fault(
+                    "duplicate",
+                    &client,
+                    format!("next {} publishes", duplicate.count),
+                );
+                Ok(())
+            }
+            Action::SerialNoise(noise) => {
+                // One garbled line: random bytes without line ends, then a line end, so
+                // the console sees one line whatever the seed.
+                let mut rng = fastrand::Rng::with_seed(self.seed ^ self.step_number as u64);
+                let bytes: Vec<u8> = std::iter::repeat_with(|| rng.u8(..))
+                    .filter(|byte| !matches!(byte, b'\n' | b'\r'))
+                    .take(noise.bytes)
+                    .chain(*b"\r\n")
+                    .collect();
+                self.record_fault(
+                    "serial_noise",
+                    &noise.board,
+                    format!("{} bytes", noise.bytes),
+                );
+                self.board(&noise.board)?
+                    .serial_noise(&bytes)
+                    .await
+                    .map_err(StepError::Harness)
+            }
         }
+    }
+
+    /// The client id of a fault's target (validation made sure there is one).
+    fn target_client_id(&self, target: scenario::FaultTarget<'_>) -> Result<String, StepError> {
+        target
+            .actor()
+            .and_then(|actor| self.client_ids.get(actor))
+            .cloned()
+            .ok_or_else(|| StepError::Harness(format!("no actor for {target:?}")))
+    }
+
+    fn record_fault(&self, fault: &str, target: &str, detail: String) {
+        self.trace.record(EventBody::Fault {
+            fault: fault.into(),
+            target: Some(target.to_string()),
+            detail,
+        });
     }
 
     async fn connect_client(&mut self, name: &str) -> Result<(), StepError> {
@@ -788,7 +923,8 @@ impl<'a> World<'a> {
 
     /// Cuts every connection first (so the trace ends the same way every time), then
     /// stops boards and clients.
-    async fn shut_down(self) -> Result<(), String> {
+    async fn shut_down(mut self) -> Result<(), String> {
+        self.pending_faults.abort_all();
         let stopped = self.broker.stop().await.map_err(|e| e.to_string());
         for (_, board) in self.boards {
             board.stop().await;
@@ -798,6 +934,10 @@ impl<'a> World<'a> {
         }
         stopped
     }
+}
+
+fn round_ms(duration: Duration) -> Duration {
+    Duration::from_millis(duration.as_millis() as u64)
 }
 
 /// Steps that only observe do not move the window: a chain of expectations all look at

@@ -28,6 +28,7 @@ pub struct ClientSetup {
     pub subscriptions: Vec<String>,
     pub namespace: Option<Namespace>,
     pub credentials: Option<Credentials>,
+    pub clean_session: bool,
 }
 
 impl ClientSetup {
@@ -73,6 +74,7 @@ impl HarnessClient {
             .collect();
         let (handle, task) = if setup.protocol == 5 {
             let mut options = rumqttc::v5::MqttOptions::new(client_id, host, broker.port());
+            options.set_clean_start(setup.clean_session);
             if let Some(credentials) = &setup.credentials {
                 options.set_credentials(&credentials.username, &credentials.password);
             }
@@ -88,6 +90,7 @@ impl HarnessClient {
             (Handle::V5(client), task)
         } else {
             let mut options = rumqttc::MqttOptions::new(client_id, host, broker.port());
+            options.set_clean_session(setup.clean_session);
             if let Some(credentials) = &setup.credentials {
                 options.set_credentials(&credentials.username, &credentials.password);
             }

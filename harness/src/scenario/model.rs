@@ -70,6 +70,10 @@ pub struct ClientSpec {
     /// Connect before step 1 (default true); `false` leaves it to a `connect` step.
     #[serde(default)]
     pub connect: Option<bool>,
+    /// Start a clean session (default true); `false` asks the broker to keep the session,
+    /// so unacknowledged messages are resent after a reconnect.
+    #[serde(default)]
+    pub clean: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -107,6 +111,12 @@ pub enum Action {
     Reset(BoardRef),
     PowerCycle(PowerCycle),
     Wifi(Wifi),
+    BrokerRestart(BrokerRestart),
+    Partition(Partition),
+    Delay(Delay),
+    Drop(DropFrames),
+    Duplicate(Duplicate),
+    SerialNoise(SerialNoise),
 }
 
 impl Action {
@@ -131,6 +141,12 @@ impl Action {
             Action::Reset(_) => "reset",
             Action::PowerCycle(_) => "power_cycle",
             Action::Wifi(_) => "wifi",
+            Action::BrokerRestart(_) => "broker_restart",
+            Action::Partition(_) => "partition",
+            Action::Delay(_) => "delay",
+            Action::Drop(_) => "drop",
+            Action::Duplicate(_) => "duplicate",
+            Action::SerialNoise(_) => "serial_noise",
         }
     }
 }
@@ -318,6 +334,145 @@ pub enum LinkState {
 pub struct Wifi {
     pub board: String,
     pub state: LinkState,
+}
+
+/// A real broker restart: every session, subscription and retained message is gone;
+/// connections are refused for `down_for`.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerRestart {
+    #[serde(
+        default = "default_down_for",
+        deserialize_with = "duration::deserialize"
+    )]
+    #[schemars(with = "DurationText")]
+    pub down_for: Duration,
+}
+
+/// The network actor a fault is aimed at: exactly one of `client` or `board` (checked
+/// when the file is validated).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FaultTarget<'a> {
+    pub client: Option<&'a str>,
+    pub board: Option<&'a str>,
+}
+
+impl<'a> FaultTarget<'a> {
+    fn of(client: &'a Option<String>, board: &'a Option<String>) -> FaultTarget<'a> {
+        FaultTarget {
+            client: client.as_deref(),
+            board: board.as_deref(),
+        }
+    }
+
+    /// The actor's name, when exactly one is given.
+    pub fn actor(&self) -> Option<&'a str> {
+        match (self.client, self.board) {
+            (Some(name), None) | (None, Some(name)) => Some(name),
+            _ => None,
+        }
+    }
+}
+
+macro_rules! aimed_at_an_actor {
+    ($($step:ty),*) => {$(
+        impl $step {
+            pub fn target(&self) -> FaultTarget<'_> {
+                FaultTarget::of(&self.client, &self.board)
+            }
+        }
+    )*};
+}
+
+aimed_at_an_actor!(Partition, Delay, DropFrames, Duplicate);
+
+/// The actor's connections are cut and refused for `for`, then healed. The steps after
+/// it run while it lasts.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Partition {
+    #[serde(default)]
+    pub client: Option<String>,
+    #[serde(default)]
+    pub board: Option<String>,
+    #[serde(rename = "for", deserialize_with = "duration::deserialize")]
+    #[schemars(rename = "for", with = "DurationText")]
+    pub duration: Duration,
+}
+
+/// Every frame of the actor, both ways, is held `by` ± `jitter` (in order), for `for`
+/// or until the end.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Delay {
+    #[serde(default)]
+    pub client: Option<String>,
+    #[serde(default)]
+    pub board: Option<String>,
+    #[serde(deserialize_with = "duration::deserialize")]
+    #[schemars(with = "DurationText")]
+    pub by: Duration,
+    #[serde(default, deserialize_with = "duration::deserialize")]
+    #[schemars(with = "DurationText")]
+    pub jitter: Duration,
+    #[serde(
+        rename = "for",
+        default,
+        deserialize_with = "opt_duration::deserialize"
+    )]
+    #[schemars(rename = "for", with = "Option<DurationText>")]
+    pub duration: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FrameDirection {
+    ToBroker,
+    FromBroker,
+}
+
+/// The actor's next `count` message frames (PUBLISH and its acknowledgements) going
+/// `direction` are lost, or each with probability `ratio`.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DropFrames {
+    #[serde(default)]
+    pub client: Option<String>,
+    #[serde(default)]
+    pub board: Option<String>,
+    pub direction: FrameDirection,
+    #[serde(default)]
+    pub count: Option<u32>,
+    #[serde(default)]
+    pub ratio: Option<f64>,
+}
+
+/// The actor's next `count` PUBLISH frames reach the broker twice.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Duplicate {
+    #[serde(default)]
+    pub client: Option<String>,
+    #[serde(default)]
+    pub board: Option<String>,
+    #[serde(default = "default_count")]
+    pub count: u32,
+}
+
+/// `bytes` random bytes on the board's serial console input.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SerialNoise {
+    pub board: String,
+    pub bytes: usize,
+}
+
+fn default_down_for() -> Duration {
+    Duration::from_secs(1)
+}
+
+fn default_count() -> u32 {
+    1
 }
 
 /// A step is read with its place in the file, which failure reports point at.

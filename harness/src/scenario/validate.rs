@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use super::load::all_steps;
-use super::{Action, Location, Scenario, Step};
+use super::{Action, FaultTarget, Location, Scenario, Step};
 
 /// The longest wait any step may ask for.
 const MAX_DURATION: Duration = Duration::from_secs(3600);
@@ -157,9 +157,63 @@ pub(super) fn check(scenario: &Scenario) -> Result<(), Problem> {
     Ok(())
 }
 
+/// Exactly one of `client` or `board`, and declared.
+fn fault_target(cast: &Cast, at: Location, target: FaultTarget<'_>) -> Result<(), Problem> {
+    match (target.client, target.board) {
+        (Some(client), None) => cast.client(at, "client", client),
+        (None, Some(board)) => cast.board(at, board),
+        _ => Err(problem(
+            at,
+            "name exactly one of `client` or `board`",
+            "a fault hits one actor's connections, e.g. `{ board: lamp, for: 2s }`",
+        )),
+    }
+}
+
 fn check_step(cast: &Cast, step: &Step) -> Result<(), Problem> {
     let at = step.location;
     match &step.action {
+        Action::BrokerRestart(restart) => duration(at, "down_for", restart.down_for),
+        Action::Partition(partition) => {
+            fault_target(cast, at, partition.target())?;
+            duration(at, "for", partition.duration)
+        }
+        Action::Delay(delay) => {
+            fault_target(cast, at, delay.target())?;
+            duration(at, "by", delay.by)?;
+            if delay.jitter > delay.by {
+                return Err(problem(
+                    at,
+                    "`jitter` is larger than `by`",
+                    "a frame cannot leave before it arrived: keep jitter ≤ by",
+                ));
+            }
+            Ok(())
+        }
+        Action::Drop(drop) => {
+            fault_target(cast, at, drop.target())?;
+            match (drop.count, drop.ratio) {
+                (Some(count), None) if count > 0 => Ok(()),
+                (None, Some(ratio)) if ratio > 0.0 && ratio <= 1.0 => Ok(()),
+                _ => Err(problem(
+                    at,
+                    "give `count` (at least 1) or `ratio` (above 0, at most 1), not both",
+                    "e.g. `{ client: phone, direction: to_broker, count: 1 }`",
+                )),
+            }
+        }
+        Action::Duplicate(duplicate) => fault_target(cast, at, duplicate.target()),
+        Action::SerialNoise(noise) => {
+            cast.board(at, &noise.board)?;
+            if noise.bytes == 0 || noise.bytes > 1 << 20 {
+                return Err(problem(
+                    at,
+                    format!("`bytes: {}` is out of range", noise.bytes),
+                    "1 to 1048576 bytes",
+                ));
+            }
+            Ok(())
+        }
         Action::Publish(publish) => {
             cast.client(at, "as", &publish.client)?;
             topic(at, &publish.topic)?;
@@ -222,6 +276,11 @@ fn check_step(cast: &Cast, step: &Step) -> Result<(), Problem> {
                     "`events` must be a non-empty list of partial events (maps)",
                     "e.g. `- { kind: mqtt, packet: publish, topic: living_room_lights }`",
                 ));
+            }
+            for partial in &expect.events {
+                crate::expect::entry_gap(partial).map_err(|message| {
+                    problem(at, message, "e.g. `gap: { min: 200ms, max: 300ms }`")
+                })?;
             }
             duration(at, "within", expect.within)
         }

@@ -3,6 +3,7 @@
 //! bytes to the broker engine (or back to the client).
 
 mod decode;
+mod faults;
 
 use std::io;
 use std::net::SocketAddr;
@@ -21,6 +22,7 @@ pub use decode::{
     blank_password, connect_login, connect_protocol, next_frame, refusal_connack, DecodeError,
     Decoder, Protocol,
 };
+pub use faults::{DropAmount, Fate, Faults};
 
 use crate::broker::Credentials;
 use crate::namespace::Namespace;
@@ -29,6 +31,8 @@ use crate::trace::{hex_excerpt, CloseReason, Direction, EventBody, Packet, Trace
 
 /// How long a new connection may take to send its CONNECT.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The `conn_closed` detail of a connection turned away by a partition.
+pub const PARTITIONED: &str = "partitioned";
 /// Bytes of offending data kept in a `malformed` event.
 const EXCERPT_BYTES: usize = 16;
 
@@ -89,6 +93,7 @@ struct Shared {
     namespace: Option<Namespace>,
     /// When set, a client must log in with exactly these.
     login: Option<Credentials>,
+    faults: Arc<Faults>,
     /// `None` while the broker is down: connections are then turned away.
     upstream: Mutex<Option<Upstream>>,
     /// Cancelled to cut every open connection (restart, stop); replaced afterwards.
@@ -114,6 +119,7 @@ impl Tap {
             capture,
             namespace,
             login,
+            faults: Arc::new(Faults::new(0)),
             upstream: Mutex::new(None),
             cut: Mutex::new(CancellationToken::new()),
             next_conn: AtomicU64::new(1),
@@ -141,6 +147,11 @@ impl Tap {
 
     pub fn stats(&self) -> &TapStats {
         &self.shared.stats
+    }
+
+    /// The faults injected into clients' connections.
+    pub fn faults(&self) -> &Arc<Faults> {
+        &self.shared.faults
     }
 
     /// Points new connections at `upstream`, or turns them away while it is `None`.
@@ -212,6 +223,24 @@ async fn accept_loop(
     }
 }
 
+fn towards(dir: Direction) -> &'static str {
+    match dir {
+        Direction::ToBroker => "to the broker",
+        Direction::ToClient => "to the client",
+    }
+}
+
+/// A PUBLISH frame sent again: with DUP set when its QoS carries a packet id (a QoS 0
+/// publish must not have it).
+fn with_dup_flag(frame: &[u8]) -> BytesMut {
+    let mut copy = BytesMut::from(frame);
+    let qos = (copy[0] >> 1) & 0b11;
+    if qos > 0 {
+        copy[0] |= 0b1000;
+    }
+    copy
+}
+
 /// How one connection ended, before it is told from which side.
 enum End {
     Eof,
@@ -250,6 +279,14 @@ impl Conn<'_> {
             client: self.client.clone(),
             dir,
             packet,
+        });
+    }
+
+    fn record_fault(&self, fault: &str, detail: String) {
+        self.shared.trace.record(EventBody::Fault {
+            fault: fault.into(),
+            target: self.client.clone(),
+            detail,
         });
     }
 
@@ -332,6 +369,14 @@ async fn serve(
         conn.client = Some(client_id.clone());
     }
     conn.record_packet(Direction::ToBroker, connect);
+    let client_id = conn.client.clone().unwrap_or_default();
+    if shared.faults.is_partitioned(&client_id) {
+        shared.trace.record(EventBody::ConnRefused {
+            peer: peer.to_string(),
+            reason: format!("{client_id} is partitioned"),
+        });
+        return conn.record_closed(CloseReason::Cut, Some(PARTITIONED.into()));
+    }
     if let Some(login) = &shared.login {
         let given = connect_login(&frame, protocol);
         let matches = given.is_some_and(|(username, password)| {
@@ -375,6 +420,8 @@ async fn serve(
         conn.capture(Direction::ToBroker, &blank_password(&frame, protocol));
     }
 
+    let cut = cut.child_token();
+    shared.faults.register(&client_id, id, cut.clone());
     let (client_rx, client_tx) = client.into_split();
     let (broker_rx, broker_tx) = broker.into_split();
     let to_client = Decoder::new(protocol, shared.max_packet_size);
@@ -395,6 +442,7 @@ async fn serve(
         },
         () = cut.cancelled() => (CloseReason::Cut, None),
     };
+    shared.faults.unregister(&client_id, id);
     conn.record_closed(reason, detail);
     // Both sockets close here, when they drop. A client that vanished thus vanishes for
     // the broker too, without DISCONNECT, so its will fires as it would without the tap.
@@ -456,12 +504,15 @@ async fn pump(
     mut buf: BytesMut,
 ) -> End {
     loop {
-        let (forward, end) = take_complete_frames(conn, dir, &mut decoder, &mut buf);
-        if !forward.is_empty() {
-            if let Err(error) = tx.write_all(&forward).await {
+        let (outgoing, end) = take_complete_frames(conn, dir, &mut decoder, &mut buf);
+        for (bytes, hold) in outgoing {
+            if !hold.is_zero() {
+                tokio::time::sleep(hold).await;
+            }
+            if let Err(error) = tx.write_all(&bytes).await {
                 return End::WriteFailed(error);
             }
-            conn.capture(dir, &forward);
+            conn.capture(dir, &bytes);
         }
         if let Some(end) = end {
             return end;
@@ -500,37 +551,67 @@ fn acknowledge_at_once(socket: &OwnedReadHalf) {
 
 /// Records every complete frame in `buf` and returns their bytes to forward, plus how the
 /// connection must end when a frame was not acceptable (the frames before it still go).
+/// Bytes to send on, each after holding them for a while (a `delay` fault).
+type Outgoing = Vec<(BytesMut, Duration)>;
+
+/// Records every complete frame in `buf` and says what to send on: without faults, all
+/// of it at once; with faults for this client, frame by frame as the faults decide.
 fn take_complete_frames(
     conn: &Conn<'_>,
     dir: Direction,
     decoder: &mut Decoder,
     buf: &mut BytesMut,
-) -> (BytesMut, Option<End>) {
-    let mut forward = BytesMut::new();
+) -> (Outgoing, Option<End>) {
+    let client = conn.client.as_deref().unwrap_or_default();
+    let faulty = conn.shared.faults.any_for(client);
+    let mut outgoing: Outgoing = vec![(BytesMut::new(), Duration::ZERO)];
+    let forward = |outgoing: &mut Outgoing, frame: &[u8], hold: Duration| {
+        if hold.is_zero() {
+            if let Some((last, _)) = outgoing.last_mut() {
+                last.extend_from_slice(frame);
+                return;
+            }
+        }
+        outgoing.push((BytesMut::from(frame), hold));
+    };
     loop {
         let frame = match next_frame(buf, conn.shared.max_packet_size) {
             Ok(Some(frame)) => frame,
-            Ok(None) => return (forward, None),
+            Ok(None) => return (outgoing, None),
             Err(reason) => {
                 conn.record_malformed(dir, reason.to_string(), buf);
-                return (forward, Some(End::Malformed));
+                return (outgoing, Some(End::Malformed));
             }
         };
         match decoder.decode(&frame) {
             Ok(Packet::Connect { .. }) if dir == Direction::ToBroker => {
                 conn.record_malformed(dir, DecodeError::SecondConnect.to_string(), &frame);
-                return (forward, Some(End::Malformed));
+                return (outgoing, Some(End::Malformed));
             }
             Ok(packet) => {
                 if dir == Direction::ToBroker && matches!(packet, Packet::Disconnect) {
                     conn.disconnect_sent.store(true, Ordering::Relaxed);
                 }
+                let (fate, hold) = if faulty {
+                    conn.shared.faults.fate(client, dir, &packet)
+                } else {
+                    (Fate::Forward, Duration::ZERO)
+                };
+                let name = packet.name();
                 conn.record_packet(dir, packet);
-                forward.extend_from_slice(&frame);
+                match fate {
+                    Fate::Forward => forward(&mut outgoing, &frame, hold),
+                    Fate::Drop => conn.record_fault("drop", format!("{name} {}", towards(dir))),
+                    Fate::Twice => {
+                        forward(&mut outgoing, &frame, hold);
+                        forward(&mut outgoing, &with_dup_flag(&frame), Duration::ZERO);
+                        conn.record_fault("duplicate", format!("{name} {}", towards(dir)));
+                    }
+                }
             }
             Err(reason) => {
                 conn.record_malformed(dir, reason.to_string(), &frame);
-                return (forward, Some(End::Malformed));
+                return (outgoing, Some(End::Malformed));
             }
         }
     }

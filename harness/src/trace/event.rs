@@ -71,6 +71,14 @@ pub enum EventBody {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         detail: Option<String>,
     },
+    /// A fault was injected or ended (`partition`, `drop`, `delay`, …), on `target`
+    /// (a client id or board), with what it did.
+    Fault {
+        fault: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target: Option<String>,
+        detail: String,
+    },
     /// A connection ended; `reason` says who ended it and how.
     ConnClosed {
         conn: u64,

@@ -144,6 +144,17 @@ impl Row {
                 format!("{change:?}").to_lowercase(),
                 Tone::Session,
             ),
+            EventBody::Fault {
+                fault,
+                target,
+                detail,
+            } => row(
+                target.clone().unwrap_or_else(|| "broker".into()),
+                "",
+                "fault",
+                format!("{fault} {detail}"),
+                Tone::Session,
+            ),
             EventBody::StepStarted { step, name, line } => row(
                 "step".into(),
                 "",
