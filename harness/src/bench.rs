@@ -90,12 +90,13 @@ impl Row {
 }
 
 /// The groups of rows, in table order; `hil bench --only GROUP` runs one.
-pub const GROUPS: [&str; 7] = [
+pub const GROUPS: [&str; 8] = [
     "broker",
     "latency",
     "throughput",
     "scenarios",
     "suite",
+    "faults",
     "fuzzing",
     "fleet",
 ];
@@ -129,6 +130,9 @@ pub async fn run(options: &BenchOptions, groups: &[String]) -> Vec<Row> {
     }
     if wanted("suite") {
         add("suite", reference_suite(options).await);
+    }
+    if wanted("faults") {
+        add("faults", fault_cost(options).await);
     }
     if wanted("fuzzing") {
         add("fuzzing", fuzzing(options).await.map(|row| vec![row]));
@@ -731,6 +735,84 @@ async fn scenario_suite(options: &BenchOptions) -> io::Result<Vec<Row>> {
             "< 10 s".into(),
             wall.as_secs_f64() < 10.0,
         ),
+    ])
+}
+
+/// Every fault step, many times over, in one scenario: the harness time each costs
+/// beyond its own duration (a broker restart's `down_for`; the others take none).
+async fn fault_cost(options: &BenchOptions) -> io::Result<Vec<Row>> {
+    const DOWN_FOR: Duration = Duration::from_millis(20);
+    let text = r#"name: fault cost
+timeout: 60s
+boards:
+  lamp: { profile: sim }
+clients:
+  phone: {}
+steps:
+  - expect_connected: { client: lamp, within: 5s }
+  - repeat:
+      times: 25
+      steps:
+        - partition: { client: phone, for: 1ms }
+        - delay: { board: lamp, by: 1ms, for: 1ms }
+        - drop: { client: phone, direction: to_broker, count: 1 }
+        - duplicate: { client: phone, count: 1 }
+        - serial_noise: { board: lamp, bytes: 64 }
+        - broker_restart: { down_for: 20ms }
+"#;
+    let scenario = crate::scenario::parse(std::path::Path::new("fault-cost.yaml"), text)
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    let setup = crate::runner::AttemptSetup {
+        broker: options.broker.clone(),
+        seed: 1,
+        out_dir: None,
+        pcap: false,
+        bench: Default::default(),
+        credentials: None,
+    };
+    let interrupt = tokio_util::sync::CancellationToken::new();
+    let run = crate::runner::run_attempt(&scenario, &setup, &interrupt).await;
+    if run.attempt.status != crate::runner::Status::Passed {
+        return Err(io::Error::other(format!(
+            "the fault scenario did not pass: {:?}",
+            run.attempt.failure.map(|f| f.headline())
+        )));
+    }
+    let mut started: Option<(String, u64)> = None;
+    let mut costs: Vec<f64> = Vec::new();
+    for event in &run.events {
+        match &event.body {
+            EventBody::StepStarted { name, .. } => started = Some((name.clone(), event.t_us)),
+            EventBody::StepFinished { name, .. } => {
+                let Some((started_name, at)) = started.take() else {
+                    continue;
+                };
+                let own = match name.as_str() {
+                    "broker_restart" => DOWN_FOR,
+                    "partition" | "delay" | "drop" | "duplicate" | "serial_noise" => Duration::ZERO,
+                    _ => continue,
+                };
+                if started_name == *name {
+                    let took = Duration::from_micros(event.t_us.saturating_sub(at));
+                    costs.push(micros(took.saturating_sub(own)));
+                }
+            }
+            _ => {}
+        }
+    }
+    let cost = Percentiles::of(&mut costs);
+    Ok(vec![
+        Row::target(
+            format!(
+                "fault step harness cost beyond its duration (p50 of {})",
+                costs.len()
+            ),
+            cost.p50 / 1000.0,
+            "ms",
+            "< 5 ms".into(),
+            cost.p50 < 5_000.0,
+        ),
+        Row::info("fault step harness cost (max)", cost.max / 1000.0, "ms"),
     ])
 }
 
