@@ -6,6 +6,7 @@
 pub mod bench;
 pub mod board;
 pub mod broker;
+pub mod chip;
 pub mod engine;
 pub mod exit;
 pub mod expect;
