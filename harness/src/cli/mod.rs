@@ -2,6 +2,8 @@
 
 mod bench_cmd;
 mod broker_cmd;
+mod chip_cmd;
+mod image_cmd;
 mod run_cmd;
 mod sim_cmd;
 mod trace_cmd;
@@ -39,6 +41,8 @@ enum Command {
     #[command(subcommand)]
     Trace(trace_cmd::Command),
     Bench(bench_cmd::Args),
+    #[command(subcommand)]
+    Image(image_cmd::Command),
     /// Internal: the rumqttd engine behind `hil broker` and every run's broker.
     #[command(hide = true)]
     BrokerEngine(broker_cmd::EngineArgs),
@@ -79,6 +83,7 @@ pub fn main() -> Exit {
     let outcome = match cli.command {
         Command::BrokerEngine(args) => return broker_cmd::engine(&args),
         Command::Trace(command) => trace_cmd::run(command),
+        Command::Image(command) => image_cmd::run(command),
         Command::Check(args) => run_cmd::check(&args),
         Command::Schema(args) => run_cmd::schema(&args),
         Command::Snapshot(args) => run_cmd::snapshots(&args),
