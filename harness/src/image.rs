@@ -29,6 +29,8 @@ pub enum Chip {
 }
 
 impl Chip {
+    pub const ALL: [Chip; 3] = [Chip::Esp8266, Chip::Esp32, Chip::Esp32c3];
+
     /// The `chip_id` field of an ESP32-family image header; the ESP8266 format has none.
     pub fn image_chip_id(self) -> Option<u16> {
         match self {
@@ -46,6 +48,16 @@ impl Chip {
         }
     }
 
+    /// Where the second-stage bootloader lives in flash; the ESP8266 boots its app
+    /// straight from 0x0.
+    pub fn bootloader_offset(self) -> Option<u32> {
+        match self {
+            Chip::Esp8266 => None,
+            Chip::Esp32 => Some(0x1000),
+            Chip::Esp32c3 => Some(0x0),
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Chip::Esp8266 => "esp8266",
@@ -55,9 +67,7 @@ impl Chip {
     }
 
     pub fn from_name(name: &str) -> Option<Chip> {
-        [Chip::Esp8266, Chip::Esp32, Chip::Esp32c3]
-            .into_iter()
-            .find(|chip| chip.name() == name)
+        Chip::ALL.into_iter().find(|chip| chip.name() == name)
     }
 }
 

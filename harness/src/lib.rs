@@ -10,6 +10,7 @@ pub mod chip;
 pub mod engine;
 pub mod exit;
 pub mod expect;
+pub mod flash;
 pub mod fuzz;
 pub mod image;
 pub mod pcap;

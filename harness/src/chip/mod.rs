@@ -41,14 +41,14 @@ use crate::image::Chip;
 use crate::scenario::BoardSpec;
 use crate::trace::{Cursor, EventBody, Trace};
 use boot::{Boot, Next};
-use control::{Control, ControlSocket};
+use control::ControlSocket;
 use profile::{Profile, Reset};
 use protocol::{Op, Request};
 use pty::{Link, Pty};
 use rom::{Effect, Rom};
 use store::FlashStore;
 
-pub use control::{send as send_control, socket_path as control_socket_path};
+pub use control::{send as send_control, socket_path as control_socket_path, Control};
 pub use profile::VIRTUAL_CHIPS;
 
 /// Typed input longer than this without a line end is dropped: no console line is.

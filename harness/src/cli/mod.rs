@@ -3,6 +3,7 @@
 mod bench_cmd;
 mod broker_cmd;
 mod chip_cmd;
+mod flash_cmd;
 mod image_cmd;
 mod run_cmd;
 mod sim_cmd;
@@ -37,6 +38,7 @@ enum Command {
     Schema(run_cmd::SchemaArgs),
     Snapshot(run_cmd::SnapshotArgs),
     Sim(sim_cmd::SimArgs),
+    Flash(flash_cmd::Args),
     Broker(broker_cmd::Args),
     #[command(subcommand)]
     Trace(trace_cmd::Command),
@@ -84,6 +86,7 @@ pub fn main() -> Exit {
         Command::BrokerEngine(args) => return broker_cmd::engine(&args),
         Command::Trace(command) => trace_cmd::run(command),
         Command::Image(command) => image_cmd::run(command),
+        Command::Flash(args) => flash_cmd::run(args),
         Command::Check(args) => run_cmd::check(&args),
         Command::Schema(args) => run_cmd::schema(&args),
         Command::Snapshot(args) => run_cmd::snapshots(&args),
