@@ -60,6 +60,14 @@ pub async fn run(args: PtyArgs, broker: Option<SocketAddr>) -> Result<Exit, Fail
         unplug_after_blocks: args.unplug_after_blocks,
     })
     .map_err(|e| Failure::new(Exit::Infrastructure, e))?;
+    // Watching before the path is out: whoever reads it may signal at once.
+    let signal = stop_signal();
+    let stop = async {
+        if signal.await.is_err() {
+            // Signals keep their default action, which ends the process.
+            std::future::pending::<()>().await;
+        }
+    };
     println!("{}", virtual_chip.pty_path().display());
     if let Some(link) = &args.link {
         eprintln!(
@@ -73,12 +81,6 @@ pub async fn run(args: PtyArgs, broker: Option<SocketAddr>) -> Result<Exit, Fail
         virtual_chip.control_path().display(),
         virtual_chip.flash_path().display()
     );
-    let stop = async {
-        if stop_signal().await.is_err() {
-            // Signals keep their default action, which ends the process.
-            std::future::pending::<()>().await;
-        }
-    };
     let ended = virtual_chip
         .run(stop)
         .await

@@ -145,19 +145,23 @@ pub enum Stop {
     Terminate,
 }
 
-/// Waits for Ctrl-C (SIGINT) or SIGTERM.
-pub async fn stop_signal() -> Result<Stop, Failure> {
+/// Waits for Ctrl-C (SIGINT) or SIGTERM. The handlers are installed by the call itself,
+/// so a signal that arrives before the first poll is not missed (nor fatal).
+pub fn stop_signal() -> impl std::future::Future<Output = Result<Stop, Failure>> {
     use tokio::signal::unix::{signal, SignalKind};
-    let fail = |e| {
-        Failure::new(
-            Exit::Infrastructure,
-            format!("cannot watch for signals: {e}"),
-        )
-    };
-    let mut interrupt = signal(SignalKind::interrupt()).map_err(fail)?;
-    let mut terminate = signal(SignalKind::terminate()).map_err(fail)?;
-    Ok(tokio::select! {
-        _ = interrupt.recv() => Stop::Interrupt,
-        _ = terminate.recv() => Stop::Terminate,
-    })
+    let interrupt = signal(SignalKind::interrupt());
+    let terminate = signal(SignalKind::terminate());
+    async move {
+        let fail = |e| {
+            Failure::new(
+                Exit::Infrastructure,
+                format!("cannot watch for signals: {e}"),
+            )
+        };
+        let (mut interrupt, mut terminate) = (interrupt.map_err(fail)?, terminate.map_err(fail)?);
+        Ok(tokio::select! {
+            _ = interrupt.recv() => Stop::Interrupt,
+            _ = terminate.recv() => Stop::Terminate,
+        })
+    }
 }

@@ -1,7 +1,7 @@
 //! The board's serial console after flashing: lines, read with a deadline, from bytes
 //! that need not be UTF-8 (an ESP8266 ROM prints at 74880 baud: garbage at 115200).
 
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::time::{Duration, Instant};
 
 use espflash::connection::Port;
@@ -76,6 +76,12 @@ impl Console {
                 Err(e) => return Err(ConsoleError::Io(e)),
             }
         }
+    }
+
+    /// Types a line, as a terminal does (CR LF).
+    pub fn send_line(&mut self, line: &str) -> io::Result<()> {
+        self.port.write_all(format!("{line}\r\n").as_bytes())?;
+        self.port.flush()
     }
 
     fn next_buffered_line(&mut self) -> Option<String> {
