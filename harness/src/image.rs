@@ -9,6 +9,8 @@
 //! name at +48). ESP8266 images have an 8-byte header and neither chip id, hash nor
 //! app descriptor.
 
+pub mod elf;
+
 use sha2::{Digest, Sha256};
 
 pub const MAGIC: u8 = 0xE9;
@@ -196,7 +198,7 @@ pub fn generate(spec: &ImageSpec<'_>) -> Vec<u8> {
     if spec.chip != Chip::Esp8266 {
         first.extend_from_slice(&app_desc(spec.project, spec.version));
     }
-    let code: Vec<u8> = (0..spec.code_len).map(|i| (i * 31 % 251) as u8).collect();
+    let code = filler(spec.code_len);
     let (drom, iram, entry) = match spec.chip {
         Chip::Esp8266 => (0x3FFE_8000u32, 0x4010_0000u32, 0x4010_0004u32),
         Chip::Esp32 => (0x3F40_0020, 0x4008_0000, 0x4008_0004),
@@ -230,6 +232,11 @@ pub fn generate(spec: &ImageSpec<'_>) -> Vec<u8> {
         out.extend_from_slice(&hash);
     }
     out
+}
+
+/// Stand-in machine code: a deterministic byte pattern.
+fn filler(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 31 % 251) as u8).collect()
 }
 
 fn pad4(mut data: Vec<u8>) -> Vec<u8> {

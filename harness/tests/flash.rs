@@ -223,8 +223,46 @@ fn board_names_need_the_bench_config() {
     assert_exit(&output, 2, "bench config not found");
 }
 
-/// The images in fixtures/images, and how each was made.
-const FIXTURES: [(&str, Chip, &str, usize); 2] = [
+#[test]
+fn an_esp_idf_elf_becomes_bootloader_partition_table_and_app() {
+    let chip = VirtualChip::start(Chip::Esp32c3, &[]);
+    let elf = chip.dir.path().join("light-controller.elf");
+    std::fs::write(&elf, elf_image(Chip::Esp32c3, "1.5.0")).unwrap();
+    let output = hil_flash(&elf, &chip.port, &[]);
+    assert_exit(&output, 0, "0x00010000: ");
+    let stderr = text(&output.stderr);
+    for region in ["0x00000000: ", "0x00008000: "] {
+        assert!(stderr.contains(region), "no {region}region:\n{stderr}");
+    }
+    assert_eq!(text(&output.stdout), "booted version 1.5.0\n");
+}
+
+#[test]
+fn an_elf_for_another_architecture_is_refused() {
+    let chip = VirtualChip::start(Chip::Esp32c3, &[]);
+    let elf = chip.dir.path().join("esp32.elf");
+    std::fs::write(&elf, elf_image(Chip::Esp32, "1.5.0")).unwrap();
+    let output = hil_flash(&elf, &chip.port, &[]);
+    assert_exit(
+        &output,
+        2,
+        "byte 0x12: machine 94 (Xtensa), but the board is an esp32c3",
+    );
+    assert!(erased(&chip));
+}
+
+fn elf_image(chip: Chip, version: &str) -> Vec<u8> {
+    hil::image::elf::generate(&ImageSpec {
+        chip,
+        project: "light-controller",
+        version,
+        code_len: 3000,
+    })
+    .unwrap()
+}
+
+/// The images in fixtures/images, and how each was made (`--elf` for the ELF).
+const FIXTURES: [(&str, Chip, &str, usize); 3] = [
     (
         "light-controller-esp32c3-1.4.2.bin",
         Chip::Esp32c3,
@@ -232,6 +270,12 @@ const FIXTURES: [(&str, Chip, &str, usize); 2] = [
         4096,
     ),
     ("light-controller-esp8266.bin", Chip::Esp8266, "1.4.2", 4096),
+    (
+        "light-controller-esp32c3-1.5.0.elf",
+        Chip::Esp32c3,
+        "1.5.0",
+        4096,
+    ),
 ];
 
 #[test]
@@ -240,18 +284,25 @@ fn fixture_images_regenerate_byte_for_byte() {
     for (name, chip, version, code_len) in FIXTURES {
         let path = fixtures.join(name);
         let stored = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let regenerated = generate(&ImageSpec {
+        let spec = ImageSpec {
             chip,
             project: "light-controller",
             version,
             code_len,
-        });
+        };
+        let elf = name.ends_with(".elf");
+        let regenerated = if elf {
+            hil::image::elf::generate(&spec).unwrap()
+        } else {
+            generate(&spec)
+        };
         assert!(
             stored == regenerated,
             "{} differs from its generator; rewrite it with: hil image generate --chip {} \
-             --app-version {version} --code-size {code_len} -o fixtures/images/{name}",
+             --app-version {version} --code-size {code_len}{} -o fixtures/images/{name}",
             path.display(),
-            chip.name()
+            chip.name(),
+            if elf { " --elf" } else { "" }
         );
     }
 }

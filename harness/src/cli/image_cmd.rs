@@ -35,6 +35,9 @@ pub struct GenerateArgs {
     /// Bytes of filler code.
     #[arg(long, default_value_t = 4096)]
     code_size: usize,
+    /// Write an ESP-IDF-style app ELF instead (ESP32 family), for testing ELF flashing.
+    #[arg(long)]
+    elf: bool,
     #[arg(short, long, value_name = "FILE")]
     output: PathBuf,
 }
@@ -66,12 +69,22 @@ impl From<ChipArg> for Chip {
 pub fn run(command: Command) -> Result<Exit, Failure> {
     match command {
         Command::Generate(args) => {
-            let bytes = image::generate(&ImageSpec {
+            let spec = ImageSpec {
                 chip: args.chip.into(),
                 project: &args.project,
                 version: &args.app_version,
                 code_len: args.code_size,
-            });
+            };
+            let bytes = if args.elf {
+                image::elf::generate(&spec).ok_or_else(|| {
+                    Failure::new(
+                        Exit::Usage,
+                        "--elf: ESP8266 firmware is flashed as a .bin, not an ELF",
+                    )
+                })?
+            } else {
+                image::generate(&spec)
+            };
             std::fs::write(&args.output, &bytes).map_err(|e| {
                 Failure::new(
                     Exit::Infrastructure,
