@@ -10,6 +10,10 @@ missing=()
 command -v mosquitto >/dev/null 2>&1 || missing+=(mosquitto)
 command -v mosquitto_pub >/dev/null 2>&1 || missing+=(mosquitto-clients)
 command -v tshark >/dev/null 2>&1 || missing+=(tshark)
+# Namespaces the tests make themselves: a full disk (mount), a bind beyond loopback (net).
+command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 if ((${#missing[@]})); then
   echo "ci/test.sh: installing ${missing[*]}"
   sudo_cmd=()
@@ -19,6 +23,15 @@ if ((${#missing[@]})); then
 fi
 # mosquitto's package starts a system broker on 1883; the tests start their own brokers
 # on free ports and never need it.
+
+# esptool, the reference flasher the virtual-chip and flashing tests check hil against.
+venv="${HIL_VENV:-$HOME/.cache/hil/venv}"
+if [ ! -x "$venv/bin/esptool" ]; then
+  echo "ci/test.sh: installing esptool into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet esptool
+fi
+export HIL_ESPTOOL="$venv/bin/esptool"
 
 if [ "${1:-}" = "--" ]; then shift; fi
 exec cargo test --workspace --all-targets "$@"

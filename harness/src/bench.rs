@@ -3,6 +3,9 @@
 //! Every figure comes from real sockets on loopback: raw MQTT 3.1.1 clients (rumqttc's
 //! codec over a `TcpStream`, no client library in the measured path) talk to a broker
 //! started for the benchmark, through the tap and, for comparison, straight to the engine.
+//! The `flash` rows (`flash.rs`) flash a virtual chip over a pty.
+
+mod flash;
 
 use std::io;
 use std::net::SocketAddr;
@@ -90,7 +93,7 @@ impl Row {
 }
 
 /// The groups of rows, in table order; `hil bench --only GROUP` runs one.
-pub const GROUPS: [&str; 8] = [
+pub const GROUPS: [&str; 9] = [
     "broker",
     "latency",
     "throughput",
@@ -99,6 +102,7 @@ pub const GROUPS: [&str; 8] = [
     "faults",
     "fuzzing",
     "fleet",
+    "flash",
 ];
 
 /// Runs the measurements of `groups` (all when empty) and returns the rows in table order.
@@ -145,6 +149,9 @@ pub async fn run(options: &BenchOptions, groups: &[String]) -> Vec<Row> {
             let boards = wanted_boards.min(fleet_capacity());
             add("fleet", fleet(options, boards).await);
         }
+    }
+    if wanted("flash") {
+        add("flash", flash::rows(options).await);
     }
     rows
 }

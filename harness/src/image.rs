@@ -9,6 +9,8 @@
 //! name at +48). ESP8266 images have an 8-byte header and neither chip id, hash nor
 //! app descriptor.
 
+pub mod elf;
+
 use sha2::{Digest, Sha256};
 
 pub const MAGIC: u8 = 0xE9;
@@ -29,6 +31,8 @@ pub enum Chip {
 }
 
 impl Chip {
+    pub const ALL: [Chip; 3] = [Chip::Esp8266, Chip::Esp32, Chip::Esp32c3];
+
     /// The `chip_id` field of an ESP32-family image header; the ESP8266 format has none.
     pub fn image_chip_id(self) -> Option<u16> {
         match self {
@@ -46,6 +50,16 @@ impl Chip {
         }
     }
 
+    /// Where the second-stage bootloader lives in flash; the ESP8266 boots its app
+    /// straight from 0x0.
+    pub fn bootloader_offset(self) -> Option<u32> {
+        match self {
+            Chip::Esp8266 => None,
+            Chip::Esp32 => Some(0x1000),
+            Chip::Esp32c3 => Some(0x0),
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Chip::Esp8266 => "esp8266",
@@ -55,9 +69,7 @@ impl Chip {
     }
 
     pub fn from_name(name: &str) -> Option<Chip> {
-        [Chip::Esp8266, Chip::Esp32, Chip::Esp32c3]
-            .into_iter()
-            .find(|chip| chip.name() == name)
+        Chip::ALL.into_iter().find(|chip| chip.name() == name)
     }
 }
 
@@ -186,7 +198,7 @@ pub fn generate(spec: &ImageSpec<'_>) -> Vec<u8> {
     if spec.chip != Chip::Esp8266 {
         first.extend_from_slice(&app_desc(spec.project, spec.version));
     }
-    let code: Vec<u8> = (0..spec.code_len).map(|i| (i * 31 % 251) as u8).collect();
+    let code = filler(spec.code_len);
     let (drom, iram, entry) = match spec.chip {
         Chip::Esp8266 => (0x3FFE_8000u32, 0x4010_0000u32, 0x4010_0004u32),
         Chip::Esp32 => (0x3F40_0020, 0x4008_0000, 0x4008_0004),
@@ -220,6 +232,11 @@ pub fn generate(spec: &ImageSpec<'_>) -> Vec<u8> {
         out.extend_from_slice(&hash);
     }
     out
+}
+
+/// Stand-in machine code: a deterministic byte pattern.
+fn filler(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 31 % 251) as u8).collect()
 }
 
 fn pad4(mut data: Vec<u8>) -> Vec<u8> {

@@ -6,10 +6,12 @@
 pub mod bench;
 pub mod board;
 pub mod broker;
+pub mod chip;
 pub mod config;
 pub mod engine;
 pub mod exit;
 pub mod expect;
+pub mod flash;
 pub mod fuzz;
 pub mod image;
 pub mod namespace;

@@ -9,7 +9,8 @@ use super::Failure;
 /// Measure hil against its speed targets and print a table (or JSON).
 ///
 /// Rows: broker cold start to first CONNACK; publish→deliver latency for QoS 0 and 1,
-/// with and without the tap; QoS 0 throughput through the tap; trace completeness.
+/// with and without the tap; QoS 0 throughput through the tap; trace completeness;
+/// flashing a virtual ESP32-C3 (hil against esptool, re-flash, flash → ACTIVE).
 /// Exit code 1 when a target is missed.
 ///
 /// Example:

@@ -2,6 +2,9 @@
 
 mod bench_cmd;
 mod broker_cmd;
+mod chip_cmd;
+mod flash_cmd;
+mod image_cmd;
 mod run_cmd;
 mod serial_cmd;
 mod sim_cmd;
@@ -39,10 +42,13 @@ enum Command {
     Ports(serial_cmd::PortsArgs),
     Monitor(serial_cmd::MonitorArgs),
     Provision(serial_cmd::ProvisionArgs),
+    Flash(flash_cmd::Args),
     Broker(broker_cmd::Args),
     #[command(subcommand)]
     Trace(trace_cmd::Command),
     Bench(bench_cmd::Args),
+    #[command(subcommand)]
+    Image(image_cmd::Command),
     /// Internal: the rumqttd engine behind `hil broker` and every run's broker.
     #[command(hide = true)]
     BrokerEngine(broker_cmd::EngineArgs),
@@ -83,6 +89,8 @@ pub fn main() -> Exit {
     let outcome = match cli.command {
         Command::BrokerEngine(args) => return broker_cmd::engine(&args),
         Command::Trace(command) => trace_cmd::run(command),
+        Command::Image(command) => image_cmd::run(command),
+        Command::Flash(args) => flash_cmd::run(args),
         Command::Check(args) => run_cmd::check(&args),
         Command::Schema(args) => run_cmd::schema(&args),
         Command::Snapshot(args) => run_cmd::snapshots(&args),
@@ -160,19 +168,23 @@ pub enum Stop {
     Terminate,
 }
 
-/// Waits for Ctrl-C (SIGINT) or SIGTERM.
-pub async fn stop_signal() -> Result<Stop, Failure> {
+/// Waits for Ctrl-C (SIGINT) or SIGTERM. The handlers are installed by the call itself,
+/// so a signal that arrives before the first poll is not missed (nor fatal).
+pub fn stop_signal() -> impl std::future::Future<Output = Result<Stop, Failure>> {
     use tokio::signal::unix::{signal, SignalKind};
-    let fail = |e| {
-        Failure::new(
-            Exit::Infrastructure,
-            format!("cannot watch for signals: {e}"),
-        )
-    };
-    let mut interrupt = signal(SignalKind::interrupt()).map_err(fail)?;
-    let mut terminate = signal(SignalKind::terminate()).map_err(fail)?;
-    Ok(tokio::select! {
-        _ = interrupt.recv() => Stop::Interrupt,
-        _ = terminate.recv() => Stop::Terminate,
-    })
+    let interrupt = signal(SignalKind::interrupt());
+    let terminate = signal(SignalKind::terminate());
+    async move {
+        let fail = |e| {
+            Failure::new(
+                Exit::Infrastructure,
+                format!("cannot watch for signals: {e}"),
+            )
+        };
+        let (mut interrupt, mut terminate) = (interrupt.map_err(fail)?, terminate.map_err(fail)?);
+        Ok(tokio::select! {
+            _ = interrupt.recv() => Stop::Interrupt,
+            _ = terminate.recv() => Stop::Terminate,
+        })
+    }
 }

@@ -8,7 +8,7 @@ use hil::scenario::BoardSpec;
 use hil::trace::{EventBody, Trace};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use super::{stop_signal, Failure};
+use super::{chip_cmd, stop_signal, Failure};
 
 /// Run simulated light controllers (the real firmware core) against an MQTT broker.
 ///
@@ -18,15 +18,27 @@ use super::{stop_signal, Failure};
 ///   reset [I]   reboot
 ///   quit        stop (so does Ctrl-C or end of input)
 ///
+/// With --pty, hil is instead one virtual ESP chip on a pseudo-terminal: the first line
+/// on stdout is the port (/dev/pts/N); flash it with esptool (--before no-reset
+/// --after no-reset --no-stub), espflash or hil flash, and read its console there. A pty
+/// has no DTR/RTS, so the chip takes one-line commands on a Unix socket (PATH.ctl with
+/// --link PATH), each answered `ok` or `error: …`:
+///   reset       EN pulse: boot from flash
+///   bootloader  reset into the serial loader (download mode)
+///   unplug      pull the cable: the pty closes and hil sim ends
+/// A SYNC arriving while the app runs counts as a reset into the loader.
+///
 /// Examples:
 ///   hil sim --broker mqtt://127.0.0.1:1883
 ///   hil sim --broker mqtt://127.0.0.1:1883 --count 100 --topic lights
+///   hil sim --pty --chip esp32c3 --link /tmp/c3 --broker mqtt://127.0.0.1:1883
+///   echo reset | socat - UNIX-CONNECT:/tmp/c3.ctl
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct SimArgs {
-    /// The broker, as mqtt://HOST:PORT.
-    #[arg(long, value_name = "URL")]
-    broker: String,
+    /// The broker, as mqtt://HOST:PORT (optional with --pty: the chip then has no network).
+    #[arg(long, value_name = "URL", required_unless_present = "pty")]
+    broker: Option<String>,
     /// The firmware topic.
     #[arg(long, default_value = "living_room_lights")]
     topic: String,
@@ -36,10 +48,25 @@ pub struct SimArgs {
     /// With --count: every board uses TOPIC itself.
     #[arg(long)]
     shared_topic: bool,
+    #[command(flatten)]
+    pty: chip_cmd::PtyArgs,
 }
 
 pub async fn run(args: SimArgs) -> Result<Exit, Failure> {
-    let broker = super::broker_addr("--broker", &args.broker)?;
+    let broker = args
+        .broker
+        .as_deref()
+        .map(|url| super::broker_addr("--broker", url))
+        .transpose()?;
+    if args.pty.pty {
+        return chip_cmd::run(args.pty, broker).await;
+    }
+    let Some(broker) = broker else {
+        return Err(Failure::new(
+            Exit::Usage,
+            "--broker is needed without --pty",
+        ));
+    };
     if args.count == 0 {
         return Err(Failure::new(Exit::Usage, "--count must be at least 1"));
     }

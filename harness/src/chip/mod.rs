@@ -1,0 +1,432 @@
+//! A virtual ESP chip on a pseudo-terminal (`hil sim --pty`): real flashing tools
+//! (esptool, espflash, `hil flash`) talk to it as to a board on a USB-serial bridge.
+//!
+//! The pieces: `slip` frames bytes, `protocol` reads requests and writes responses,
+//! `rom` is the loader as a pure state machine, `boot` decides what runs after reset,
+//! `profile` holds what differs between chips; this module moves bytes between them and
+//! the pty (`pty`), keeps the flash file (`store`) and takes control commands
+//! (`control`).
+//!
+//! After reset the chip boots the app in flash when it is a valid image for the chip,
+//! printing ROM-like lines first, and then runs the light-controller firmware (the
+//! simulated board) with the image's version; its serial lines go to the pty and lines
+//! typed on the pty go to it. Otherwise it prints the ROM's complaint and waits in the
+//! serial loader.
+//!
+//! A pty has no DTR/RTS, so a host cannot reset the chip through the port. Instead:
+//! - the control socket (see `control`) takes `reset`, `bootloader` and `unplug`;
+//! - a SYNC frame arriving while the app runs is taken as the host having reset the
+//!   chip into the loader (what esptool's and espflash's reset sequences do on a bench),
+//!   so `--before no-reset` flashing works on a running chip;
+//! - FLASH_END reboots into the app, as on silicon.
+
+mod boot;
+pub mod control;
+mod profile;
+pub mod protocol;
+mod pty;
+pub mod rom;
+pub mod slip;
+mod store;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::board::{Board, BoardSetup};
+use crate::image::Chip;
+use crate::scenario::BoardSpec;
+use crate::trace::{Cursor, EventBody, Trace};
+use boot::{Boot, Next};
+use control::ControlSocket;
+use profile::{Profile, Reset};
+use protocol::{Op, Request};
+use pty::{Link, Pty};
+use rom::{Effect, Rom};
+use store::FlashStore;
+
+pub use control::{send as send_control, socket_path as control_socket_path, Control};
+pub use profile::VIRTUAL_CHIPS;
+
+/// Typed input longer than this without a line end is dropped: no console line is.
+const MAX_TYPED_LINE: usize = 1024;
+
+/// How to set up a virtual chip.
+#[derive(Debug, Clone)]
+pub struct ChipOptions {
+    pub chip: Chip,
+    /// The flash contents; a temporary erased flash when `None`.
+    pub flash_file: Option<PathBuf>,
+    /// The broker the app connects to; without one the chip has no network.
+    pub broker: Option<SocketAddr>,
+    /// A symlink to the pty, with the control socket beside it at `LINK.ctl`.
+    pub link: Option<PathBuf>,
+    /// Pull the cable when the FLASH_DATA block after this many arrives.
+    pub unplug_after_blocks: Option<u32>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChipError {
+    #[error("hil cannot be a virtual {0}; it can be esp8266 or esp32c3")]
+    Unsupported(&'static str),
+    #[error("cannot create a pseudo-terminal: {0}")]
+    Pty(std::io::Error),
+    #[error("the pseudo-terminal failed: {0}")]
+    PtyIo(std::io::Error),
+    #[error("--link: {0}")]
+    Link(String),
+    #[error("{0}")]
+    Control(String),
+    #[error("{0}")]
+    FlashFile(String),
+    #[error("the firmware could not start: {0}")]
+    App(String),
+}
+
+/// How the chip's session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// Stopped from outside (a signal).
+    Stopped,
+    /// The cable was pulled (`unplug`, or `--unplug-after-blocks`).
+    Unplugged,
+}
+
+/// A chip with its pty open, not yet running.
+pub struct VirtualChip {
+    session: Session,
+    control: ControlSocket,
+    _link: Option<Link>,
+}
+
+impl VirtualChip {
+    /// Opens the pty, the link and its control socket, and the flash. Needs a tokio
+    /// runtime (the pty and the socket register with it).
+    pub fn create(options: ChipOptions) -> Result<VirtualChip, ChipError> {
+        let profile =
+            profile::profile(options.chip).ok_or(ChipError::Unsupported(options.chip.name()))?;
+        let (store, flash) =
+            FlashStore::open(options.flash_file.as_deref()).map_err(ChipError::FlashFile)?;
+        let pty = Pty::open().map_err(ChipError::Pty)?;
+        let link = options
+            .link
+            .as_deref()
+            .map(|path| Link::create(path, pty.path()))
+            .transpose()
+            .map_err(ChipError::Link)?;
+        let control = ControlSocket::bind(options.link.as_deref().map(control_socket_path))
+            .map_err(ChipError::Control)?;
+        Ok(VirtualChip {
+            session: Session {
+                rom: Rom::new(profile, flash),
+                store,
+                pty,
+                decoder: slip::Decoder::default(),
+                app: None,
+                broker: options.broker,
+                blocks_written: 0,
+                unplug_after_blocks: options.unplug_after_blocks,
+            },
+            control,
+            _link: link,
+        })
+    }
+
+    /// `/dev/pts/N`, the port hosts open.
+    pub fn pty_path(&self) -> &Path {
+        self.session.pty.path()
+    }
+
+    pub fn control_path(&self) -> &Path {
+        self.control.path()
+    }
+
+    pub fn flash_path(&self) -> &Path {
+        self.session.store.path()
+    }
+
+    /// Powers the chip on and serves the pty and the control socket until `stop`
+    /// resolves or the cable is pulled. The link and the socket are removed on return.
+    pub async fn run(self, stop: impl Future<Output = ()>) -> Result<Ended, ChipError> {
+        let VirtualChip {
+            mut session,
+            control,
+            _link,
+        } = self;
+        let (requests, mut inbox) = mpsc::channel::<control::Request>(16);
+        let power_on = boot::from_flash(
+            session.rom.profile(),
+            session.rom.flash(),
+            Some(Reset::PowerOn),
+        );
+        let outcome = async {
+            session.boot(power_on).await?;
+            tokio::pin!(stop);
+            let mut buf = vec![0u8; 16 * 1024];
+            loop {
+                let wake = tokio::select! {
+                    () = &mut stop => return Ok(Ended::Stopped),
+                    read = session.pty.read(&mut buf) => Wake::Input(read),
+                    Some((command, done)) = inbox.recv() => Wake::Control(command, done),
+                    line = next_app_line(&mut session.app) => Wake::AppLine(line),
+                    error = control.serve(&requests) => {
+                        return Err(ChipError::Control(format!("control socket {}: {error}", control.path().display())));
+                    }
+                };
+                let flow = match wake {
+                    Wake::Input(Ok(0)) => {
+                        return Err(ChipError::PtyIo(std::io::ErrorKind::UnexpectedEof.into()))
+                    }
+                    Wake::Input(Ok(read)) => session.input(&buf[..read]).await?,
+                    Wake::Input(Err(error)) => return Err(ChipError::PtyIo(error)),
+                    Wake::Control(command, done) => {
+                        let flow = session.control(command).await?;
+                        let _ = done.send(());
+                        flow
+                    }
+                    Wake::AppLine(line) => {
+                        session.send_lines(&[line]).await;
+                        Flow::Continue
+                    }
+                };
+                if flow == Flow::Unplug {
+                    return Ok(Ended::Unplugged);
+                }
+            }
+        }
+        .await;
+        session.stop_app().await;
+        outcome
+    }
+}
+
+/// What woke the session.
+enum Wake {
+    Input(std::io::Result<usize>),
+    Control(Control, oneshot::Sender<()>),
+    AppLine(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Unplug,
+}
+
+/// The running firmware and what the host typed to it so far.
+struct App {
+    board: Board,
+    serial: Cursor,
+    typed: Vec<u8>,
+}
+
+impl App {
+    /// Collects a typed byte; returns the line it completed, if any.
+    fn typed(&mut self, byte: u8) -> Option<String> {
+        match byte {
+            b'\r' | b'\n' if self.typed.is_empty() => None,
+            b'\r' | b'\n' => {
+                let line = String::from_utf8_lossy(&self.typed).into_owned();
+                self.typed.clear();
+                Some(line)
+            }
+            _ if self.typed.len() >= MAX_TYPED_LINE => {
+                self.typed.clear();
+                None
+            }
+            other => {
+                self.typed.push(other);
+                None
+            }
+        }
+    }
+}
+
+/// The next serial line of the running app; never resolves while no app runs.
+async fn next_app_line(app: &mut Option<App>) -> String {
+    let Some(app) = app else {
+        return std::future::pending().await;
+    };
+    loop {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3600);
+        if let Some(event) = app.serial.next_before(deadline).await {
+            if let EventBody::Serial { line, .. } = &event.body {
+                return line.clone();
+            }
+        }
+    }
+}
+
+struct Session {
+    rom: Rom,
+    store: FlashStore,
+    pty: Pty,
+    decoder: slip::Decoder,
+    app: Option<App>,
+    broker: Option<SocketAddr>,
+    blocks_written: u32,
+    unplug_after_blocks: Option<u32>,
+}
+
+impl Session {
+    fn profile(&self) -> &'static Profile {
+        self.rom.profile()
+    }
+
+    async fn input(&mut self, bytes: &[u8]) -> Result<Flow, ChipError> {
+        for &byte in bytes {
+            let between_frames = self.decoder.is_idle();
+            if let Some(frame) = self.decoder.push(byte) {
+                if self.frame(&frame).await? == Flow::Unplug {
+                    return Ok(Flow::Unplug);
+                }
+            } else if between_frames && self.decoder.is_idle() {
+                if let Some(app) = &mut self.app {
+                    if let Some(line) = app.typed(byte) {
+                        app.board.send_serial(&line).await.map_err(ChipError::App)?;
+                    }
+                }
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    async fn frame(&mut self, frame: &[u8]) -> Result<Flow, ChipError> {
+        let request = match Request::parse(frame) {
+            Ok(request) => request,
+            Err(error) => {
+                tracing::debug!("virtual chip: skipped a frame: {error}");
+                return Ok(Flow::Continue);
+            }
+        };
+        if self.app.is_some() {
+            if request.op != Op::Sync as u8 {
+                return Ok(Flow::Continue);
+            }
+            // No DTR/RTS on a pty: a host that syncs is taken to have reset the chip into
+            // the loader, as its reset sequence would on a bench.
+            self.stop_app().await;
+            self.rom.reset();
+        }
+        let is_block = request.op == Op::FlashData as u8;
+        if is_block && self.unplug_after_blocks == Some(self.blocks_written) {
+            return Ok(Flow::Unplug);
+        }
+        let outcome = self.rom.handle(&request);
+        let status_len = self.profile().status_len;
+        let reply: Vec<u8> = outcome
+            .responses
+            .iter()
+            .flat_map(|response| slip::encode(&response.encode(status_len)))
+            .collect();
+        self.send(&reply).await;
+        match outcome.effect {
+            Some(Effect::FlashChanged(range)) => {
+                self.store
+                    .write(range.start, &self.rom.flash()[range])
+                    .map_err(ChipError::FlashFile)?;
+                self.blocks_written += u32::from(is_block);
+            }
+            Some(Effect::Boot { reboot }) => {
+                let reset = reboot.then_some(Reset::Software);
+                let boot = boot::from_flash(self.profile(), self.rom.flash(), reset);
+                self.boot(boot).await?;
+            }
+            None => {}
+        }
+        Ok(Flow::Continue)
+    }
+
+    async fn control(&mut self, command: Control) -> Result<Flow, ChipError> {
+        let boot = match command {
+            Control::Reset => boot::from_flash(self.profile(), self.rom.flash(), Some(Reset::Pin)),
+            Control::Bootloader => boot::into_loader(self.profile(), Reset::Pin),
+            Control::Unplug => return Ok(Flow::Unplug),
+        };
+        self.boot(boot).await?;
+        Ok(Flow::Continue)
+    }
+
+    /// Whatever ran stops; the boot lines go out; the app starts if there is one.
+    async fn boot(&mut self, boot: Boot) -> Result<(), ChipError> {
+        self.stop_app().await;
+        self.rom.reset();
+        self.decoder.reset();
+        self.send_lines(&boot.lines).await;
+        match boot.next {
+            Next::App { version } => {
+                tracing::info!("virtual chip: app version {version} started");
+                self.start_app(version).await
+            }
+            Next::Loader => Ok(()),
+        }
+    }
+
+    async fn start_app(&mut self, version: String) -> Result<(), ChipError> {
+        let trace = Trace::in_memory();
+        let spec = BoardSpec {
+            profile: "sim".into(),
+            topic: None,
+            client_id: None,
+            debounce: None,
+            version: Some(version),
+        };
+        let client_id = format!("hil-{}", self.profile().chip.name());
+        // Without a broker the chip has no network: Wi-Fi goes down at once and stays
+        // down. The address stands in for the broker (TEST-NET-1, never routed).
+        let broker = self
+            .broker
+            .unwrap_or(SocketAddr::from(([192, 0, 2, 1], 1883)));
+        let mut board = Board::start(BoardSetup {
+            name: "chip",
+            client_id: &client_id,
+            spec: &spec,
+            broker,
+            trace: trace.clone(),
+            seed: 0,
+            bench: None,
+            lock_timeout: Duration::ZERO,
+            namespace: None,
+            credentials: None,
+        })
+        .await
+        .map_err(ChipError::App)?;
+        if self.broker.is_none() {
+            board.wifi(false).await.map_err(ChipError::App)?;
+        }
+        self.app = Some(App {
+            board,
+            serial: trace.cursor_at(0),
+            typed: Vec::new(),
+        });
+        Ok(())
+    }
+
+    async fn stop_app(&mut self) {
+        if let Some(app) = self.app.take() {
+            app.board.stop().await;
+        }
+    }
+
+    async fn send_lines(&self, lines: &[String]) {
+        let mut out = Vec::new();
+        for line in lines {
+            out.extend_from_slice(line.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        self.send(&out).await;
+    }
+
+    /// Bytes nobody reads are lost, as on a UART; the chip goes on.
+    async fn send(&self, bytes: &[u8]) {
+        if let Err(error) = self.pty.write_all(bytes).await {
+            tracing::warn!(
+                "virtual chip: dropped {} bytes of output: {error}",
+                bytes.len()
+            );
+        }
+    }
+}

@@ -1,0 +1,330 @@
+//! `hil flash`: writes a firmware image to a board over its serial port, skips what is
+//! already there, verifies, resets and waits for the firmware's boot line.
+//!
+//! The ESP32 family goes through espflash's flasher; the ESP8266, which espflash no
+//! longer supports, through espflash's low-level connection (`esp8266`). Everything
+//! that can be refused is refused before the first byte is written (`plan`). Reset
+//! lines: a virtual chip (`hil sim --pty`) has a control socket beside its port
+//! (`PORT.ctl`), which hil uses instead of DTR/RTS; a real board gets the usual DTR/RTS
+//! sequences.
+
+mod console;
+mod elf;
+mod esp32;
+mod esp8266;
+pub mod esptool;
+mod plan;
+mod port;
+mod progress;
+
+use std::error::Error as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use espflash::connection::{Connection, ResetAfterOperation, ResetBeforeOperation};
+use serialport::{ClearBuffer, SerialPort};
+
+use crate::chip::{control_socket_path, send_control, Control};
+use crate::image::Chip;
+pub use console::{boot_version, Console, ConsoleError};
+pub use port::available_ports;
+pub use progress::{Output, Progress, RegionOutcome};
+
+/// The register whose value names the chip family.
+const CHIP_MAGIC_REG: u32 = 0x4000_1000;
+const ESP8266_MAGIC: u32 = 0xFFF0_C101;
+const ESP32_MAGIC: u32 = 0x00F0_1D83;
+/// A control command is answered at once; this bounds a hung virtual chip.
+const CONTROL_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Reset the board (into the loader before, into the app after), or leave it alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetMode {
+    Reset,
+    NoReset,
+}
+
+/// What to flash, where, and how.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub image: PathBuf,
+    pub port: PathBuf,
+    /// The chip the user says it is; detected when `None`.
+    pub chip: Option<Chip>,
+    /// Where a `.bin` goes; default the chip's app offset.
+    pub address: Option<u32>,
+    pub skip_unchanged: bool,
+    pub verify: bool,
+    pub before: ResetMode,
+    pub after: ResetMode,
+    /// Baud rate for the transfer (the connection starts at the ROM's 115200).
+    pub baud: u32,
+    /// How long to wait for the boot line after the reset.
+    pub boot_deadline: Duration,
+}
+
+/// A flash run that worked.
+pub struct Flashed {
+    pub chip: Chip,
+    pub regions: Vec<RegionOutcome>,
+    /// The version from the boot line, when the board was reset afterwards.
+    pub booted_version: Option<String>,
+    /// The port, still open, for whoever wants to read the console on.
+    pub console: Console,
+}
+
+/// Why a flash run failed: wrong input (exit 2) or the bench (exit 3).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct FlashError {
+    input: bool,
+    message: String,
+}
+
+impl FlashError {
+    pub fn input(message: impl Into<String>) -> FlashError {
+        FlashError {
+            input: true,
+            message: message.into(),
+        }
+    }
+
+    pub fn infrastructure(message: impl Into<String>) -> FlashError {
+        FlashError {
+            input: false,
+            message: message.into(),
+        }
+    }
+
+    /// The image, the address or the options are wrong (as opposed to port or board).
+    pub fn is_input(&self) -> bool {
+        self.input
+    }
+}
+
+/// How the board's reset and boot-mode lines are driven.
+enum ResetLines {
+    /// A virtual chip's control socket.
+    Control(PathBuf),
+    /// DTR/RTS wired to EN and GPIO0, as on development boards.
+    Modem,
+}
+
+impl ResetLines {
+    fn of(port: &Path) -> ResetLines {
+        let socket = control_socket_path(port);
+        if socket.exists() {
+            ResetLines::Control(socket)
+        } else {
+            ResetLines::Modem
+        }
+    }
+}
+
+/// Runs `job`, reporting to `progress`.
+pub fn flash(job: &Job, progress: &mut Progress) -> Result<Flashed, FlashError> {
+    let image = plan::load(&job.image)?;
+    if let Some(chip) = job.chip {
+        // Everything about the image that does not need the board, before touching it.
+        plan::regions(&image, chip, job.address)?;
+    }
+    let lines = ResetLines::of(&job.port);
+    let opened = port::open(&job.port)?;
+    let usb = opened.usb.clone();
+    let before = match (&lines, job.before) {
+        (_, ResetMode::NoReset) => ResetBeforeOperation::NoReset,
+        (ResetLines::Control(socket), ResetMode::Reset) => {
+            send_control(socket, Control::Bootloader, CONTROL_DEADLINE)
+                .map_err(FlashError::infrastructure)?;
+            ResetBeforeOperation::NoReset
+        }
+        (ResetLines::Modem, ResetMode::Reset) => ResetBeforeOperation::DefaultReset,
+    };
+    let mut connection = Connection::new(
+        opened.port,
+        usb.clone(),
+        ResetAfterOperation::NoReset,
+        before,
+        port::ROM_BAUD,
+    );
+    connection
+        .begin()
+        .map_err(|e| no_sync(&job.port, job.before, &e))?;
+    let chip = detect(&mut connection)?;
+    if let Some(expected) = job.chip.filter(|&expected| expected != chip) {
+        return Err(FlashError::input(format!(
+            "--chip {}, but the board on {} is an {}",
+            expected.name(),
+            job.port.display(),
+            chip.name()
+        )));
+    }
+    let regions = plan::regions(&image, chip, job.address)?;
+    let connection = match chip {
+        Chip::Esp8266 => {
+            esp8266::write(&mut connection, &regions, job, progress)?;
+            connection
+        }
+        Chip::Esp32 | Chip::Esp32c3 => esp32::write(connection, chip, &regions, job, progress)?,
+    };
+    let mut port = connection.into_serial();
+    if job.after == ResetMode::Reset {
+        // Lines from before the reset (an app started by FLASH_END) are not the news.
+        port.clear(ClearBuffer::Input)
+            .map_err(|e| FlashError::infrastructure(format!("{}: {e}", job.port.display())))?;
+        port = reset(port, usb, &lines, &job.port)?;
+    }
+    let mut console = Console::new(port);
+    let booted_version = match job.after {
+        ResetMode::Reset => Some(wait_for_boot(&mut console, job)?),
+        ResetMode::NoReset => None,
+    };
+    Ok(Flashed {
+        chip,
+        regions: progress.outcomes().to_vec(),
+        booted_version,
+        console,
+    })
+}
+
+/// Pulses EN: through the control socket, or through RTS as espflash does after flashing.
+fn reset(
+    port: espflash::connection::Port,
+    usb: serialport::UsbPortInfo,
+    lines: &ResetLines,
+    path: &Path,
+) -> Result<espflash::connection::Port, FlashError> {
+    match lines {
+        ResetLines::Control(socket) => {
+            send_control(socket, Control::Reset, CONTROL_DEADLINE)
+                .map_err(FlashError::infrastructure)?;
+            Ok(port)
+        }
+        ResetLines::Modem => {
+            let mut connection = Connection::new(
+                port,
+                usb,
+                ResetAfterOperation::HardReset,
+                ResetBeforeOperation::NoReset,
+                port::ROM_BAUD,
+            );
+            connection.reset().map_err(|e| {
+                FlashError::infrastructure(format!(
+                    "the image is written, but resetting through RTS on {} failed: {} — a pty has \
+                     no modem lines (a virtual chip takes `reset` on PORT.ctl); reset the board by \
+                     hand, or pass --after no-reset",
+                    path.display(),
+                    describe(&e)
+                ))
+            })?;
+            Ok(connection.into_serial())
+        }
+    }
+}
+
+fn wait_for_boot(console: &mut Console, job: &Job) -> Result<String, FlashError> {
+    let deadline = Instant::now() + job.boot_deadline;
+    console
+        .wait_for(deadline, |line| boot_version(line).map(str::to_string))
+        .map_err(|error| match error {
+            ConsoleError::Timeout(last) => FlashError::infrastructure(format!(
+                "the image is written, but no `HIL boot` line came from {} within {:?} after the \
+                 reset; last lines: {}",
+                job.port.display(),
+                job.boot_deadline,
+                if last.is_empty() {
+                    "(none)".to_string()
+                } else {
+                    last.join(" | ")
+                }
+            )),
+            ConsoleError::Io(e) => FlashError::infrastructure(format!(
+                "the image is written, but reading {} failed: {e}",
+                job.port.display()
+            )),
+        })
+}
+
+/// Which chip answers: GET_SECURITY_INFO names newer chips, the magic register older ones.
+fn detect(connection: &mut Connection) -> Result<Chip, FlashError> {
+    if let Some(id) = connection
+        .security_info(false)
+        .ok()
+        .and_then(|info| info.chip_id)
+    {
+        return Chip::ALL
+            .into_iter()
+            .find(|chip| chip.image_chip_id() == Some(id as u16) && *chip != Chip::Esp32)
+            .ok_or_else(|| unsupported(format!("chip id {id}")));
+    }
+    let magic = connection.read_reg(CHIP_MAGIC_REG).map_err(|e| {
+        FlashError::infrastructure(format!(
+            "reading the chip's magic register: {}",
+            describe(&e)
+        ))
+    })?;
+    match magic {
+        ESP8266_MAGIC => Ok(Chip::Esp8266),
+        ESP32_MAGIC => Ok(Chip::Esp32),
+        other if espflash::target::Chip::Esp32c3.has_magic_value(other) => Ok(Chip::Esp32c3),
+        other => Err(unsupported(format!("magic 0x{other:08x}"))),
+    }
+}
+
+fn unsupported(what: String) -> FlashError {
+    FlashError::infrastructure(format!(
+        "the board answers as {what}: hil flashes esp8266, esp32 and esp32c3"
+    ))
+}
+
+fn no_sync(port: &Path, before: ResetMode, error: &espflash::Error) -> FlashError {
+    let reset_hint = match before {
+        ResetMode::Reset => {
+            "hil's reset did not get it there: the board may lack the DTR/RTS \
+                             auto-reset circuit"
+        }
+        ResetMode::NoReset => "with --before no-reset it must already be waiting there",
+    };
+    FlashError::infrastructure(format!(
+        "no answer to SYNC from {} after espflash's retries ({}): the board is not in its serial \
+         loader. Hold BOOT (GPIO0) while pressing RESET/EN to enter it; {reset_hint} (try \
+         --before reset); and keep the default --baud while connecting (the ROM starts at 115200)",
+        port.display(),
+        describe(error)
+    ))
+}
+
+/// A write that stopped part-way: the image is not whole on the board.
+fn write_failure(job: &Job, progress: &Progress, error: &espflash::Error) -> FlashError {
+    let cause = describe(error);
+    match progress.interrupted() {
+        Some((start, reached, end)) => FlashError::infrastructure(format!(
+            "the flash is incomplete: {} was written from 0x{start:08x} up to 0x{reached:08x} of \
+             0x{end:08x} when {} stopped answering ({cause}); the board will not boot it — check the \
+             cable and flash again",
+            job.image.display(),
+            job.port.display()
+        )),
+        None => FlashError::infrastructure(format!(
+            "flashing {} on {} failed before writing: {cause}",
+            job.image.display(),
+            job.port.display()
+        )),
+    }
+}
+
+/// An espflash error with its causes, on one line.
+fn describe(error: &espflash::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        // Wrappers often repeat their cause's words.
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}

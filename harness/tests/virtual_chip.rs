@@ -1,0 +1,192 @@
+//! `hil sim --pty`: the virtual chip as real tools see it, through a real pty. esptool
+//! (the reference implementation of the host side) flashing it and reading its ids is
+//! the proof that the chip speaks the ROM loader protocol.
+
+mod chip_support;
+
+use std::process::Command;
+
+use chip_support::{esptool, image, run, text, wait_for_line, VirtualChip};
+use hil::chip::Control;
+use hil::flash::boot_version;
+use hil::image::Chip;
+
+fn esptool_on(chip: &VirtualChip, name: &str, args: &[&str]) -> String {
+    let output = run(Command::new(esptool())
+        .args(["--chip", name, "--port"])
+        .arg(&chip.port)
+        .args(["--before", "no-reset", "--after", "no-reset", "--no-stub"])
+        .args(args));
+    let all = text(&output.stdout) + &text(&output.stderr);
+    assert!(output.status.success(), "esptool {args:?} failed:\n{all}");
+    all
+}
+
+fn esptool_flashes_and_the_chip_boots_it(chip: Chip, address: &str, expected_version: &str) {
+    let virtual_chip = VirtualChip::start(chip, &[]);
+    let image = image(virtual_chip.dir.path(), chip, "1.4.2", 6000);
+    let log = esptool_on(
+        &virtual_chip,
+        chip.name(),
+        &["write-flash", address, image.to_str().unwrap()],
+    );
+    assert!(
+        log.contains("Hash of data verified") || chip == Chip::Esp8266,
+        "{log}"
+    );
+    assert_eq!(virtual_chip.reset_and_read_version(), expected_version);
+}
+
+#[test]
+fn esptool_flashes_a_virtual_esp32c3_which_boots_the_images_version() {
+    esptool_flashes_and_the_chip_boots_it(Chip::Esp32c3, "0x10000", "1.4.2");
+}
+
+#[test]
+fn esptool_flashes_a_virtual_esp8266_which_boots_the_firmware() {
+    // ESP8266 images carry no version: the firmware reports its own.
+    esptool_flashes_and_the_chip_boots_it(Chip::Esp8266, "0x0", hil_firmware::VERSION);
+}
+
+#[test]
+fn esptool_reads_chip_and_flash_ids() {
+    for (chip, mac) in [
+        (Chip::Esp32c3, "34:85:18:12:34:56"),
+        (Chip::Esp8266, "18:fe:34:12:34:56"),
+    ] {
+        let virtual_chip = VirtualChip::start(chip, &[]);
+        let ids = esptool_on(&virtual_chip, chip.name(), &["chip-id"]);
+        assert!(ids.contains(mac), "{chip:?}:\n{ids}");
+        let flash = esptool_on(&virtual_chip, chip.name(), &["flash-id"]);
+        assert!(flash.contains("Manufacturer: ef"), "{chip:?}:\n{flash}");
+        assert!(
+            flash.contains("Detected flash size: 4MB"),
+            "{chip:?}:\n{flash}"
+        );
+    }
+}
+
+#[test]
+fn esptool_detects_the_chip_by_itself() {
+    let virtual_chip = VirtualChip::start(Chip::Esp8266, &[]);
+    let log = esptool_on(&virtual_chip, "auto", &["chip-id"]);
+    assert!(log.contains("ESP8266EX"), "{log}");
+    let virtual_chip = VirtualChip::start(Chip::Esp32c3, &[]);
+    let log = esptool_on(&virtual_chip, "auto", &["chip-id"]);
+    assert!(log.contains("ESP32-C3"), "{log}");
+}
+
+#[test]
+fn the_pty_path_comes_first_and_sigterm_removes_link_and_socket() {
+    let mut chip = VirtualChip::start(Chip::Esp32c3, &[]);
+    assert!(chip.pty.starts_with("/dev/pts"), "{}", chip.pty.display());
+    assert_eq!(std::fs::read_link(&chip.port).unwrap(), chip.pty);
+    let socket = hil::chip::control_socket_path(&chip.port);
+    assert!(socket.exists());
+    chip.signal("TERM");
+    assert!(chip.wait_for_exit().success());
+    assert_eq!(chip.more_stdout(), None, "only the pty path on stdout");
+    assert!(!chip.port.exists() && !socket.exists());
+}
+
+#[test]
+fn typed_lines_reach_the_firmware() {
+    let chip = VirtualChip::start(Chip::Esp8266, &[]);
+    let image = image(chip.dir.path(), Chip::Esp8266, "1.0.0", 100);
+    let flashed = chip_support::hil_flash(&image, &chip.port, &[]);
+    assert!(flashed.status.success(), "{}", text(&flashed.stderr));
+    let mut console = chip.console();
+    console.send_line("status").unwrap();
+    // No broker: the firmware waits for Wi-Fi.
+    let status = wait_for_line(&mut console, |line| {
+        line.starts_with("HIL status").then(|| line.to_string())
+    });
+    assert!(status.contains("state=CONNECTING_WIFI"), "{status}");
+}
+
+#[test]
+fn a_corrupt_or_foreign_image_stays_in_the_loader_with_the_roms_complaint() {
+    let dir = tempfile::tempdir().unwrap();
+    let flash_file = dir.path().join("flash.bin");
+    let mut flash = vec![0xFF; hil::chip::rom::FLASH_SIZE];
+    let esp32_image = hil::image::generate(&hil::image::ImageSpec {
+        chip: Chip::Esp32,
+        project: "light-controller",
+        version: "1.0.0",
+        code_len: 100,
+    });
+    flash[0x1_0000..0x1_0000 + esp32_image.len()].copy_from_slice(&esp32_image);
+    std::fs::write(&flash_file, &flash).unwrap();
+    let port = dir.path().join("c3");
+    let chip = VirtualChip::start_with(Chip::Esp32c3, dir, port, flash_file, &[]);
+
+    let mut console = chip.console();
+    chip.control(Control::Reset);
+    let complaint = wait_for_line(&mut console, |line| {
+        (line.contains("chip id") || line.starts_with("HIL boot")).then(|| line.to_string())
+    });
+    assert_eq!(complaint, "image is for chip id 0, this chip is 5");
+    drop(console);
+
+    // The loader still answers, so a good image can be flashed.
+    let good = image(chip.dir.path(), Chip::Esp32c3, "3.0.0", 100);
+    let flashed = chip_support::hil_flash(&good, &chip.port, &[]);
+    assert!(flashed.status.success(), "{}", text(&flashed.stderr));
+    assert_eq!(text(&flashed.stdout).trim(), "booted version 3.0.0");
+}
+
+#[test]
+fn an_erased_chip_complains_about_the_header_and_waits_for_download() {
+    let chip = VirtualChip::start(Chip::Esp32c3, &[]);
+    let mut console = chip.console();
+    chip.control(Control::Reset);
+    let line = wait_for_line(&mut console, |line| {
+        line.starts_with("invalid header").then(|| line.to_string())
+    });
+    assert!(line.starts_with("invalid header: 0xff"), "{line}");
+    chip.control(Control::Bootloader);
+    wait_for_line(&mut console, |line| {
+        (line == "waiting for download").then_some(())
+    });
+}
+
+#[test]
+fn the_control_socket_refuses_unknown_commands_and_unplug_ends_the_chip() {
+    let mut chip = VirtualChip::start(Chip::Esp8266, &[]);
+    let socket = hil::chip::control_socket_path(&chip.port);
+    let mut stream = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+    stream
+        .set_read_timeout(Some(chip_support::DEADLINE))
+        .unwrap();
+    std::io::Write::write_all(&mut stream, b"reboot\n").unwrap();
+    let mut reply = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(&stream), &mut reply).unwrap();
+    assert!(
+        reply.starts_with("error: unknown command \"reboot\""),
+        "{reply}"
+    );
+
+    chip.control(Control::Unplug);
+    assert!(chip.wait_for_exit().success());
+    assert!(!chip.port.exists() && !socket.exists());
+}
+
+#[test]
+fn a_sync_while_the_app_runs_enters_the_loader() {
+    let chip = VirtualChip::start(Chip::Esp32c3, &[]);
+    let first = image(chip.dir.path(), Chip::Esp32c3, "1.0.0", 100);
+    let second = image(chip.dir.path(), Chip::Esp32c3, "2.0.0", 100);
+    for (image, version) in [(&first, "1.0.0"), (&second, "2.0.0")] {
+        // The app is running from the previous round: no reset line on a pty.
+        let output = chip_support::hil_flash(image, &chip.port, &["--before", "no-reset"]);
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        assert_eq!(
+            text(&output.stdout).trim(),
+            format!("booted version {version}")
+        );
+    }
+    let mut console = chip.console();
+    chip.control(Control::Reset);
+    let version = wait_for_line(&mut console, |line| boot_version(line).map(str::to_string));
+    assert_eq!(version, "2.0.0");
+}
