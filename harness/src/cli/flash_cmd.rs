@@ -43,6 +43,9 @@ pub struct Args {
     /// A board of the bench config (hil.toml), instead of --port.
     #[arg(long, value_name = "NAME")]
     board: Option<String>,
+    /// The bench config for --board (default: hil.toml in the working directory).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// The chip; `auto` asks the board.
     #[arg(long, value_enum, default_value = "auto")]
     chip: ChipArg,
@@ -112,25 +115,32 @@ fn parse_address(text: &str) -> Result<u32, String> {
     parsed.map_err(|_| format!("{text:?} is not an address: write 0x10000 or 65536"))
 }
 
-/// `--board NAME` resolves through the bench config (hil.toml), which is not there yet.
-fn resolve_board_port(name: &str) -> Result<PathBuf, Failure> {
-    Err(Failure::new(
-        Exit::Usage,
-        format!("--board {name}: bench config not found (hil.toml); give the port with --port"),
-    ))
+/// `--board NAME`: the port and flash address of a board of the bench config.
+fn resolve_board(name: &str, config: Option<&std::path::Path>) -> Result<(PathBuf, u32), Failure> {
+    let config =
+        hil::config::BenchConfig::load(config).map_err(|e| Failure::new(Exit::Usage, e))?;
+    let bench = config
+        .board(name)
+        .map_err(|e| Failure::new(Exit::Usage, e))?;
+    let port = hil::board::serial::resolve_port(bench)
+        .map_err(|e| Failure::new(Exit::Infrastructure, e))?;
+    Ok((port, bench.address))
 }
 
 pub fn run(args: Args) -> Result<Exit, Failure> {
-    let port = match (args.port, &args.board) {
-        (Some(port), _) => port,
-        (None, Some(board)) => resolve_board_port(board)?,
+    let (port, address) = match (args.port, &args.board) {
+        (Some(port), _) => (port, args.address),
+        (None, Some(board)) => {
+            let (port, address) = resolve_board(board, args.config.as_deref())?;
+            (port, args.address.or(Some(address)))
+        }
         (None, None) => return Err(Failure::new(Exit::Usage, "give --port or --board")),
     };
     let job = Job {
         image: args.image,
         port,
         chip: args.chip.chip(),
-        address: args.address,
+        address,
         skip_unchanged: !args.no_skip,
         verify: !args.no_verify,
         before: args.before.into(),

@@ -1,0 +1,115 @@
+//! The serial-board path end to end: a virtual chip on a pty described in a bench
+//! config, flashed with `hil flash --board`, then the reference scenarios run on it with
+//! `hil run --board lamp=bench1`.
+
+#[path = "chip_support/mod.rs"]
+mod chip_support;
+
+use std::process::Command;
+
+use chip_support::{hil_exe, image, VirtualChip};
+use hil::image::Chip;
+
+/// Any broker will do for the chip's first boot: the run points it at its own.
+const BOOT_BROKER: &str = "mqtt://127.0.0.1:9";
+
+fn bench(chip: &VirtualChip, chip_kind: Chip) -> std::path::PathBuf {
+    let config = chip.dir.path().join("hil.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[boards.bench1]\nport = \"{}\"\nprofile = \"sim-pty\"\naddress = {}\n",
+            chip.port.display(),
+            chip_kind.app_offset()
+        ),
+    )
+    .unwrap();
+    config
+}
+
+fn hil(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(hil_exe())
+        .current_dir(dir)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap()
+}
+
+fn said(output: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// A virtual chip in a bench config, flashed through `hil flash --board`.
+fn flashed_chip(chip_kind: Chip) -> (VirtualChip, std::path::PathBuf) {
+    let chip = VirtualChip::start(chip_kind, &["--broker", BOOT_BROKER]);
+    let config = bench(&chip, chip_kind);
+    let firmware = image(chip.dir.path(), chip_kind, "2.0.1", 4096);
+    let flashed = hil(
+        chip.dir.path(),
+        &[
+            "flash",
+            firmware.to_str().unwrap(),
+            "--board",
+            "bench1",
+            "--config",
+            config.to_str().unwrap(),
+            "--before",
+            "no-reset",
+        ],
+    );
+    assert_eq!(flashed.status.code(), Some(0), "{}", said(&flashed));
+    // ESP8266 images carry no version: that firmware reports its own.
+    assert!(
+        said(&flashed).contains("booted version"),
+        "{}",
+        said(&flashed)
+    );
+    (chip, config)
+}
+
+#[test]
+fn scenarios_run_unchanged_on_a_flashed_board_over_serial() {
+    for chip_kind in [Chip::Esp32c3, Chip::Esp8266] {
+        let (chip, config) = flashed_chip(chip_kind);
+        let config_arg = config.to_str().unwrap();
+
+        let scenarios = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+        let run = hil(
+            chip.dir.path(),
+            &[
+                "run",
+                scenarios
+                    .join("phone_turns_on_and_sees_switch.yaml")
+                    .to_str()
+                    .unwrap(),
+                scenarios
+                    .join("switch_press_publishes.yaml")
+                    .to_str()
+                    .unwrap(),
+                "--board",
+                "lamp=bench1",
+                "--config",
+                config_arg,
+                "--jobs",
+                "2",
+                "--out",
+                "out",
+            ],
+        );
+        let text = said(&run);
+        assert_eq!(run.status.code(), Some(0), "{chip_kind:?}: {text}");
+        assert!(text.contains("2 passed"), "{text}");
+        let serial = std::fs::read_to_string(
+            chip.dir
+                .path()
+                .join("out/a-switch-press-publishes-the-new-state/serial-lamp.log"),
+        )
+        .unwrap();
+        assert!(serial.contains("HIL relay=on"), "{serial}");
+    }
+}
