@@ -216,11 +216,12 @@ fn board_names_need_the_bench_config() {
     let app = image(dir.path(), Chip::Esp32c3, "1.0.0", 100);
     let output = chip_support::run(
         std::process::Command::new(chip_support::hil_exe())
+            .current_dir(dir.path())
             .arg("flash")
             .arg(&app)
             .args(["--board", "desk-c3"]),
     );
-    assert_exit(&output, 2, "bench config not found");
+    assert_exit(&output, 2, "no bench config: hil.toml not found");
 }
 
 #[test]
