@@ -108,7 +108,7 @@ fn typed_lines_reach_the_firmware() {
 fn a_corrupt_or_foreign_image_stays_in_the_loader_with_the_roms_complaint() {
     let dir = tempfile::tempdir().unwrap();
     let flash_file = dir.path().join("flash.bin");
-    let mut flash = vec![0xFF; hil::chip::rom::FLASH_SIZE];
+    let mut flash = vec![0xFF; hil::chip::FLASH_SIZE];
     let esp32_image = hil::image::generate(&hil::image::ImageSpec {
         chip: Chip::Esp32,
         project: "light-controller",

@@ -25,8 +25,8 @@ pub mod control;
 mod profile;
 pub mod protocol;
 mod pty;
-pub mod rom;
-pub mod slip;
+mod rom;
+mod slip;
 mod store;
 
 use std::future::Future;
@@ -49,7 +49,7 @@ use rom::{Effect, Rom};
 use store::FlashStore;
 
 pub use control::{send as send_control, socket_path as control_socket_path, Control};
-pub use profile::VIRTUAL_CHIPS;
+pub use rom::FLASH_SIZE;
 
 /// Typed input longer than this without a line end is dropped: no console line is.
 const MAX_TYPED_LINE: usize = 1024;

@@ -158,7 +158,7 @@ impl Rom {
 
     /// Groups of `address, value, mask, delay_us`, applied in order.
     fn write_reg(&mut self, request: &Request) -> Result<Outcome, RomError> {
-        if request.data.is_empty() || request.data.len() % 16 != 0 {
+        if request.data.is_empty() || !request.data.len().is_multiple_of(16) {
             return Err(RomError::InvalidMessage);
         }
         for group in 0..request.data.len() / 16 {

@@ -165,7 +165,17 @@ pub fn flash(job: &Job, progress: &mut Progress) -> Result<Flashed, FlashError> 
             esp8266::write(&mut connection, &regions, job, progress)?;
             connection
         }
-        Chip::Esp32 | Chip::Esp32c3 => esp32::write(connection, chip, &regions, job, progress)?,
+        Chip::Esp32 | Chip::Esp32c3 => {
+            // The board is in its loader now: espflash's flasher need only sync again.
+            let synced = Connection::new(
+                connection.into_serial(),
+                usb.clone(),
+                ResetAfterOperation::NoReset,
+                ResetBeforeOperation::NoReset,
+                port::ROM_BAUD,
+            );
+            esp32::write(synced, chip, &regions, job, progress)?
+        }
     };
     let mut port = connection.into_serial();
     if job.after == ResetMode::Reset {
@@ -254,7 +264,7 @@ fn detect(connection: &mut Connection) -> Result<Chip, FlashError> {
     {
         return Chip::ALL
             .into_iter()
-            .find(|chip| chip.image_chip_id() == Some(id as u16) && *chip != Chip::Esp32)
+            .find(|chip| chip.image_chip_id().map(u32::from) == Some(id))
             .ok_or_else(|| unsupported(format!("chip id {id}")));
     }
     let magic = connection.read_reg(CHIP_MAGIC_REG).map_err(|e| {

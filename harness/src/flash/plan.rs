@@ -153,7 +153,7 @@ fn check_esp_image(image: &Image, bytes: &[u8], chip: Chip) -> Result<(), FlashE
 /// Keeps writes sector-aligned and, on the ESP32 family, out of the bootloader and
 /// partition table unless the data is one of those by design.
 fn check_placement(name: &str, region: &Region, chip: Chip) -> Result<(), FlashError> {
-    if region.addr % SECTOR != 0 {
+    if !region.addr.is_multiple_of(SECTOR) {
         return Err(FlashError::input(format!(
             "{name}: address 0x{:x} is not a multiple of 0x1000; the loader erases whole 4 KiB \
              sectors, so the bytes before it in that sector would be lost",
