@@ -190,3 +190,43 @@ fn a_sync_while_the_app_runs_enters_the_loader() {
     let version = wait_for_line(&mut console, |line| boot_version(line).map(str::to_string));
     assert_eq!(version, "2.0.0");
 }
+
+#[test]
+fn with_a_broker_the_flashed_firmware_comes_online() {
+    let mut broker = std::process::Command::new(chip_support::hil_exe())
+        .args(["broker", "--port", "0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = chip_support::stdout_lines(&mut broker)
+        .recv_timeout(chip_support::DEADLINE)
+        .expect("hil broker prints its URL");
+    let chip = VirtualChip::start(Chip::Esp32c3, &["--broker", &url]);
+    let image = image(chip.dir.path(), Chip::Esp32c3, "1.4.2", 100);
+    let flashed = chip_support::hil_flash(&image, &chip.port, &["--after", "no-reset"]);
+    assert!(flashed.status.success(), "{}", text(&flashed.stderr));
+    let mut console = chip.console();
+    chip.control(Control::Reset);
+    wait_for_line(&mut console, |line| {
+        (line == "HIL state=ACTIVE").then_some(())
+    });
+    let _ = broker.kill();
+    let _ = broker.wait();
+}
+
+#[test]
+fn the_help_explains_the_control_channel() {
+    let output = run(Command::new(chip_support::hil_exe()).args(["sim", "--help"]));
+    let help = text(&output.stdout);
+    for word in [
+        "--pty",
+        "reset",
+        "bootloader",
+        "unplug",
+        "SYNC",
+        "Examples:",
+    ] {
+        assert!(help.contains(word), "sim --help lacks {word:?}:\n{help}");
+    }
+}

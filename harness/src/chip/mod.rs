@@ -374,7 +374,14 @@ impl Session {
             debounce: None,
             version: Some(version),
         };
-        let client_id = format!("hil-{}", self.profile().chip.name());
+        // Unique per pty, so that several virtual chips can share a broker.
+        let pty_number = self
+            .pty
+            .path()
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy();
+        let client_id = format!("hil-{}-{pty_number}", self.profile().chip.name());
         // Without a broker the chip has no network: Wi-Fi goes down at once and stays
         // down. The address stands in for the broker (TEST-NET-1, never routed).
         let broker = self
