@@ -173,7 +173,8 @@ impl VirtualChip {
                     Some((command, done)) = inbox.recv() => Wake::Control(command, done),
                     line = next_app_line(&mut session.app) => Wake::AppLine(line),
                     error = control.serve(&requests) => {
-                        return Err(ChipError::Control(format!("control socket {}: {error}", control.path().display())));
+                        let socket = control.path().display();
+                        return Err(ChipError::Control(format!("control socket {socket}: {error}")));
                     }
                 };
                 let flow = match wake {
