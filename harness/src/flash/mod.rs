@@ -306,15 +306,19 @@ fn unsupported(what: String) -> FlashError {
 fn no_sync(port: &Path, before: ResetMode, error: &espflash::Error) -> FlashError {
     let reset_hint = match before {
         ResetMode::Reset => {
-            "hil's reset did not get it there: the board may lack the DTR/RTS \
-                             auto-reset circuit"
+            "hil's DTR/RTS reset did not bring it there: the board may lack the auto-reset \
+             circuit, and a pty has no such lines (a virtual chip's PORT.ctl does; without it, \
+             pass --before no-reset)"
         }
-        ResetMode::NoReset => "with --before no-reset it must already be waiting there",
+        ResetMode::NoReset => {
+            "with --before no-reset it must already be waiting there (or let hil reset it: \
+             --before reset)"
+        }
     };
     FlashError::infrastructure(format!(
         "no answer to SYNC from {} after espflash's retries ({}): the board is not in its serial \
-         loader. Hold BOOT (GPIO0) while pressing RESET/EN to enter it; {reset_hint} (try \
-         --before reset); and keep the default --baud while connecting (the ROM starts at 115200)",
+         loader. Hold BOOT (GPIO0) while pressing RESET/EN to enter it; {reset_hint}; and keep \
+         the default --baud while connecting (the ROM starts at 115200)",
         port.display(),
         describe(error)
     ))
