@@ -77,14 +77,24 @@ fn esptool_detects_the_chip_by_itself() {
 }
 
 #[test]
-fn the_pty_path_comes_first_and_sigterm_removes_link_and_socket() {
+fn the_pty_path_comes_first_and_a_signal_removes_link_and_socket() {
+    for signal in ["TERM", "INT"] {
+        stops_cleanly_on(signal);
+    }
+}
+
+fn stops_cleanly_on(signal: &str) {
     let mut chip = VirtualChip::start(Chip::Esp32c3, &[]);
     assert!(chip.pty.starts_with("/dev/pts"), "{}", chip.pty.display());
     assert_eq!(std::fs::read_link(&chip.port).unwrap(), chip.pty);
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&chip.pty).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "the port is the owner's alone");
     let socket = hil::chip::control_socket_path(&chip.port);
     assert!(socket.exists());
-    chip.signal("TERM");
-    assert!(chip.wait_for_exit().success());
+    chip.signal(signal);
+    assert!(chip.wait_for_exit().success(), "SIG{signal}");
     assert_eq!(chip.more_stdout(), None, "only the pty path on stdout");
     assert!(!chip.port.exists() && !socket.exists());
 }
