@@ -77,14 +77,24 @@ fn esptool_detects_the_chip_by_itself() {
 }
 
 #[test]
-fn the_pty_path_comes_first_and_sigterm_removes_link_and_socket() {
+fn the_pty_path_comes_first_and_a_signal_removes_link_and_socket() {
+    for signal in ["TERM", "INT"] {
+        stops_cleanly_on(signal);
+    }
+}
+
+fn stops_cleanly_on(signal: &str) {
     let mut chip = VirtualChip::start(Chip::Esp32c3, &[]);
     assert!(chip.pty.starts_with("/dev/pts"), "{}", chip.pty.display());
     assert_eq!(std::fs::read_link(&chip.port).unwrap(), chip.pty);
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&chip.pty).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "the port is the owner's alone");
     let socket = hil::chip::control_socket_path(&chip.port);
     assert!(socket.exists());
-    chip.signal("TERM");
-    assert!(chip.wait_for_exit().success());
+    chip.signal(signal);
+    assert!(chip.wait_for_exit().success(), "SIG{signal}");
     assert_eq!(chip.more_stdout(), None, "only the pty path on stdout");
     assert!(!chip.port.exists() && !socket.exists());
 }
@@ -108,7 +118,7 @@ fn typed_lines_reach_the_firmware() {
 fn a_corrupt_or_foreign_image_stays_in_the_loader_with_the_roms_complaint() {
     let dir = tempfile::tempdir().unwrap();
     let flash_file = dir.path().join("flash.bin");
-    let mut flash = vec![0xFF; hil::chip::rom::FLASH_SIZE];
+    let mut flash = vec![0xFF; hil::chip::FLASH_SIZE];
     let esp32_image = hil::image::generate(&hil::image::ImageSpec {
         chip: Chip::Esp32,
         project: "light-controller",
@@ -189,4 +199,44 @@ fn a_sync_while_the_app_runs_enters_the_loader() {
     chip.control(Control::Reset);
     let version = wait_for_line(&mut console, |line| boot_version(line).map(str::to_string));
     assert_eq!(version, "2.0.0");
+}
+
+#[test]
+fn with_a_broker_the_flashed_firmware_comes_online() {
+    let mut broker = std::process::Command::new(chip_support::hil_exe())
+        .args(["broker", "--port", "0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = chip_support::stdout_lines(&mut broker)
+        .recv_timeout(chip_support::DEADLINE)
+        .expect("hil broker prints its URL");
+    let chip = VirtualChip::start(Chip::Esp32c3, &["--broker", &url]);
+    let image = image(chip.dir.path(), Chip::Esp32c3, "1.4.2", 100);
+    let flashed = chip_support::hil_flash(&image, &chip.port, &["--after", "no-reset"]);
+    assert!(flashed.status.success(), "{}", text(&flashed.stderr));
+    let mut console = chip.console();
+    chip.control(Control::Reset);
+    wait_for_line(&mut console, |line| {
+        (line == "HIL state=ACTIVE").then_some(())
+    });
+    let _ = broker.kill();
+    let _ = broker.wait();
+}
+
+#[test]
+fn the_help_explains_the_control_channel() {
+    let output = run(Command::new(chip_support::hil_exe()).args(["sim", "--help"]));
+    let help = text(&output.stdout);
+    for word in [
+        "--pty",
+        "reset",
+        "bootloader",
+        "unplug",
+        "SYNC",
+        "Examples:",
+    ] {
+        assert!(help.contains(word), "sim --help lacks {word:?}:\n{help}");
+    }
 }

@@ -25,8 +25,8 @@ pub mod control;
 mod profile;
 pub mod protocol;
 mod pty;
-pub mod rom;
-pub mod slip;
+mod rom;
+mod slip;
 mod store;
 
 use std::future::Future;
@@ -49,9 +49,9 @@ use rom::{Effect, Rom};
 use store::FlashStore;
 
 pub use control::{send as send_control, socket_path as control_socket_path, Control};
-pub use profile::VIRTUAL_CHIPS;
+pub use rom::FLASH_SIZE;
 
-/// Typed input longer than this without a line end is dropped: no console line is.
+/// Typed input longer than this without a line end is dropped.
 const MAX_TYPED_LINE: usize = 1024;
 
 /// How to set up a virtual chip.
@@ -173,7 +173,8 @@ impl VirtualChip {
                     Some((command, done)) = inbox.recv() => Wake::Control(command, done),
                     line = next_app_line(&mut session.app) => Wake::AppLine(line),
                     error = control.serve(&requests) => {
-                        return Err(ChipError::Control(format!("control socket {}: {error}", control.path().display())));
+                        let socket = control.path().display();
+                        return Err(ChipError::Control(format!("control socket {socket}: {error}")));
                     }
                 };
                 let flow = match wake {
@@ -220,25 +221,37 @@ enum Flow {
 struct App {
     board: Board,
     serial: Cursor,
-    typed: Vec<u8>,
+    typed: TypedLine,
 }
 
-impl App {
-    /// Collects a typed byte; returns the line it completed, if any.
-    fn typed(&mut self, byte: u8) -> Option<String> {
+/// Bytes typed on the console, up to the line end.
+#[derive(Debug, Default)]
+struct TypedLine {
+    bytes: Vec<u8>,
+    /// The line grew past any console line: dropped, up to its end.
+    overlong: bool,
+}
+
+impl TypedLine {
+    /// Collects a byte; returns the line it completed, if any. CR, LF and CR LF all end
+    /// a line (terminals differ).
+    fn push(&mut self, byte: u8) -> Option<String> {
         match byte {
-            b'\r' | b'\n' if self.typed.is_empty() => None,
             b'\r' | b'\n' => {
-                let line = String::from_utf8_lossy(&self.typed).into_owned();
-                self.typed.clear();
-                Some(line)
+                let complete = !self.overlong && !self.bytes.is_empty();
+                let line = complete.then(|| String::from_utf8_lossy(&self.bytes).into_owned());
+                self.bytes.clear();
+                self.overlong = false;
+                line
             }
-            _ if self.typed.len() >= MAX_TYPED_LINE => {
-                self.typed.clear();
+            _ if self.overlong => None,
+            _ if self.bytes.len() >= MAX_TYPED_LINE => {
+                self.bytes.clear();
+                self.overlong = true;
                 None
             }
             other => {
-                self.typed.push(other);
+                self.bytes.push(other);
                 None
             }
         }
@@ -285,7 +298,7 @@ impl Session {
                 }
             } else if between_frames && self.decoder.is_idle() {
                 if let Some(app) = &mut self.app {
-                    if let Some(line) = app.typed(byte) {
+                    if let Some(line) = app.typed.push(byte) {
                         app.board.send_serial(&line).await.map_err(ChipError::App)?;
                     }
                 }
@@ -374,7 +387,14 @@ impl Session {
             debounce: None,
             version: Some(version),
         };
-        let client_id = format!("hil-{}", self.profile().chip.name());
+        // Unique per pty, so that several virtual chips can share a broker.
+        let pty_number = self
+            .pty
+            .path()
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy();
+        let client_id = format!("hil-{}-{pty_number}", self.profile().chip.name());
         // Without a broker the chip has no network: Wi-Fi goes down at once and stays
         // down. The address stands in for the broker (TEST-NET-1, never routed).
         let broker = self
@@ -400,7 +420,7 @@ impl Session {
         self.app = Some(App {
             board,
             serial: trace.cursor_at(0),
-            typed: Vec::new(),
+            typed: TypedLine::default(),
         });
         Ok(())
     }
@@ -428,5 +448,31 @@ impl Session {
                 bytes.len()
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typed_lines_end_at_cr_or_lf_and_bytes_need_not_be_utf8() {
+        let mut typed = TypedLine::default();
+        let lines: Vec<String> = b"status\r\nconfig x=1\n\xffok\r"
+            .iter()
+            .filter_map(|&b| typed.push(b))
+            .collect();
+        assert_eq!(lines, ["status", "config x=1", "\u{fffd}ok"]);
+    }
+
+    #[test]
+    fn an_endless_line_is_dropped() {
+        let mut typed = TypedLine::default();
+        for _ in 0..MAX_TYPED_LINE + 5 {
+            assert_eq!(typed.push(b'a'), None);
+        }
+        assert_eq!(typed.push(b'\n'), None);
+        assert_eq!(typed.push(b'x'), None);
+        assert_eq!(typed.push(b'\n'), Some("x".to_string()));
     }
 }

@@ -93,9 +93,6 @@ const ESP32C3: Profile = Profile {
     banner: esp32c3_banner,
 };
 
-/// The chips a virtual chip can be.
-pub const VIRTUAL_CHIPS: [Chip; 2] = [Chip::Esp8266, Chip::Esp32c3];
-
 /// The profile of `chip`, if hil can be one.
 pub fn profile(chip: Chip) -> Option<&'static Profile> {
     match chip {

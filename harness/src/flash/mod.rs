@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use espflash::connection::{Connection, ResetAfterOperation, ResetBeforeOperation};
-use serialport::{ClearBuffer, SerialPort};
+use serialport::{ClearBuffer, SerialPort, UsbPortInfo};
 
 use crate::chip::{control_socket_path, send_control, Control};
 use crate::image::Chip;
@@ -129,27 +129,7 @@ pub fn flash(job: &Job, progress: &mut Progress) -> Result<Flashed, FlashError> 
         plan::regions(&image, chip, job.address)?;
     }
     let lines = ResetLines::of(&job.port);
-    let opened = port::open(&job.port)?;
-    let usb = opened.usb.clone();
-    let before = match (&lines, job.before) {
-        (_, ResetMode::NoReset) => ResetBeforeOperation::NoReset,
-        (ResetLines::Control(socket), ResetMode::Reset) => {
-            send_control(socket, Control::Bootloader, CONTROL_DEADLINE)
-                .map_err(FlashError::infrastructure)?;
-            ResetBeforeOperation::NoReset
-        }
-        (ResetLines::Modem, ResetMode::Reset) => ResetBeforeOperation::DefaultReset,
-    };
-    let mut connection = Connection::new(
-        opened.port,
-        usb.clone(),
-        ResetAfterOperation::NoReset,
-        before,
-        port::ROM_BAUD,
-    );
-    connection
-        .begin()
-        .map_err(|e| no_sync(&job.port, job.before, &e))?;
+    let (mut connection, usb) = connect(job, &lines)?;
     let chip = detect(&mut connection)?;
     if let Some(expected) = job.chip.filter(|&expected| expected != chip) {
         return Err(FlashError::input(format!(
@@ -160,13 +140,7 @@ pub fn flash(job: &Job, progress: &mut Progress) -> Result<Flashed, FlashError> 
         )));
     }
     let regions = plan::regions(&image, chip, job.address)?;
-    let connection = match chip {
-        Chip::Esp8266 => {
-            esp8266::write(&mut connection, &regions, job, progress)?;
-            connection
-        }
-        Chip::Esp32 | Chip::Esp32c3 => esp32::write(connection, chip, &regions, job, progress)?,
-    };
+    let connection = write(connection, &usb, chip, &regions, job, progress)?;
     let mut port = connection.into_serial();
     if job.after == ResetMode::Reset {
         // Lines from before the reset (an app started by FLASH_END) are not the news.
@@ -187,10 +161,62 @@ pub fn flash(job: &Job, progress: &mut Progress) -> Result<Flashed, FlashError> 
     })
 }
 
+/// Opens the port, puts the board into its loader if asked, and syncs with it.
+fn connect(job: &Job, lines: &ResetLines) -> Result<(Connection, UsbPortInfo), FlashError> {
+    let opened = port::open(&job.port)?;
+    let before = match (lines, job.before) {
+        (_, ResetMode::NoReset) => ResetBeforeOperation::NoReset,
+        (ResetLines::Control(socket), ResetMode::Reset) => {
+            send_control(socket, Control::Bootloader, CONTROL_DEADLINE)
+                .map_err(FlashError::infrastructure)?;
+            ResetBeforeOperation::NoReset
+        }
+        (ResetLines::Modem, ResetMode::Reset) => ResetBeforeOperation::DefaultReset,
+    };
+    let mut connection = Connection::new(
+        opened.port,
+        opened.usb.clone(),
+        ResetAfterOperation::NoReset,
+        before,
+        port::ROM_BAUD,
+    );
+    connection
+        .begin()
+        .map_err(|e| no_sync(&job.port, job.before, &e))?;
+    Ok((connection, opened.usb))
+}
+
+fn write(
+    mut connection: Connection,
+    usb: &UsbPortInfo,
+    chip: Chip,
+    regions: &[plan::Region],
+    job: &Job,
+    progress: &mut Progress,
+) -> Result<Connection, FlashError> {
+    match chip {
+        Chip::Esp8266 => {
+            esp8266::write(&mut connection, regions, job, progress)?;
+            Ok(connection)
+        }
+        Chip::Esp32 | Chip::Esp32c3 => {
+            // The board is in its loader now: espflash's flasher need only sync again.
+            let synced = Connection::new(
+                connection.into_serial(),
+                usb.clone(),
+                ResetAfterOperation::NoReset,
+                ResetBeforeOperation::NoReset,
+                port::ROM_BAUD,
+            );
+            esp32::write(synced, chip, regions, job, progress)
+        }
+    }
+}
+
 /// Pulses EN: through the control socket, or through RTS as espflash does after flashing.
 fn reset(
     port: espflash::connection::Port,
-    usb: serialport::UsbPortInfo,
+    usb: UsbPortInfo,
     lines: &ResetLines,
     path: &Path,
 ) -> Result<espflash::connection::Port, FlashError> {
@@ -254,7 +280,7 @@ fn detect(connection: &mut Connection) -> Result<Chip, FlashError> {
     {
         return Chip::ALL
             .into_iter()
-            .find(|chip| chip.image_chip_id() == Some(id as u16) && *chip != Chip::Esp32)
+            .find(|chip| chip.image_chip_id().map(u32::from) == Some(id))
             .ok_or_else(|| unsupported(format!("chip id {id}")));
     }
     let magic = connection.read_reg(CHIP_MAGIC_REG).map_err(|e| {
@@ -280,15 +306,19 @@ fn unsupported(what: String) -> FlashError {
 fn no_sync(port: &Path, before: ResetMode, error: &espflash::Error) -> FlashError {
     let reset_hint = match before {
         ResetMode::Reset => {
-            "hil's reset did not get it there: the board may lack the DTR/RTS \
-                             auto-reset circuit"
+            "hil's DTR/RTS reset did not bring it there: the board may lack the auto-reset \
+             circuit, and a pty has no such lines (a virtual chip's PORT.ctl does; without it, \
+             pass --before no-reset)"
         }
-        ResetMode::NoReset => "with --before no-reset it must already be waiting there",
+        ResetMode::NoReset => {
+            "with --before no-reset it must already be waiting there (or let hil reset it: \
+             --before reset)"
+        }
     };
     FlashError::infrastructure(format!(
         "no answer to SYNC from {} after espflash's retries ({}): the board is not in its serial \
-         loader. Hold BOOT (GPIO0) while pressing RESET/EN to enter it; {reset_hint} (try \
-         --before reset); and keep the default --baud while connecting (the ROM starts at 115200)",
+         loader. Hold BOOT (GPIO0) while pressing RESET/EN to enter it; {reset_hint}; and keep \
+         the default --baud while connecting (the ROM starts at 115200)",
         port.display(),
         describe(error)
     ))

@@ -76,6 +76,21 @@ pub fn image(dir: &Path, chip: Chip, version: &str, code_len: usize) -> PathBuf 
     path
 }
 
+/// The lines a child prints on stdout (piped), as they come.
+pub fn stdout_lines(child: &mut Child) -> mpsc::Receiver<String> {
+    let (tx, lines) = mpsc::channel();
+    let out = child.stdout.take().expect("stdout is piped");
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    lines
+}
+
 /// A running `hil sim --pty`, linked at `port` inside its own temporary directory.
 pub struct VirtualChip {
     child: Option<Child>,
@@ -115,16 +130,7 @@ impl VirtualChip {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let (tx, stdout) = mpsc::channel();
-        let out = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { return };
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
+        let stdout = stdout_lines(&mut child);
         let pty = stdout
             .recv_timeout(DEADLINE)
             .expect("hil sim --pty prints its pty path first");
