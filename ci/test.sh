@@ -10,6 +10,8 @@ missing=()
 command -v mosquitto >/dev/null 2>&1 || missing+=(mosquitto)
 command -v mosquitto_pub >/dev/null 2>&1 || missing+=(mosquitto-clients)
 command -v tshark >/dev/null 2>&1 || missing+=(tshark)
+# Serves a virtual chip over RFC 2217, as a bench host serves its boards.
+command -v ser2net >/dev/null 2>&1 || missing+=(ser2net)
 # Namespaces the tests make themselves: a full disk (mount), a bind beyond loopback (net).
 command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)

@@ -11,6 +11,8 @@
 //! profile = "nodemcu-esp8266"
 //! firmware = "build/light_controller.bin"   # optional, for `hil flash --board`
 //! address = 0x0                       # optional flash address, default the profile's
+//! control = "/tmp/c3.ctl"             # optional: the control socket of a profile with
+//!                                     # `control` sequences, default PORT.ctl
 //! ```
 
 use std::collections::BTreeMap;
@@ -19,6 +21,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::board::profile::{Profile, ProfileError};
+pub use crate::port::PortSpec;
 
 /// The file `hil` looks for in the working directory.
 pub const FILE_NAME: &str = "hil.toml";
@@ -31,37 +34,9 @@ pub struct BenchBoard {
     pub profile: Profile,
     pub firmware: Option<PathBuf>,
     pub address: u32,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PortSpec {
-    Path(PathBuf),
-    /// The first port whose USB id the profile lists.
-    Auto,
-    /// A port served over the network (RFC 2217), `host:port`.
-    Rfc2217(String),
-}
-
-impl PortSpec {
-    fn parse(text: &str) -> PortSpec {
-        if text == "auto" {
-            PortSpec::Auto
-        } else if let Some(address) = text.strip_prefix("rfc2217://") {
-            PortSpec::Rfc2217(address.to_string())
-        } else {
-            PortSpec::Path(PathBuf::from(text))
-        }
-    }
-}
-
-impl std::fmt::Display for PortSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            PortSpec::Path(path) => write!(f, "{}", path.display()),
-            PortSpec::Auto => f.write_str("auto"),
-            PortSpec::Rfc2217(address) => write!(f, "rfc2217://{address}"),
-        }
-    }
+    /// The control socket for a profile that resets through one (`control` sequences),
+    /// when it is not beside the port (`PORT.ctl`): a remote port has no "beside".
+    pub control: Option<PathBuf>,
 }
 
 /// Why the bench config cannot be used.
@@ -123,13 +98,18 @@ impl BenchConfig {
                 }
             })?;
             let address = board.address.unwrap_or(profile.app_offset);
+            let port = PortSpec::parse(&board.port).map_err(|message| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                message: format!("board {name}: port: {message}"),
+            })?;
             boards.insert(
                 name.clone(),
                 BenchBoard {
                     name,
-                    port: PortSpec::parse(&board.port),
+                    port,
                     firmware: board.firmware.map(|firmware| base.join(firmware)),
                     address,
+                    control: board.control.map(|control| base.join(control)),
                     profile,
                 },
             );
@@ -170,11 +150,13 @@ struct BoardFile {
     profile: String,
     firmware: Option<PathBuf>,
     address: Option<u32>,
+    control: Option<PathBuf>,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::port::PortName;
 
     #[test]
     fn boards_resolve_their_profiles_and_paths() {
@@ -195,13 +177,19 @@ mod tests {
         "#;
         let config = BenchConfig::parse(Path::new("/bench/hil.toml"), text).unwrap();
         let bench1 = config.board("bench1").unwrap();
-        assert_eq!(bench1.port, PortSpec::Path("/dev/ttyUSB0".into()));
+        assert_eq!(
+            bench1.port,
+            PortSpec::Named(PortName::Device("/dev/ttyUSB0".into()))
+        );
         assert_eq!(bench1.firmware, Some(PathBuf::from("/bench/build/lc.bin")));
         assert_eq!(bench1.address, 0);
         assert_eq!(config.board("c3").unwrap().port, PortSpec::Auto);
         assert_eq!(config.board("c3").unwrap().address, 0x10000);
         let remote = config.board("remote").unwrap();
-        assert_eq!(remote.port, PortSpec::Rfc2217("bench-host:4000".into()));
+        assert_eq!(
+            remote.port,
+            PortSpec::Named(PortName::Rfc2217("bench-host:4000".into()))
+        );
         assert_eq!(remote.address, 0x20000);
     }
 

@@ -16,7 +16,7 @@ pub mod fuzz;
 pub mod image;
 pub mod namespace;
 pub mod pcap;
-pub mod port_lock;
+pub mod port;
 pub mod report;
 pub mod runner;
 pub mod scenario;

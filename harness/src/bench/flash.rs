@@ -12,8 +12,9 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use super::{start_broker, BenchOptions, Row};
-use crate::flash::{self, Job, Output, Progress, ResetMode};
+use crate::flash::{self, FlashPort, Job, Output, Progress, ResetMode};
 use crate::image::{self, Chip, ImageSpec};
+use crate::port::PortName;
 use crate::trace::Trace;
 
 /// What the rows flash: a 1 MiB app, a typical ESP32 firmware size.
@@ -92,7 +93,6 @@ async fn flash_boot_active(
     let chip = VirtualChip::start(hil, &dir.join("c3-online"), Some(&broker.url())).await?;
     let job = Job {
         image: image.to_path_buf(),
-        port: chip.port.clone(),
         chip: Some(Chip::Esp32c3),
         address: None,
         skip_unchanged: true,
@@ -102,10 +102,13 @@ async fn flash_boot_active(
         baud: 115_200,
         boot_deadline: Duration::from_secs(10),
     };
+    let port_name = PortName::Device(chip.port.clone());
     let elapsed = tokio::task::spawn_blocking(move || {
         let started = Instant::now();
-        let mut flashed =
-            flash::flash(&job, &mut Progress::new(Output::Quiet)).map_err(io::Error::other)?;
+        let port =
+            FlashPort::open(&port_name, None, None, Duration::ZERO).map_err(io::Error::other)?;
+        let mut flashed = flash::flash(&job, &port, &mut Progress::new(Output::Quiet))
+            .map_err(io::Error::other)?;
         flashed
             .console
             .wait_for(Instant::now() + Duration::from_secs(30), |line| {

@@ -27,6 +27,7 @@ use regex::Regex;
 use serde::Deserialize;
 
 use crate::image::Chip;
+use crate::port::ModemLines;
 
 /// The profiles that ship with hil (`fixtures/boards/`).
 const BUNDLED: [(&str, &str); 3] = [
@@ -88,6 +89,25 @@ pub enum LineStep {
         rts: Option<bool>,
     },
     Wait(Duration),
+}
+
+impl LineStep {
+    /// Sets the lines this step changes; returns the pause it asks for instead, so that
+    /// blocking and async callers each wait their own way.
+    pub fn apply(&self, lines: &mut dyn ModemLines) -> Result<Option<Duration>, String> {
+        match *self {
+            LineStep::Set { dtr, rts } => {
+                if let Some(dtr) = dtr {
+                    lines.set_dtr(dtr)?;
+                }
+                if let Some(rts) = rts {
+                    lines.set_rts(rts)?;
+                }
+                Ok(None)
+            }
+            LineStep::Wait(pause) => Ok(Some(pause)),
+        }
+    }
 }
 
 /// Regexes that turn serial lines into events. Named groups carry the values.

@@ -8,19 +8,21 @@
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use serialport::{SerialPort, TTYPort};
+use serialport::TTYPort;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
-use super::profile::{LineStep, Profile, Sequence};
+use super::profile::{Profile, Sequence};
+use crate::chip::control_socket_path;
 use crate::config::{BenchBoard, PortSpec};
-use crate::port_lock::PortLock;
+use crate::port::rfc2217::RemoteLines;
+use crate::port::{self, Endpoint, ModemLines, PortName};
 use crate::trace::{BoardChange, EventBody, Trace};
 
 /// How long a read blocks before the reader checks whether it should stop.
@@ -47,44 +49,33 @@ pub struct SerialSetup<'a> {
 pub struct SerialBoard {
     name: String,
     profile: Profile,
-    port_path: PathBuf,
     port: TTYPort,
+    /// A remote port's DTR/RTS; a local port's are ioctls on `port`.
+    remote_lines: Option<RemoteLines>,
+    /// Where `control` sequences go, when the profile has them.
+    control: Option<PathBuf>,
     trace: Trace,
     stop: Arc<AtomicBool>,
     reader: Option<JoinHandle<()>>,
-    _lock: PortLock,
+    /// Holds the port's lock and, for a remote port, its bridge. Dropped after `port`.
+    endpoint: Endpoint,
 }
 
 /// A port that is not there or not ours, with the ports that are.
-pub fn open_error(port: &Path, error: &serialport::Error) -> String {
+fn open_error(port: &PortName, error: &serialport::Error) -> String {
     format!(
-        "cannot open serial port {}: {error}; available ports: {}",
-        port.display(),
-        available_ports()
+        "cannot open serial port {port}: {error}. {}",
+        port::available_ports()
     )
 }
 
-/// Every serial port on this machine, in one line for error messages.
-pub fn available_ports() -> String {
-    match serialport::available_ports() {
-        Ok(ports) if !ports.is_empty() => ports
-            .iter()
-            .map(|port| port.port_name.clone())
-            .collect::<Vec<_>>()
-            .join(", "),
-        Ok(_) => "none found".to_string(),
-        Err(e) => format!("cannot list them ({e})"),
-    }
-}
-
-/// The port path of a bench board: as written, or the first port with a USB id of its
+/// The port of a bench board: as written, or the first port with a USB id of its
 /// profile.
-pub fn resolve_port(bench: &BenchBoard) -> Result<PathBuf, String> {
+pub fn resolve_port(bench: &BenchBoard) -> Result<PortName, String> {
     match &bench.port {
-        PortSpec::Path(path) => Ok(path.clone()),
+        PortSpec::Named(name) => Ok(name.clone()),
         PortSpec::Auto => {
-            let ports = serialport::available_ports()
-                .map_err(|e| format!("board {}: cannot list serial ports: {e}", bench.name))?;
+            let ports = port::list().map_err(|e| format!("board {}: {e}", bench.name))?;
             ports
                 .into_iter()
                 .find(|port| match &port.port_type {
@@ -93,10 +84,10 @@ pub fn resolve_port(bench: &BenchBoard) -> Result<PathBuf, String> {
                     }
                     _ => false,
                 })
-                .map(|port| PathBuf::from(port.port_name))
+                .map(|port| PortName::Device(PathBuf::from(port.port_name)))
                 .ok_or_else(|| {
                     format!(
-                        "board {}: port = \"auto\" found no port with a USB id of profile {} ({}); available ports: {}",
+                        "board {}: port = \"auto\" found no port with a USB id of profile {} ({}). {}",
                         bench.name,
                         bench.profile.name,
                         bench
@@ -106,39 +97,73 @@ pub fn resolve_port(bench: &BenchBoard) -> Result<PathBuf, String> {
                             .map(|(vid, pid)| format!("{vid:04x}:{pid:04x}"))
                             .collect::<Vec<_>>()
                             .join(", "),
-                        available_ports()
+                        port::available_ports()
                     )
                 })
         }
-        PortSpec::Rfc2217(address) => Err(format!(
-            "board {}: rfc2217://{address}: serve the port to a local pseudo-terminal (e.g. socat) and name that path",
-            bench.name
-        )),
     }
 }
 
+/// Where a board whose profile has `control` sequences takes them: the configured
+/// socket, else the one beside a local port (`PORT.ctl`). A remote port has no "beside".
+pub fn control_socket(
+    port: &PortName,
+    profile: &Profile,
+    configured: Option<&std::path::Path>,
+) -> Result<Option<PathBuf>, String> {
+    let uses_control = [&profile.reset, &profile.bootloader]
+        .iter()
+        .any(|sequence| matches!(sequence, Sequence::Control(_)));
+    match (configured, port) {
+        (Some(socket), _) => Ok(Some(socket.to_path_buf())),
+        (None, PortName::Device(path)) => Ok(Some(control_socket_path(path))),
+        (None, PortName::Rfc2217(_)) if uses_control => Err(format!(
+            "profile {} resets the board through a control socket, which a remote port ({port}) \
+             has no place for: set `control = \"PATH\"` for this board in hil.toml",
+            profile.name
+        )),
+        (None, PortName::Rfc2217(_)) => Ok(None),
+    }
+}
+
+/// Where the board is and how to reach its reset lines.
+pub struct PortSetup<'a> {
+    pub name: &'a str,
+    pub port: &'a PortName,
+    pub profile: Profile,
+    /// The control socket configured in the bench config, if any.
+    pub control: Option<&'a std::path::Path>,
+    pub trace: Trace,
+    pub lock_timeout: Duration,
+}
+
 impl SerialBoard {
-    /// Takes the port (waiting up to `lock_timeout` for another holder) and starts
-    /// recording what the board prints; the board itself is left as it is.
-    pub async fn open(
-        name: &str,
-        port_path: PathBuf,
-        profile: Profile,
-        trace: Trace,
-        lock_timeout: Duration,
-    ) -> Result<SerialBoard, String> {
-        let lock_path = port_path.clone();
-        let lock = tokio::task::spawn_blocking(move || PortLock::acquire(&lock_path, lock_timeout))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-        let port = serialport::new(port_path.to_string_lossy(), profile.baud)
+    /// Takes the port (waiting up to `lock_timeout` for another holder; connecting a
+    /// remote one) and starts recording what the board prints; the board itself is left
+    /// as it is.
+    pub async fn open(setup: PortSetup<'_>) -> Result<SerialBoard, String> {
+        let PortSetup {
+            name,
+            port: port_name,
+            profile,
+            control,
+            trace,
+            lock_timeout,
+        } = setup;
+        let control = control_socket(port_name, &profile, control)?;
+        let endpoint = {
+            let (port_name, baud) = (port_name.clone(), profile.baud);
+            tokio::task::spawn_blocking(move || Endpoint::open(&port_name, baud, lock_timeout))
+                .await
+                .map_err(|e| e.to_string())??
+        };
+        let port = serialport::new(endpoint.path().to_string_lossy(), profile.baud)
             .timeout(READ_POLL)
             .open_native()
-            .map_err(|e| open_error(&port_path, &e))?;
+            .map_err(|e| open_error(port_name, &e))?;
         let reader_port = port
             .try_clone_native()
-            .map_err(|e| open_error(&port_path, &e))?;
+            .map_err(|e| open_error(port_name, &e))?;
         let stop = Arc::new(AtomicBool::new(false));
         let reader = {
             let (trace, name, profile, stop) = (
@@ -155,26 +180,28 @@ impl SerialBoard {
         Ok(SerialBoard {
             name: name.to_string(),
             profile,
-            port_path,
             port,
+            remote_lines: endpoint.remote_lines(),
+            control,
             trace,
             stop,
             reader: Some(reader),
-            _lock: lock,
+            endpoint,
         })
     }
 
     /// Takes the port, resets the board, waits for its boot line, then points it at the
     /// run's broker with the firmware's own `config` command.
     pub async fn start(setup: SerialSetup<'_>) -> Result<SerialBoard, String> {
-        let port_path = resolve_port(setup.bench)?;
-        let mut board = SerialBoard::open(
-            setup.name,
-            port_path,
-            setup.bench.profile.clone(),
-            setup.trace.clone(),
-            setup.lock_timeout,
-        )
+        let port = resolve_port(setup.bench)?;
+        let mut board = SerialBoard::open(PortSetup {
+            name: setup.name,
+            port: &port,
+            profile: setup.bench.profile.clone(),
+            control: setup.bench.control.as_deref(),
+            trace: setup.trace.clone(),
+            lock_timeout: setup.lock_timeout,
+        })
         .await?;
         let from = board.trace.len() as usize;
         board.reset().await?;
@@ -241,7 +268,7 @@ impl SerialBoard {
         Err(format!(
             "board {} on {} did not print {what} within {}; check the port, the baud rate ({}) and that the firmware is flashed",
             self.name,
-            self.port_path.display(),
+            self.endpoint.name(),
             humantime::format_duration(within),
             self.profile.baud
         ))
@@ -274,7 +301,7 @@ impl SerialBoard {
                 format!(
                     "board {}: writing to {}: {e}",
                     self.name,
-                    self.port_path.display()
+                    self.endpoint.name()
                 )
             })
     }
@@ -326,9 +353,10 @@ impl SerialBoard {
             Sequence::Control(command) => self.control(command).await,
             Sequence::Lines(steps) => {
                 for step in steps {
-                    match *step {
-                        LineStep::Set { dtr, rts } => self.set_lines(dtr, rts)?,
-                        LineStep::Wait(pause) => tokio::time::sleep(pause).await,
+                    if let Some(pause) =
+                        step.apply(self.lines()).map_err(|e| self.lines_error(&e))?
+                    {
+                        tokio::time::sleep(pause).await;
                     }
                 }
                 Ok(())
@@ -337,25 +365,37 @@ impl SerialBoard {
     }
 
     fn set_lines(&mut self, dtr: Option<bool>, rts: Option<bool>) -> Result<(), String> {
-        let failed = |e: serialport::Error| {
-            format!(
-                "board {}: {} cannot set DTR/RTS ({e}); a port without modem lines needs a profile with `control` sequences",
-                self.name,
-                self.port_path.display()
-            )
-        };
-        if let Some(dtr) = dtr {
-            self.port.write_data_terminal_ready(dtr).map_err(failed)?;
-        }
-        if let Some(rts) = rts {
-            self.port.write_request_to_send(rts).map_err(failed)?;
-        }
-        Ok(())
+        let step = super::profile::LineStep::Set { dtr, rts };
+        step.apply(self.lines())
+            .map(drop)
+            .map_err(|e| self.lines_error(&e))
     }
 
-    /// One command on the control socket beside the port (`PORT.ctl`), answered `ok`.
+    fn lines(&mut self) -> &mut dyn ModemLines {
+        match &mut self.remote_lines {
+            Some(remote) => remote,
+            None => &mut self.port,
+        }
+    }
+
+    fn lines_error(&self, error: &str) -> String {
+        format!(
+            "board {}: {}: {error}; a port without modem lines needs a profile with `control` sequences",
+            self.name,
+            self.endpoint.name()
+        )
+    }
+
+    /// One command on the board's control socket, answered `ok`.
     async fn control(&self, command: &str) -> Result<(), String> {
-        let socket = control_socket(&self.port_path);
+        let socket = self.control.as_ref().ok_or_else(|| {
+            format!(
+                "board {}: profile {} has no control socket on {}",
+                self.name,
+                self.profile.name,
+                self.endpoint.name()
+            )
+        })?;
         let talk = async {
             let mut stream = UnixStream::connect(&socket).await?;
             stream.write_all(format!("{command}\n").as_bytes()).await?;
@@ -387,13 +427,6 @@ impl SerialBoard {
             let _ = tokio::task::spawn_blocking(move || reader.join()).await;
         }
     }
-}
-
-/// `PORT.ctl`: where a port without modem lines takes reset commands.
-pub fn control_socket(port: &Path) -> PathBuf {
-    let mut name = port.as_os_str().to_os_string();
-    name.push(".ctl");
-    PathBuf::from(name)
 }
 
 /// The reader thread: bytes in, lines into the trace, until told to stop or the port
@@ -484,10 +517,21 @@ mod tests {
     }
 
     #[test]
-    fn the_control_socket_sits_beside_the_port() {
+    fn control_sockets_sit_beside_local_ports_or_are_configured() {
+        let pty = Profile::bundled("sim-pty").unwrap();
+        let local = PortName::Device("/tmp/bench/lamp".into());
         assert_eq!(
-            control_socket(Path::new("/tmp/bench/lamp")),
-            PathBuf::from("/tmp/bench/lamp.ctl")
+            control_socket(&local, &pty, None),
+            Ok(Some(PathBuf::from("/tmp/bench/lamp.ctl")))
         );
+        let remote = PortName::Rfc2217("bench:4000".into());
+        let error = control_socket(&remote, &pty, None).unwrap_err();
+        assert!(error.contains("control = "), "{error}");
+        assert_eq!(
+            control_socket(&remote, &pty, Some(std::path::Path::new("/run/c3.ctl"))),
+            Ok(Some(PathBuf::from("/run/c3.ctl")))
+        );
+        let lines = Profile::bundled("nodemcu-esp8266").unwrap();
+        assert_eq!(control_socket(&remote, &lines, None), Ok(None));
     }
 }

@@ -24,7 +24,7 @@ mod boot;
 pub mod control;
 mod profile;
 pub mod protocol;
-mod pty;
+pub(crate) mod pty;
 mod rom;
 mod slip;
 mod store;

@@ -22,7 +22,7 @@ const WRITE_DEADLINE: Duration = Duration::from_secs(2);
 /// no host has the port open (between esptool runs, say).
 pub struct Pty {
     master: AsyncFd<OwnedFd>,
-    _slave: OwnedFd,
+    slave: OwnedFd,
     path: PathBuf,
 }
 
@@ -51,7 +51,7 @@ impl Pty {
         let master = unsafe { AsyncFd::register(master)? };
         Ok(Pty {
             master,
-            _slave: slave,
+            slave,
             path,
         })
     }
@@ -59,6 +59,21 @@ impl Pty {
     /// `/dev/pts/N`.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The baud rate the host last set on its end (both ends share one termios).
+    pub fn baud(&self) -> io::Result<u32> {
+        Ok(rustix::termios::tcgetattr(&self.slave)?.output_speed())
+    }
+
+    pub fn set_baud(&self, baud: u32) -> io::Result<()> {
+        let mut termios = rustix::termios::tcgetattr(&self.slave)?;
+        termios.set_speed(baud)?;
+        Ok(rustix::termios::tcsetattr(
+            &self.slave,
+            OptionalActions::Now,
+            &termios,
+        )?)
     }
 
     /// Waits for bytes from the host.

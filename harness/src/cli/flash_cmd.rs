@@ -3,9 +3,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use hil::board::profile::Profile;
+use hil::config::BenchConfig;
 use hil::exit::Exit;
-use hil::flash::{self, Job, Output, Progress, ResetMode};
+use hil::flash::{self, FlashPort, Job, Output, Progress, ResetMode};
 use hil::image::Chip;
+use hil::port::PortName;
 
 use super::Failure;
 
@@ -17,8 +20,14 @@ use super::Failure;
 /// MD5) are skipped; written regions are verified by MD5. Then hil resets the board,
 /// waits for the firmware's `HIL boot … version=X` line and prints `booted version X`.
 ///
-/// Reset lines: for a virtual chip (hil sim --pty --link PORT) hil uses its control
-/// socket PORT.ctl; for a real board DTR/RTS (the auto-reset circuit of dev boards).
+/// Reset lines: a board profile's DTR/RTS sequences (--board, or --profile with --port);
+/// for a virtual chip (hil sim --pty --link PORT) its control socket PORT.ctl; else
+/// espflash's DTR/RTS sequences (the auto-reset circuit of dev boards). A remote port
+/// (rfc2217://HOST:PORT, e.g. ser2net) gets its DTR/RTS as RFC 2217 commands, by default
+/// the classic auto-reset sequences.
+///
+/// The port is locked while flashing: another hil (a monitor, a run) waits up to
+/// --lock-timeout, and then names the holder.
 ///
 /// Exit codes: 2 for a wrong image, address or chip (nothing written); 3 for port,
 /// board or cable trouble.
@@ -26,23 +35,35 @@ use super::Failure;
 /// Examples:
 ///   hil flash light-controller.bin --port /dev/ttyUSB0
 ///   hil flash firmware.elf --port /dev/ttyACM0 --chip esp32c3
+///   hil flash light-controller.bin --port rfc2217://bench-host:4000
+///   hil flash --board bench1                      # the firmware hil.toml names for it
 ///   hil flash fixtures/images/light-controller-esp8266.bin --port /tmp/e8 --no-skip
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
-    /// The image: .bin, ELF, or raw data with --address.
-    image: PathBuf,
-    /// The serial port, e.g. /dev/ttyUSB0, or a virtual chip's --link path.
+    /// The image: .bin, ELF, or raw data with --address. With --board, default the
+    /// board's `firmware` in the bench config.
+    #[arg(required_unless_present = "board")]
+    image: Option<PathBuf>,
+    /// The serial port: a device such as /dev/ttyUSB0, a virtual chip's --link path, or
+    /// rfc2217://HOST:PORT (a port served over the network, e.g. by ser2net).
     #[arg(
         long,
         value_name = "PORT",
+        value_parser = PortName::parse,
         required_unless_present = "board",
         conflicts_with = "board"
     )]
-    port: Option<PathBuf>,
+    port: Option<PortName>,
     /// A board of the bench config (hil.toml), instead of --port.
     #[arg(long, value_name = "NAME")]
     board: Option<String>,
+    /// With --port: the board profile whose reset and boot-mode sequences to use.
+    #[arg(long, value_name = "NAME", requires = "port")]
+    profile: Option<String>,
+    /// How long to wait for a port that another hil holds.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    lock_timeout: Duration,
     /// The bench config for --board (default: hil.toml in the working directory).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -115,32 +136,73 @@ fn parse_address(text: &str) -> Result<u32, String> {
     parsed.map_err(|_| format!("{text:?} is not an address: write 0x10000 or 65536"))
 }
 
-/// `--board NAME`: the port and flash address of a board of the bench config.
-fn resolve_board(name: &str, config: Option<&std::path::Path>) -> Result<(PathBuf, u32), Failure> {
-    let config =
-        hil::config::BenchConfig::load(config).map_err(|e| Failure::new(Exit::Usage, e))?;
-    let bench = config
-        .board(name)
-        .map_err(|e| Failure::new(Exit::Usage, e))?;
-    let port = hil::board::serial::resolve_port(bench)
-        .map_err(|e| Failure::new(Exit::Infrastructure, e))?;
-    Ok((port, bench.address))
+/// Where to flash what: from --port (and --profile), or from a board of the bench config.
+struct Target {
+    port: PortName,
+    profile: Option<Profile>,
+    control: Option<PathBuf>,
+    address: Option<u32>,
+    image: PathBuf,
+}
+
+fn target(args: &Args) -> Result<Target, Failure> {
+    let usage = |e: String| Failure::new(Exit::Usage, e);
+    match (&args.port, &args.board) {
+        (Some(port), _) => Ok(Target {
+            port: port.clone(),
+            profile: args
+                .profile
+                .as_deref()
+                .map(|name| Profile::find(name, None))
+                .transpose()
+                .map_err(|e| usage(e.to_string()))?,
+            control: None,
+            address: args.address,
+            image: args
+                .image
+                .clone()
+                .ok_or_else(|| usage("name the IMAGE to flash".into()))?,
+        }),
+        (None, Some(name)) => {
+            let config =
+                BenchConfig::load(args.config.as_deref()).map_err(|e| usage(e.to_string()))?;
+            let bench = config.board(name).map_err(|e| usage(e.to_string()))?;
+            let image = args
+                .image
+                .clone()
+                .or_else(|| bench.firmware.clone())
+                .ok_or_else(|| {
+                    usage(format!(
+                        "name the IMAGE to flash, or set `firmware` for board {name} in {}",
+                        config.path.display()
+                    ))
+                })?;
+            Ok(Target {
+                port: hil::board::serial::resolve_port(bench)
+                    .map_err(|e| Failure::new(Exit::Infrastructure, e))?,
+                profile: Some(bench.profile.clone()),
+                control: bench.control.clone(),
+                address: args.address.or(Some(bench.address)),
+                image,
+            })
+        }
+        (None, None) => Err(usage("give --port or --board".into())),
+    }
 }
 
 pub fn run(args: Args) -> Result<Exit, Failure> {
-    let (port, address) = match (args.port, &args.board) {
-        (Some(port), _) => (port, args.address),
-        (None, Some(board)) => {
-            let (port, address) = resolve_board(board, args.config.as_deref())?;
-            (port, args.address.or(Some(address)))
+    let target = target(&args)?;
+    let exit_for = |error: &flash::FlashError| {
+        if error.is_input() {
+            Exit::Usage
+        } else {
+            Exit::Infrastructure
         }
-        (None, None) => return Err(Failure::new(Exit::Usage, "give --port or --board")),
     };
     let job = Job {
-        image: args.image,
-        port,
+        image: target.image,
         chip: args.chip.chip(),
-        address,
+        address: target.address,
         skip_unchanged: !args.no_skip,
         verify: !args.no_verify,
         before: args.before.into(),
@@ -148,15 +210,16 @@ pub fn run(args: Args) -> Result<Exit, Failure> {
         baud: args.baud,
         boot_deadline: args.boot_timeout,
     };
+    let port = FlashPort::open(
+        &target.port,
+        target.profile.as_ref(),
+        target.control.as_deref(),
+        args.lock_timeout,
+    )
+    .map_err(|error| Failure::new(exit_for(&error), error))?;
     let mut progress = Progress::new(Output::for_stderr());
-    let flashed = flash::flash(&job, &mut progress).map_err(|error| {
-        let exit = if error.is_input() {
-            Exit::Usage
-        } else {
-            Exit::Infrastructure
-        };
-        Failure::new(exit, error)
-    })?;
+    let flashed = flash::flash(&job, &port, &mut progress)
+        .map_err(|error| Failure::new(exit_for(&error), error))?;
     match flashed.booted_version {
         Some(version) => println!("booted version {version}"),
         None => eprintln!(

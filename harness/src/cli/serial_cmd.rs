@@ -5,9 +5,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use hil::board::profile::{self, Profile};
-use hil::board::serial::{self, SerialBoard};
+use hil::board::serial::{self, PortSetup, SerialBoard};
 use hil::config::BenchConfig;
 use hil::exit::Exit;
+use hil::port::PortName;
 use hil::trace::{EventBody, Trace, TraceOptions};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -74,9 +75,9 @@ pub struct ProvisionArgs {
 #[derive(Debug, clap::Args)]
 #[group(required = true, multiple = false, id = "target_port")]
 pub struct Target {
-    /// A serial port path.
-    #[arg(long, value_name = "PATH")]
-    port: Option<PathBuf>,
+    /// A serial port: a device path, or rfc2217://HOST:PORT (served over the network).
+    #[arg(long, value_name = "PORT", value_parser = PortName::parse)]
+    port: Option<PortName>,
     /// A board of the bench config (hil.toml).
     #[arg(long, value_name = "NAME")]
     board: Option<String>,
@@ -94,7 +95,7 @@ pub struct Target {
 impl Target {
     /// Opens the port as a board named after it.
     async fn open(&self, trace: Trace) -> Result<SerialBoard, Failure> {
-        let (name, port, profile) = match (&self.port, &self.board) {
+        let (name, port, profile, control) = match (&self.port, &self.board) {
             (Some(port), _) => {
                 let profile = match &self.profile {
                     Some(name) => {
@@ -102,7 +103,7 @@ impl Target {
                     }
                     None => Profile::bundled("sim-pty").expect("bundled"),
                 };
-                ("board".to_string(), port.clone(), profile)
+                ("board".to_string(), port.clone(), profile, None)
             }
             (None, Some(name)) => {
                 let config = BenchConfig::load(self.config.as_deref())
@@ -112,7 +113,12 @@ impl Target {
                     .map_err(|e| Failure::new(Exit::Usage, e))?;
                 let port = serial::resolve_port(bench)
                     .map_err(|e| Failure::new(Exit::Infrastructure, e))?;
-                (name.clone(), port, bench.profile.clone())
+                (
+                    name.clone(),
+                    port,
+                    bench.profile.clone(),
+                    bench.control.clone(),
+                )
             }
             (None, None) => {
                 return Err(Failure::new(
@@ -121,19 +127,21 @@ impl Target {
                 ))
             }
         };
-        SerialBoard::open(&name, port, profile, trace, self.lock_timeout)
-            .await
-            .map_err(|e| Failure::new(Exit::Infrastructure, e))
+        SerialBoard::open(PortSetup {
+            name: &name,
+            port: &port,
+            profile,
+            control: control.as_deref(),
+            trace,
+            lock_timeout: self.lock_timeout,
+        })
+        .await
+        .map_err(|e| Failure::new(Exit::Infrastructure, e))
     }
 }
 
 pub fn ports(_: &PortsArgs) -> Result<Exit, Failure> {
-    let ports = serialport::available_ports().map_err(|e| {
-        Failure::new(
-            Exit::Infrastructure,
-            format!("cannot list serial ports: {e}"),
-        )
-    })?;
+    let ports = hil::port::list().map_err(|e| Failure::new(Exit::Infrastructure, e))?;
     if ports.is_empty() {
         println!("no serial ports found");
         return Ok(Exit::Success);

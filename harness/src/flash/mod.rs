@@ -4,9 +4,9 @@
 //! The ESP32 family goes through espflash's flasher; the ESP8266, which espflash no
 //! longer supports, through espflash's low-level connection (`esp8266`). Everything
 //! that can be refused is refused before the first byte is written (`plan`). Reset
-//! lines: a virtual chip (`hil sim --pty`) has a control socket beside its port
-//! (`PORT.ctl`), which hil uses instead of DTR/RTS; a real board gets the usual DTR/RTS
-//! sequences.
+//! lines (`port`): a board profile's DTR/RTS sequences (sent as RFC 2217 commands on a
+//! remote port); a virtual chip's control socket (`hil sim --pty` has one beside its
+//! port, `PORT.ctl`), which it takes instead of DTR/RTS; or espflash's own sequences.
 
 mod console;
 mod elf;
@@ -18,16 +18,19 @@ mod port;
 mod progress;
 
 use std::error::Error as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use espflash::connection::{Connection, ResetAfterOperation, ResetBeforeOperation};
 use serialport::{ClearBuffer, SerialPort, UsbPortInfo};
 
-use crate::chip::{control_socket_path, send_control, Control};
+use crate::board::profile::LineStep;
+use crate::chip::{send_control, Control};
 use crate::image::Chip;
+use crate::port::rfc2217::RemoteLines;
+use crate::port::{ModemLines, PortName};
 pub use console::{boot_version, Console, ConsoleError};
-pub use port::available_ports;
+pub use port::{FlashPort, ResetLines};
 pub use progress::{Output, Progress, RegionOutcome};
 
 /// The register whose value names the chip family.
@@ -44,11 +47,10 @@ pub enum ResetMode {
     NoReset,
 }
 
-/// What to flash, where, and how.
+/// What to flash, and how (the port is [`FlashPort`]).
 #[derive(Debug, Clone)]
 pub struct Job {
     pub image: PathBuf,
-    pub port: PathBuf,
     /// The chip the user says it is; detected when `None`.
     pub chip: Option<Chip>,
     /// Where a `.bin` goes; default the chip's app offset.
@@ -102,55 +104,37 @@ impl FlashError {
     }
 }
 
-/// How the board's reset and boot-mode lines are driven.
-enum ResetLines {
-    /// A virtual chip's control socket.
-    Control(PathBuf),
-    /// DTR/RTS wired to EN and GPIO0, as on development boards.
-    Modem,
-}
-
-impl ResetLines {
-    fn of(port: &Path) -> ResetLines {
-        let socket = control_socket_path(port);
-        if socket.exists() {
-            ResetLines::Control(socket)
-        } else {
-            ResetLines::Modem
-        }
-    }
-}
-
-/// Runs `job`, reporting to `progress`.
-pub fn flash(job: &Job, progress: &mut Progress) -> Result<Flashed, FlashError> {
+/// Runs `job` on `port`, reporting to `progress`. The console in the result reads
+/// `port`, which must outlive it.
+pub fn flash(job: &Job, port: &FlashPort, progress: &mut Progress) -> Result<Flashed, FlashError> {
     let image = plan::load(&job.image)?;
     if let Some(chip) = job.chip {
         // Everything about the image that does not need the board, before touching it.
         plan::regions(&image, chip, job.address)?;
     }
-    let lines = ResetLines::of(&job.port);
-    let (mut connection, usb) = connect(job, &lines)?;
+    let (mut connection, usb) = connect(job, port)?;
     let chip = detect(&mut connection)?;
     if let Some(expected) = job.chip.filter(|&expected| expected != chip) {
         return Err(FlashError::input(format!(
             "--chip {}, but the board on {} is an {}",
             expected.name(),
-            job.port.display(),
+            port.name(),
             chip.name()
         )));
     }
     let regions = plan::regions(&image, chip, job.address)?;
     let connection = write(connection, &usb, chip, &regions, job, progress)?;
-    let mut port = connection.into_serial();
+    let mut serial = connection.into_serial();
     if job.after == ResetMode::Reset {
         // Lines from before the reset (an app started by FLASH_END) are not the news.
-        port.clear(ClearBuffer::Input)
-            .map_err(|e| FlashError::infrastructure(format!("{}: {e}", job.port.display())))?;
-        port = reset(port, usb, &lines, &job.port)?;
+        serial
+            .clear(ClearBuffer::Input)
+            .map_err(|e| FlashError::infrastructure(format!("{}: {e}", port.name())))?;
+        serial = reset(serial, usb, port)?;
     }
-    let mut console = Console::new(port);
+    let mut console = Console::new(serial);
     let booted_version = match job.after {
-        ResetMode::Reset => Some(wait_for_boot(&mut console, job)?),
+        ResetMode::Reset => Some(wait_for_boot(&mut console, job, port)?),
         ResetMode::NoReset => None,
     };
     Ok(Flashed {
@@ -162,16 +146,25 @@ pub fn flash(job: &Job, progress: &mut Progress) -> Result<Flashed, FlashError> 
 }
 
 /// Opens the port, puts the board into its loader if asked, and syncs with it.
-fn connect(job: &Job, lines: &ResetLines) -> Result<(Connection, UsbPortInfo), FlashError> {
-    let opened = port::open(&job.port)?;
-    let before = match (lines, job.before) {
+fn connect(job: &Job, target: &FlashPort) -> Result<(Connection, UsbPortInfo), FlashError> {
+    let mut opened = port::open(target)?;
+    let before = match (target.lines(), job.before) {
         (_, ResetMode::NoReset) => ResetBeforeOperation::NoReset,
         (ResetLines::Control(socket), ResetMode::Reset) => {
             send_control(socket, Control::Bootloader, CONTROL_DEADLINE)
                 .map_err(FlashError::infrastructure)?;
             ResetBeforeOperation::NoReset
         }
-        (ResetLines::Modem, ResetMode::Reset) => ResetBeforeOperation::DefaultReset,
+        (
+            ResetLines::Lines {
+                bootloader, remote, ..
+            },
+            ResetMode::Reset,
+        ) => {
+            run_lines(bootloader, remote, &mut opened.port, target)?;
+            ResetBeforeOperation::NoReset
+        }
+        (ResetLines::Espflash, ResetMode::Reset) => ResetBeforeOperation::DefaultReset,
     };
     let mut connection = Connection::new(
         opened.port,
@@ -182,7 +175,7 @@ fn connect(job: &Job, lines: &ResetLines) -> Result<(Connection, UsbPortInfo), F
     );
     connection
         .begin()
-        .map_err(|e| no_sync(&job.port, job.before, &e))?;
+        .map_err(|e| no_sync(target.name(), job.before, &e))?;
     Ok((connection, opened.usb))
 }
 
@@ -213,22 +206,26 @@ fn write(
     }
 }
 
-/// Pulses EN: through the control socket, or through RTS as espflash does after flashing.
+/// Pulses EN: through the control socket, the profile's sequence, or RTS as espflash
+/// does after flashing.
 fn reset(
-    port: espflash::connection::Port,
+    mut serial: espflash::connection::Port,
     usb: UsbPortInfo,
-    lines: &ResetLines,
-    path: &Path,
+    target: &FlashPort,
 ) -> Result<espflash::connection::Port, FlashError> {
-    match lines {
+    match target.lines() {
         ResetLines::Control(socket) => {
             send_control(socket, Control::Reset, CONTROL_DEADLINE)
                 .map_err(FlashError::infrastructure)?;
-            Ok(port)
+            Ok(serial)
         }
-        ResetLines::Modem => {
+        ResetLines::Lines { reset, remote, .. } => {
+            run_lines(reset, remote, &mut serial, target)?;
+            Ok(serial)
+        }
+        ResetLines::Espflash => {
             let mut connection = Connection::new(
-                port,
+                serial,
                 usb,
                 ResetAfterOperation::HardReset,
                 ResetBeforeOperation::NoReset,
@@ -239,7 +236,7 @@ fn reset(
                     "the image is written, but resetting through RTS on {} failed: {} — a pty has \
                      no modem lines (a virtual chip takes `reset` on PORT.ctl); reset the board by \
                      hand, or pass --after no-reset",
-                    path.display(),
+                    target.name(),
                     describe(&e)
                 ))
             })?;
@@ -248,7 +245,39 @@ fn reset(
     }
 }
 
-fn wait_for_boot(console: &mut Console, job: &Job) -> Result<String, FlashError> {
+/// A profile's DTR/RTS sequence: as RFC 2217 commands on a remote port, else on the
+/// local port's own lines.
+fn run_lines(
+    steps: &[LineStep],
+    remote: &Option<RemoteLines>,
+    local: &mut espflash::connection::Port,
+    target: &FlashPort,
+) -> Result<(), FlashError> {
+    let mut remote = remote.clone();
+    let lines: &mut dyn ModemLines = match &mut remote {
+        Some(remote) => remote,
+        None => local,
+    };
+    for step in steps {
+        let pause = step.apply(lines).map_err(|e| {
+            FlashError::infrastructure(format!(
+                "driving the reset lines of {}: {e}; a port without modem lines needs a profile \
+                 with `control` sequences, or --before/--after no-reset",
+                target.name()
+            ))
+        })?;
+        if let Some(pause) = pause {
+            std::thread::sleep(pause);
+        }
+    }
+    Ok(())
+}
+
+fn wait_for_boot(
+    console: &mut Console,
+    job: &Job,
+    target: &FlashPort,
+) -> Result<String, FlashError> {
     let deadline = Instant::now() + job.boot_deadline;
     console
         .wait_for(deadline, |line| boot_version(line).map(str::to_string))
@@ -256,7 +285,7 @@ fn wait_for_boot(console: &mut Console, job: &Job) -> Result<String, FlashError>
             ConsoleError::Timeout(last) => FlashError::infrastructure(format!(
                 "the image is written, but no `HIL boot` line came from {} within {:?} after the \
                  reset; last lines: {}",
-                job.port.display(),
+                target.name(),
                 job.boot_deadline,
                 if last.is_empty() {
                     "(none)".to_string()
@@ -266,7 +295,7 @@ fn wait_for_boot(console: &mut Console, job: &Job) -> Result<String, FlashError>
             )),
             ConsoleError::Io(e) => FlashError::infrastructure(format!(
                 "the image is written, but reading {} failed: {e}",
-                job.port.display()
+                target.name()
             )),
         })
 }
@@ -303,7 +332,7 @@ fn unsupported(what: String) -> FlashError {
     ))
 }
 
-fn no_sync(port: &Path, before: ResetMode, error: &espflash::Error) -> FlashError {
+fn no_sync(port: &PortName, before: ResetMode, error: &espflash::Error) -> FlashError {
     let reset_hint = match before {
         ResetMode::Reset => {
             "hil's DTR/RTS reset did not bring it there: the board may lack the auto-reset \
@@ -319,7 +348,7 @@ fn no_sync(port: &Path, before: ResetMode, error: &espflash::Error) -> FlashErro
         "no answer to SYNC from {} after espflash's retries ({}): the board is not in its serial \
          loader. Hold BOOT (GPIO0) while pressing RESET/EN to enter it; {reset_hint}; and keep \
          the default --baud while connecting (the ROM starts at 115200)",
-        port.display(),
+        port,
         describe(error)
     ))
 }
@@ -330,15 +359,13 @@ fn write_failure(job: &Job, progress: &Progress, error: &espflash::Error) -> Fla
     match progress.interrupted() {
         Some((start, reached, end)) => FlashError::infrastructure(format!(
             "the flash is incomplete: {} was written from 0x{start:08x} up to 0x{reached:08x} of \
-             0x{end:08x} when {} stopped answering ({cause}); the board will not boot it — check the \
-             cable and flash again",
+             0x{end:08x} when the board stopped answering ({cause}); it will not boot it — check \
+             the cable and flash again",
             job.image.display(),
-            job.port.display()
         )),
         None => FlashError::infrastructure(format!(
-            "flashing {} on {} failed before writing: {cause}",
+            "flashing {} failed before writing: {cause}",
             job.image.display(),
-            job.port.display()
         )),
     }
 }

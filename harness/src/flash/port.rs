@@ -1,12 +1,19 @@
-//! Opening the serial port exclusively, with errors that say what to do next.
+//! The board's port for flashing: taken (locked; a remote port bridged), opened
+//! exclusively with errors that say what to do next, and how its reset and boot-mode
+//! lines are driven.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use espflash::connection::Port;
 use serialport::{SerialPortType, UsbPortInfo};
 
 use super::FlashError;
+use crate::board::profile::{LineStep, Profile, Sequence};
+use crate::board::serial::control_socket;
+use crate::chip::control_socket_path;
+use crate::port::rfc2217::RemoteLines;
+use crate::port::{Endpoint, PortName};
 
 /// The ROM loader listens at this rate after reset (the ESP8266's at any rate: it
 /// measures the SYNC frame).
@@ -14,13 +21,93 @@ pub const ROM_BAUD: u32 = 115_200;
 /// How long one read waits; espflash sets its own per command.
 const READ_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// USB-serial bridges found on ESP boards, by VID:PID.
-const KNOWN_BRIDGES: [(u16, u16, &str); 4] = [
-    (0x10C4, 0xEA60, "CP210x"),
-    (0x1A86, 0x7523, "CH340"),
-    (0x0403, 0x6001, "FTDI"),
-    (0x303A, 0x1001, "ESP USB-Serial-JTAG"),
-];
+/// The classic auto-reset circuit's sequences, for a remote port of unknown wiring.
+const CLASSIC_PROFILE: &str = "nodemcu-esp8266";
+
+/// A port taken for flashing, and how its board is reset.
+pub struct FlashPort {
+    endpoint: Endpoint,
+    lines: ResetLines,
+}
+
+/// How the board's reset (EN) and boot-mode (GPIO0) lines are driven.
+pub enum ResetLines {
+    /// A control socket: a virtual chip's (`hil sim --pty`), which has no modem lines.
+    Control(PathBuf),
+    /// espflash's own DTR/RTS sequences on a local port, chosen by its USB id.
+    Espflash,
+    /// A profile's DTR/RTS sequences, on a local port or as RFC 2217 commands.
+    Lines {
+        bootloader: Vec<LineStep>,
+        reset: Vec<LineStep>,
+        remote: Option<RemoteLines>,
+    },
+}
+
+impl FlashPort {
+    /// Takes `name` (waiting up to `lock_timeout` for another holder). With a board
+    /// `profile`, its sequences reset the board; without one, a virtual chip's socket
+    /// beside the port, else espflash's sequences (a remote port: the classic circuit's).
+    pub fn open(
+        name: &PortName,
+        profile: Option<&Profile>,
+        control: Option<&Path>,
+        lock_timeout: Duration,
+    ) -> Result<FlashPort, FlashError> {
+        let classic;
+        let profile = match (profile, name) {
+            (Some(profile), _) => Some(profile),
+            (None, PortName::Rfc2217(_)) => {
+                classic = Profile::bundled(CLASSIC_PROFILE);
+                classic.as_ref()
+            }
+            (None, PortName::Device(_)) => None,
+        };
+        let sequences = profile.and_then(|profile| match (&profile.bootloader, &profile.reset) {
+            (Sequence::Lines(bootloader), Sequence::Lines(reset)) => {
+                Some((bootloader.clone(), reset.clone()))
+            }
+            _ => None,
+        });
+        // Settled before taking the port, so a bench config mistake touches nothing.
+        let socket = match (&sequences, profile, name) {
+            (Some(_), _, _) => None,
+            (None, Some(profile), _) => {
+                control_socket(name, profile, control).map_err(FlashError::input)?
+            }
+            (None, None, PortName::Device(path)) => {
+                Some(control_socket_path(path)).filter(|socket| socket.exists())
+            }
+            (None, None, PortName::Rfc2217(_)) => None,
+        };
+        let endpoint =
+            Endpoint::open(name, ROM_BAUD, lock_timeout).map_err(FlashError::infrastructure)?;
+        let lines = match (sequences, socket) {
+            (Some((bootloader, reset)), _) => ResetLines::Lines {
+                bootloader,
+                reset,
+                remote: endpoint.remote_lines(),
+            },
+            (None, Some(socket)) => ResetLines::Control(socket),
+            (None, None) => ResetLines::Espflash,
+        };
+        Ok(FlashPort { endpoint, lines })
+    }
+
+    /// What to open: the device, or the pty a remote port is bridged to.
+    pub fn path(&self) -> &Path {
+        self.endpoint.path()
+    }
+
+    /// The port as the user named it.
+    pub fn name(&self) -> &PortName {
+        self.endpoint.name()
+    }
+
+    pub fn lines(&self) -> &ResetLines {
+        &self.lines
+    }
+}
 
 /// An open port and what USB says about it (espflash picks the reset sequence by PID).
 pub struct OpenPort {
@@ -31,22 +118,21 @@ pub struct OpenPort {
 /// Opens `path` at the ROM's baud rate. serialport takes the port exclusively (TIOCEXCL
 /// and an exclusive flock, which esptool's pyserial honours too), so a busy port fails
 /// here instead of two programs garbling each other's packets.
-pub fn open(path: &Path) -> Result<OpenPort, FlashError> {
-    let name = path.to_string_lossy();
-    let port = serialport::new(name.as_ref(), ROM_BAUD)
+pub fn open(target: &FlashPort) -> Result<OpenPort, FlashError> {
+    let path = target.path();
+    let port = serialport::new(path.to_string_lossy(), ROM_BAUD)
         .flow_control(serialport::FlowControl::None)
         .timeout(READ_TIMEOUT)
         .open_native()
-        .map_err(|e| FlashError::infrastructure(open_failure(path, &e)))?;
+        .map_err(|e| FlashError::infrastructure(open_failure(target.name(), &e)))?;
     Ok(OpenPort {
         port,
         usb: usb_info(path),
     })
 }
 
-fn open_failure(path: &Path, error: &serialport::Error) -> String {
+fn open_failure(path: &PortName, error: &serialport::Error) -> String {
     use serialport::ErrorKind;
-    let path = path.display();
     let problem = match error.kind() {
         ErrorKind::Io(std::io::ErrorKind::NotFound) => format!("no serial port at {path}"),
         ErrorKind::Io(std::io::ErrorKind::PermissionDenied) => format!(
@@ -59,48 +145,17 @@ fn open_failure(path: &Path, error: &serialport::Error) -> String {
         ),
         _ => format!("cannot open {path}: {error}"),
     };
-    format!("{problem}. {}", available_ports())
-}
-
-/// One sentence listing the serial ports this machine has.
-pub fn available_ports() -> String {
-    // serialport scans /sys/class/tty without libudev, and panics where it is missing.
-    if !Path::new("/sys/class/tty").is_dir() {
-        return "This system does not list its serial ports (no /sys/class/tty).".to_string();
-    }
-    let ports = serialport::available_ports().unwrap_or_default();
-    if ports.is_empty() {
-        return "No serial ports found: is the board plugged in?".to_string();
-    }
-    let described: Vec<String> = ports
-        .iter()
-        .map(|port| match &port.port_type {
-            SerialPortType::UsbPort(usb) => {
-                let bridge = KNOWN_BRIDGES
-                    .iter()
-                    .find(|(vid, pid, _)| *vid == usb.vid && *pid == usb.pid)
-                    .map_or("USB", |(_, _, name)| name);
-                format!(
-                    "{} ({bridge} {:04x}:{:04x})",
-                    port.port_name, usb.vid, usb.pid
-                )
-            }
-            _ => port.port_name.clone(),
-        })
-        .collect();
-    format!("Available ports: {}", described.join(", "))
+    format!("{problem}. {}", crate::port::available_ports())
 }
 
 /// The USB identity of the port at `path`, if it is a USB one.
 fn usb_info(path: &Path) -> UsbPortInfo {
     let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    let listed = Path::new("/sys/class/tty").is_dir().then(|| {
-        serialport::available_ports()
-            .unwrap_or_default()
-            .into_iter()
-            .find(|port| Path::new(&port.port_name) == canonical)
-    });
-    match listed.flatten().map(|port| port.port_type) {
+    let listed = crate::port::list()
+        .unwrap_or_default()
+        .into_iter()
+        .find(|port| Path::new(&port.port_name) == canonical);
+    match listed.map(|port| port.port_type) {
         Some(SerialPortType::UsbPort(usb)) => usb,
         _ => UsbPortInfo {
             vid: 0,

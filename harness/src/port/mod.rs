@@ -1,0 +1,210 @@
+//! Serial ports: how a board's port is named (a device path, `auto`, or
+//! `rfc2217://host:port`), how the ports of this machine are listed, and how a port is
+//! taken for use ([`Endpoint`]: locked, and for a remote port bridged to a local pty).
+//!
+//! Everything that talks to a board (the serial board, `hil monitor`, `hil flash` and
+//! espflash under it) opens [`Endpoint::path`], a local tty either way; only the modem
+//! lines differ ([`ModemLines`]): ioctls on a local port, RFC 2217 commands on a remote
+//! one.
+
+pub mod lock;
+pub mod rfc2217;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serialport::{SerialPort, SerialPortInfo, SerialPortType, TTYPort};
+
+use lock::PortLock;
+use rfc2217::{RemoteLines, RemotePort};
+
+/// A port hil can open: a device on this machine, or one served over the network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PortName {
+    Device(PathBuf),
+    /// RFC 2217 (ser2net's `telnet(rfc2217)` accepter), `host:port`.
+    Rfc2217(String),
+}
+
+impl PortName {
+    /// `rfc2217://host:port`, or else a device path.
+    pub fn parse(text: &str) -> Result<PortName, String> {
+        match text.strip_prefix("rfc2217://") {
+            Some("") => Err(format!(
+                "{text:?} names no server: write rfc2217://HOST:PORT"
+            )),
+            Some(address) if !address.contains(':') => Err(format!(
+                "{text:?} has no TCP port: write rfc2217://{address}:PORT (ser2net's accepter port)"
+            )),
+            Some(address) => Ok(PortName::Rfc2217(address.to_string())),
+            None if text.is_empty() => {
+                Err("the port is empty: name a device such as /dev/ttyUSB0".to_string())
+            }
+            None => Ok(PortName::Device(PathBuf::from(text))),
+        }
+    }
+}
+
+impl std::fmt::Display for PortName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PortName::Device(path) => write!(f, "{}", path.display()),
+            PortName::Rfc2217(address) => write!(f, "rfc2217://{address}"),
+        }
+    }
+}
+
+/// A port as the bench config writes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PortSpec {
+    /// The first port whose USB id the board's profile lists.
+    Auto,
+    Named(PortName),
+}
+
+impl PortSpec {
+    pub fn parse(text: &str) -> Result<PortSpec, String> {
+        if text == "auto" {
+            Ok(PortSpec::Auto)
+        } else {
+            PortName::parse(text).map(PortSpec::Named)
+        }
+    }
+}
+
+/// DTR and RTS, which dev boards wire to EN and GPIO0 (the auto-reset circuit).
+pub trait ModemLines {
+    fn set_dtr(&mut self, on: bool) -> Result<(), String>;
+    fn set_rts(&mut self, on: bool) -> Result<(), String>;
+}
+
+impl ModemLines for TTYPort {
+    fn set_dtr(&mut self, on: bool) -> Result<(), String> {
+        self.write_data_terminal_ready(on)
+            .map_err(|e| format!("cannot set DTR ({e})"))
+    }
+
+    fn set_rts(&mut self, on: bool) -> Result<(), String> {
+        self.write_request_to_send(on)
+            .map_err(|e| format!("cannot set RTS ({e})"))
+    }
+}
+
+/// A port taken for use: its lock is held (one user per port, across processes), and a
+/// remote port is bridged to a local pty for as long as this lives.
+pub struct Endpoint {
+    name: PortName,
+    path: PathBuf,
+    remote: Option<RemotePort>,
+    _lock: PortLock,
+}
+
+impl Endpoint {
+    /// Takes `name`'s lock, waiting up to `lock_timeout` for another holder, then, for a
+    /// remote port, connects at `baud`. Blocks: call it off an async runtime's thread.
+    pub fn open(name: &PortName, baud: u32, lock_timeout: Duration) -> Result<Endpoint, String> {
+        let lock = PortLock::acquire(Path::new(&name.to_string()), lock_timeout)
+            .map_err(|e| e.to_string())?;
+        let (path, remote) = match name {
+            PortName::Device(path) => (path.clone(), None),
+            PortName::Rfc2217(address) => {
+                let remote = RemotePort::connect(address, baud)?;
+                (remote.path().to_path_buf(), Some(remote))
+            }
+        };
+        Ok(Endpoint {
+            name: name.clone(),
+            path,
+            remote,
+            _lock: lock,
+        })
+    }
+
+    /// What to open: the device, or the local pty a remote port is bridged to.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn name(&self) -> &PortName {
+        &self.name
+    }
+
+    /// A remote port's modem lines; `None` for a local port, whose lines are ioctls on
+    /// the opened port itself.
+    pub fn remote_lines(&self) -> Option<RemoteLines> {
+        self.remote.as_ref().map(RemotePort::lines)
+    }
+}
+
+/// The serial ports of this machine. serialport scans /sys/class/tty when built without
+/// libudev, and panics where that folder is missing (some containers).
+pub fn list() -> Result<Vec<SerialPortInfo>, String> {
+    if !Path::new("/sys/class/tty").is_dir() {
+        return Err("this system does not list its serial ports (no /sys/class/tty)".to_string());
+    }
+    serialport::available_ports().map_err(|e| format!("cannot list serial ports: {e}"))
+}
+
+/// USB-serial bridges found on ESP boards, by VID:PID.
+const KNOWN_BRIDGES: [(u16, u16, &str); 4] = [
+    (0x10C4, 0xEA60, "CP210x"),
+    (0x1A86, 0x7523, "CH340"),
+    (0x0403, 0x6001, "FTDI"),
+    (0x303A, 0x1001, "ESP USB-Serial-JTAG"),
+];
+
+/// One sentence naming the serial ports this machine has, for error messages.
+pub fn available_ports() -> String {
+    let ports = match list() {
+        Ok(ports) => ports,
+        Err(e) => return format!("Available ports: unknown ({e})."),
+    };
+    if ports.is_empty() {
+        return "No serial ports found: is the board plugged in?".to_string();
+    }
+    let described: Vec<String> = ports
+        .iter()
+        .map(|port| match &port.port_type {
+            SerialPortType::UsbPort(usb) => {
+                let bridge = KNOWN_BRIDGES
+                    .iter()
+                    .find(|(vid, pid, _)| *vid == usb.vid && *pid == usb.pid)
+                    .map_or("USB", |(_, _, name)| name);
+                format!(
+                    "{} ({bridge} {:04x}:{:04x})",
+                    port.port_name, usb.vid, usb.pid
+                )
+            }
+            _ => port.port_name.clone(),
+        })
+        .collect();
+    format!("Available ports: {}.", described.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_devices_or_rfc2217_addresses() {
+        assert_eq!(
+            PortName::parse("/dev/ttyUSB0"),
+            Ok(PortName::Device("/dev/ttyUSB0".into()))
+        );
+        assert_eq!(
+            PortName::parse("rfc2217://bench-host:4000"),
+            Ok(PortName::Rfc2217("bench-host:4000".into()))
+        );
+        assert_eq!(
+            PortName::parse("rfc2217://bench-host:4000")
+                .unwrap()
+                .to_string(),
+            "rfc2217://bench-host:4000"
+        );
+        let error = PortName::parse("rfc2217://bench-host").unwrap_err();
+        assert!(error.contains("rfc2217://bench-host:PORT"), "{error}");
+        assert!(PortName::parse("rfc2217://").is_err());
+        assert!(PortName::parse("").is_err());
+        assert_eq!(PortSpec::parse("auto"), Ok(PortSpec::Auto));
+    }
+}
