@@ -3,10 +3,11 @@
 
 mod chip_support;
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::Output;
+use std::process::{Command, Output, Stdio};
 
-use chip_support::{hil_flash, image, text, VirtualChip, DEADLINE};
+use chip_support::{hil_exe, hil_flash, image, text, VirtualChip, DEADLINE};
 use hil::image::{generate, Chip, ImageSpec};
 
 fn assert_exit(output: &Output, code: i32, stderr_has: &str) {
@@ -174,6 +175,62 @@ fn a_busy_port_is_an_infrastructure_error() {
     assert_exit(&output, 3, "is busy: another program has it open");
     drop(holder);
     assert!(erased(&chip));
+}
+
+#[test]
+fn a_port_another_hil_holds_is_waited_for_then_its_holder_named() {
+    let chip = VirtualChip::start(Chip::Esp32c3, &[]);
+    let app = image(chip.dir.path(), Chip::Esp32c3, "1.0.0", 100);
+    let mut monitor = Command::new(hil_exe())
+        .args(["monitor", "--port"])
+        .arg(&chip.port)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = monitor.stderr.take().unwrap();
+    let (tx, said) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let opened = said
+        .recv_timeout(DEADLINE)
+        .expect("the monitor says it opened the port");
+    assert!(opened.contains("open; Ctrl-C exits"), "{opened}");
+
+    let output = hil_flash(&app, &chip.port, &["--lock-timeout", "300ms"]);
+    assert_exit(&output, 3, "is in use by pid ");
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains(&format!("pid {}", monitor.id())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hil monitor"), "{stderr}");
+    assert!(stderr.contains("waited 300ms"), "{stderr}");
+    assert!(
+        erased(&chip),
+        "nothing was written while the monitor held the port"
+    );
+
+    let status = Command::new("kill")
+        .args(["-s", "INT", &monitor.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (tx, exited) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(monitor.wait());
+    });
+    let status = exited
+        .recv_timeout(DEADLINE)
+        .expect("the monitor exits")
+        .unwrap();
+    assert_eq!(status.code(), Some(130));
+    let output = hil_flash(&app, &chip.port, &["--lock-timeout", "5s"]);
+    assert_exit(&output, 0, "");
 }
 
 #[test]

@@ -274,6 +274,11 @@ impl SerialBoard {
         ))
     }
 
+    /// The port as the user named it.
+    pub fn port(&self) -> &PortName {
+        self.endpoint.name()
+    }
+
     pub fn patterns(&self) -> &super::profile::Patterns {
         &self.profile.patterns
     }

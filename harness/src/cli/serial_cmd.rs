@@ -26,7 +26,8 @@ use super::{stop_signal, Failure};
 pub struct PortsArgs {}
 
 /// A serial monitor with timestamps: what the board prints, on stdout; what you type,
-/// to the board. Ctrl-C exits; with --trace every line is also in the trace file.
+/// to the board. Ctrl-C exits (130, the trace complete); with --trace every line is also
+/// in the trace file. The port is locked meanwhile: another hil waits for it.
 ///
 /// Examples:
 ///   hil monitor --port /dev/ttyUSB0
@@ -189,23 +190,25 @@ pub async fn monitor(args: MonitorArgs) -> Result<Exit, Failure> {
         file: args.trace.as_deref(),
         keep_in_memory: true,
     })?;
+    let stop = stop_signal();
+    tokio::pin!(stop);
     let mut board = args.target.open(trace.clone()).await?;
+    eprintln!("hil monitor: {} open; Ctrl-C exits", board.port());
     let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let printer = tokio::spawn(print_lines(trace.clone(), color));
     let mut input = BufReader::new(tokio::io::stdin()).lines();
-    let stop = stop_signal();
-    tokio::pin!(stop);
+    // After the end of input (stdin from /dev/null, a closed pipe) it only listens.
+    let mut typing = true;
     let outcome = loop {
         tokio::select! {
-            signal = &mut stop => break signal.map(|_| Exit::Success),
-            line = input.next_line() => match line {
+            signal = &mut stop => break signal.map(|_| Exit::Interrupted),
+            line = input.next_line(), if typing => match line {
                 Ok(Some(line)) => {
                     if let Err(e) = board.send_serial(&line).await {
                         break Err(Failure::new(Exit::Infrastructure, e));
                     }
                 }
-                // End of input: keep listening until Ctrl-C.
-                Ok(None) => std::future::pending::<()>().await,
+                Ok(None) => typing = false,
                 Err(e) => break Err(Failure::new(Exit::Infrastructure, format!("stdin: {e}"))),
             },
         }

@@ -7,6 +7,7 @@
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -45,15 +46,22 @@ impl PortLock {
             source,
         };
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(io_error)?;
+            lock_dir(dir).map_err(io_error)?;
         }
+        // Never through a symlink: another user could point one at a file of ours,
+        // which taking the lock would then truncate.
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(0o666)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
             .open(&path)
             .map_err(io_error)?;
+        // Past the umask, so another user's hil can take the lock too; only the file's
+        // owner may change it, and for anyone else it already is so.
+        let _ = file.set_permissions(std::fs::Permissions::from_mode(0o666));
         let started = Instant::now();
         loop {
             match file.try_lock() {
@@ -93,6 +101,23 @@ fn lock_file(port: &Path) -> PathBuf {
         .join(format!("{name}.lock"))
 }
 
+/// The shared folder of lock files: made world-writable and sticky, like /tmp, so that
+/// every user's hil sees every lock and none can remove another's; a symlink in its place
+/// is refused.
+fn lock_dir(dir: &Path) -> std::io::Result<()> {
+    match std::fs::symlink_metadata(dir) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => Err(std::io::Error::other(format!(
+            "{} is not a folder (a symlink?); remove it",
+            dir.display()
+        ))),
+        Err(_) => {
+            std::fs::create_dir_all(dir)?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o1777))
+        }
+    }
+}
+
 fn whoami() -> String {
     let command: Vec<String> = std::env::args().collect();
     format!("pid {} ({})", std::process::id(), command.join(" "))
@@ -126,6 +151,23 @@ mod tests {
         assert!(text.contains("waited 120ms"), "{text}");
         drop(first);
         PortLock::acquire(&port, Duration::ZERO).unwrap();
+    }
+
+    #[test]
+    fn a_lock_file_that_is_a_symlink_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let port = dir.path().join("ttyPLANTED");
+        std::fs::write(&port, "").unwrap();
+        let victim = dir.path().join("precious");
+        std::fs::write(&victim, "keep me").unwrap();
+        let planted = lock_file(&port);
+        lock_dir(planted.parent().unwrap()).unwrap();
+        let _ = std::fs::remove_file(&planted);
+        std::os::unix::fs::symlink(&victim, &planted).unwrap();
+        let result = PortLock::acquire(&port, Duration::ZERO);
+        std::fs::remove_file(&planted).unwrap();
+        assert!(matches!(result, Err(LockError::Io { .. })), "{result:?}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
     }
 
     #[test]
