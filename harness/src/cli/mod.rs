@@ -124,7 +124,7 @@ const ERROR: anstyle::Style = anstyle::AnsiColor::Red.on_default().bold();
 fn block_on(
     command: impl std::future::Future<Output = Result<Exit, Failure>>,
 ) -> Result<Exit, Failure> {
-    tokio::runtime::Builder::new_current_thread()
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| {
@@ -132,8 +132,12 @@ fn block_on(
                 Exit::Infrastructure,
                 format!("cannot start the async runtime: {e}"),
             )
-        })?
-        .block_on(command)
+        })?;
+    let outcome = runtime.block_on(command);
+    // The command has finished, files and children included; a blocking read of stdin
+    // (monitor, sim) still waiting for a line must not hold the exit.
+    runtime.shutdown_background();
+    outcome
 }
 
 fn init_logging() {

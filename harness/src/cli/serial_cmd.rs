@@ -158,10 +158,13 @@ pub fn ports(_: &PortsArgs) -> Result<Exit, Failure> {
     for port in ports {
         let (usb_id, serial, product, likely) = match &port.port_type {
             serialport::SerialPortType::UsbPort(usb) => {
-                let likely: Vec<&str> = profiles
+                let likely: Vec<String> = profiles
                     .iter()
                     .filter(|p| p.usb.contains(&(usb.vid, usb.pid)))
-                    .map(|p| p.name.as_str())
+                    .map(|p| match p.chip {
+                        Some(chip) => format!("{} ({})", chip.name(), p.name),
+                        None => p.name.clone(),
+                    })
                     .collect();
                 (
                     format!("{:04x}:{:04x}", usb.vid, usb.pid),
