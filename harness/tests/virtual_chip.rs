@@ -201,6 +201,60 @@ fn a_sync_while_the_app_runs_enters_the_loader() {
     assert_eq!(version, "2.0.0");
 }
 
+/// The topic the firmware reports after booting, asked with `status`.
+fn topic_after_boot(console: &mut hil::flash::Console) -> String {
+    wait_for_line(console, |line| boot_version(line).map(|_| ()));
+    console.send_line("status").unwrap();
+    wait_for_line(console, |line| {
+        let status = line.strip_prefix("HIL status ")?;
+        let topic = status
+            .split(' ')
+            .find_map(|word| word.strip_prefix("topic="));
+        topic.map(str::to_string)
+    })
+}
+
+#[test]
+fn stored_settings_survive_reset_reflashing_and_power_loss() {
+    for chip_kind in [Chip::Esp32c3, Chip::Esp8266] {
+        let mut chip = VirtualChip::start(chip_kind, &[]);
+        let first = image(chip.dir.path(), chip_kind, "1.0.0", 100);
+        let flashed = chip_support::hil_flash(&first, &chip.port, &[]);
+        assert!(flashed.status.success(), "{}", text(&flashed.stderr));
+        let mut console = chip.console();
+        console.send_line("config topic=kitchen").unwrap();
+        wait_for_line(&mut console, |line| {
+            line.starts_with("HIL config saved").then_some(())
+        });
+
+        chip.control(Control::Reset);
+        assert_eq!(topic_after_boot(&mut console), "kitchen", "{chip_kind:?}");
+
+        drop(console);
+        let second = image(chip.dir.path(), chip_kind, "2.0.0", 200);
+        let flashed = chip_support::hil_flash(&second, &chip.port, &["--after", "no-reset"]);
+        assert!(flashed.status.success(), "{}", text(&flashed.stderr));
+        let mut console = chip.console();
+        chip.control(Control::Reset);
+        assert_eq!(topic_after_boot(&mut console), "kitchen", "{chip_kind:?}");
+
+        drop(console);
+        chip.control(Control::Unplug);
+        assert!(chip.wait_for_exit().success());
+        let dir = std::mem::replace(&mut chip.dir, tempfile::tempdir().unwrap());
+        let again = VirtualChip::start_with(
+            chip_kind,
+            dir,
+            chip.port.clone(),
+            chip.flash_file.clone(),
+            &[],
+        );
+        let mut console = again.console();
+        again.control(Control::Reset);
+        assert_eq!(topic_after_boot(&mut console), "kitchen", "{chip_kind:?}");
+    }
+}
+
 #[test]
 fn with_a_broker_the_flashed_firmware_comes_online() {
     let mut broker = std::process::Command::new(chip_support::hil_exe())
