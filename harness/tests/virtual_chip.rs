@@ -257,16 +257,8 @@ fn stored_settings_survive_reset_reflashing_and_power_loss() {
 
 #[test]
 fn with_a_broker_the_flashed_firmware_comes_online() {
-    let mut broker = std::process::Command::new(chip_support::hil_exe())
-        .args(["broker", "--port", "0"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let url = chip_support::stdout_lines(&mut broker)
-        .recv_timeout(chip_support::DEADLINE)
-        .expect("hil broker prints its URL");
-    let chip = VirtualChip::start(Chip::Esp32c3, &["--broker", &url]);
+    let broker = chip_support::HilBroker::start();
+    let chip = VirtualChip::start(Chip::Esp32c3, &["--broker", &broker.url]);
     let image = image(chip.dir.path(), Chip::Esp32c3, "1.4.2", 100);
     let flashed = chip_support::hil_flash(&image, &chip.port, &["--after", "no-reset"]);
     assert!(flashed.status.success(), "{}", text(&flashed.stderr));
@@ -275,8 +267,32 @@ fn with_a_broker_the_flashed_firmware_comes_online() {
     wait_for_line(&mut console, |line| {
         (line == "HIL state=ACTIVE").then_some(())
     });
-    let _ = broker.kill();
-    let _ = broker.wait();
+}
+
+#[test]
+fn hold_stops_the_chip_as_power_loss_does_until_the_next_reset() {
+    let broker = chip_support::HilBroker::start();
+    let mut status = broker.subscribe("living_room_lights/status");
+    let chip = VirtualChip::start(Chip::Esp8266, &["--broker", &broker.url]);
+    let image = image(chip.dir.path(), Chip::Esp8266, "1.0.0", 100);
+    let flashed = chip_support::hil_flash(&image, &chip.port, &[]);
+    assert!(flashed.status.success(), "{}", text(&flashed.stderr));
+    status.wait_for_payload("online");
+
+    let mut console = chip.console();
+    chip.control(Control::Hold);
+    // Gone without DISCONNECT: the broker publishes the firmware's will.
+    status.wait_for_payload("offline");
+    console.send_line("status").unwrap();
+    chip.control(Control::Reset);
+    let first_answer = wait_for_line(&mut console, |line| {
+        (line.starts_with("HIL status") || boot_version(line).is_some()).then(|| line.to_string())
+    });
+    assert!(
+        boot_version(&first_answer).is_some(),
+        "a held chip answered: {first_answer}"
+    );
+    status.wait_for_payload("online");
 }
 
 #[test]
@@ -287,6 +303,7 @@ fn the_help_explains_the_control_channel() {
         "--pty",
         "reset",
         "bootloader",
+        "hold",
         "unplug",
         "SYNC",
         "Examples:",

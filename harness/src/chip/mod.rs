@@ -14,7 +14,8 @@
 //! serial loader.
 //!
 //! A pty has no DTR/RTS, so a host cannot reset the chip through the port. Instead:
-//! - the control socket (see `control`) takes `reset`, `bootloader` and `unplug`;
+//! - the control socket (see `control`) takes `reset`, `bootloader`, `hold` (the chip
+//!   held in reset, as without power) and `unplug`;
 //! - a SYNC frame arriving while the app runs is taken as the host having reset the
 //!   chip into the loader (what esptool's and espflash's reset sequences do on a bench),
 //!   so `--before no-reset` flashing works on a running chip;
@@ -126,6 +127,7 @@ impl VirtualChip {
                 pty,
                 decoder: slip::Decoder::default(),
                 app: None,
+                held: false,
                 broker: options.broker,
                 blocks_written: 0,
                 unplug_after_blocks: options.unplug_after_blocks,
@@ -296,6 +298,8 @@ struct Session {
     pty: Pty,
     decoder: slip::Decoder,
     app: Option<App>,
+    /// Held in reset: nothing runs and nothing answers until the next reset.
+    held: bool,
     broker: Option<SocketAddr>,
     blocks_written: u32,
     unplug_after_blocks: Option<u32>,
@@ -307,6 +311,9 @@ impl Session {
     }
 
     async fn input(&mut self, bytes: &[u8]) -> Result<Flow, ChipError> {
+        if self.held {
+            return Ok(Flow::Continue);
+        }
         for &byte in bytes {
             let between_frames = self.decoder.is_idle();
             if let Some(frame) = self.decoder.push(byte) {
@@ -375,6 +382,10 @@ impl Session {
         let boot = match command {
             Control::Reset => boot::from_flash(self.profile(), self.rom.flash(), Some(Reset::Pin)),
             Control::Bootloader => boot::into_loader(self.profile(), Reset::Pin),
+            Control::Hold => {
+                self.hold().await?;
+                return Ok(Flow::Continue);
+            }
             Control::Unplug => return Ok(Flow::Unplug),
         };
         self.boot(boot).await?;
@@ -383,9 +394,8 @@ impl Session {
 
     /// Whatever ran stops; the boot lines go out; the app starts if there is one.
     async fn boot(&mut self, boot: Boot) -> Result<(), ChipError> {
-        self.stop_app().await?;
-        self.rom.reset();
-        self.decoder.reset();
+        self.hold().await?;
+        self.held = false;
         self.send_lines(&boot.lines).await;
         match boot.next {
             Next::App { version } => {
@@ -440,6 +450,16 @@ impl Session {
             typed: TypedLine::default(),
             settings,
         });
+        Ok(())
+    }
+
+    /// Whatever ran stops at once, the loader too: the app's sockets close without a
+    /// word, as when the power goes.
+    async fn hold(&mut self) -> Result<(), ChipError> {
+        self.stop_app().await?;
+        self.rom.reset();
+        self.decoder.reset();
+        self.held = true;
         Ok(())
     }
 

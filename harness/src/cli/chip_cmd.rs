@@ -77,7 +77,7 @@ pub async fn run(args: PtyArgs, broker: Option<SocketAddr>) -> Result<Exit, Fail
         );
     }
     eprintln!(
-        "hil sim: control socket {} (reset, bootloader, unplug); flash {}",
+        "hil sim: control socket {} (reset, bootloader, hold, unplug); flash {}",
         virtual_chip.control_path().display(),
         virtual_chip.flash_path().display()
     );

@@ -25,6 +25,8 @@ use super::{chip_cmd, stop_signal, Failure};
 /// --link PATH), each answered `ok` or `error: …`:
 ///   reset       EN pulse: boot from flash
 ///   bootloader  reset into the serial loader (download mode)
+///   hold        hold in reset, as without power: the app stops, its MQTT connection
+///               drops without DISCONNECT (the will fires); until reset or bootloader
 ///   unplug      pull the cable: the pty closes and hil sim ends
 /// A SYNC arriving while the app runs counts as a reset into the loader.
 ///

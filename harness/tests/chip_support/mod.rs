@@ -91,6 +91,76 @@ pub fn stdout_lines(child: &mut Child) -> mpsc::Receiver<String> {
     lines
 }
 
+/// `hil broker --port 0` as a child process, killed on drop.
+pub struct HilBroker {
+    child: Child,
+    /// `mqtt://127.0.0.1:PORT`, as it printed.
+    pub url: String,
+}
+
+impl HilBroker {
+    pub fn start() -> HilBroker {
+        let mut child = Command::new(hil_exe())
+            .args(["broker", "--port", "0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let url = stdout_lines(&mut child)
+            .recv_timeout(DEADLINE)
+            .expect("hil broker prints its URL");
+        HilBroker { child, url }
+    }
+
+    /// A client of the test's own, subscribed to `topic`.
+    pub fn subscribe(&self, topic: &str) -> Subscriber {
+        let address = self.url.trim_start_matches("mqtt://");
+        let (host, port) = address.rsplit_once(':').expect("HOST:PORT");
+        let options =
+            rumqttc::MqttOptions::new("chip-test-watcher", host, port.parse::<u16>().unwrap());
+        let (client, connection) = rumqttc::Client::new(options, 16);
+        client.subscribe(topic, rumqttc::QoS::AtLeastOnce).unwrap();
+        Subscriber {
+            _client: client,
+            connection,
+        }
+    }
+}
+
+impl Drop for HilBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What reaches one subscription.
+pub struct Subscriber {
+    _client: rumqttc::Client,
+    connection: rumqttc::Connection,
+}
+
+impl Subscriber {
+    /// Waits for a message with `payload`; fails after the deadline.
+    pub fn wait_for_payload(&mut self, payload: &str) {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.connection.recv_timeout(left) {
+                Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(publish))))
+                    if publish.payload == payload.as_bytes() =>
+                {
+                    return
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => panic!("the test's MQTT client failed: {error}"),
+                Err(_) => panic!("no message {payload:?} within {DEADLINE:?}"),
+            }
+        }
+    }
+}
+
 /// A running `hil sim --pty`, linked at `port` inside its own temporary directory.
 pub struct VirtualChip {
     child: Option<Child>,
