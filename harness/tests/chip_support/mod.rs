@@ -171,6 +171,8 @@ pub struct VirtualChip {
     pub pty: PathBuf,
     pub flash_file: PathBuf,
     stdout: mpsc::Receiver<String>,
+    /// Its log (stderr, at level info), complete once the process has ended.
+    log: Option<std::thread::JoinHandle<String>>,
 }
 
 impl VirtualChip {
@@ -195,12 +197,19 @@ impl VirtualChip {
             .arg("--flash-file")
             .arg(&flash_file)
             .args(extra)
+            .env("HIL_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         let stdout = stdout_lines(&mut child);
+        let mut stderr = child.stderr.take().expect("stderr is piped");
+        let log = std::thread::spawn(move || {
+            let mut log = String::new();
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut log);
+            log
+        });
         let pty = stdout
             .recv_timeout(DEADLINE)
             .expect("hil sim --pty prints its pty path first");
@@ -211,6 +220,7 @@ impl VirtualChip {
             pty: PathBuf::from(pty),
             flash_file,
             stdout,
+            log: Some(log),
         }
     }
 
@@ -240,6 +250,18 @@ impl VirtualChip {
         wait_for_line(&mut console, |line| boot_version(line).map(str::to_string))
     }
 
+    /// A chip whose flash holds `app` where its app lives, not yet reset.
+    pub fn start_with_app(chip: Chip, app: &[u8]) -> VirtualChip {
+        let dir = tempfile::tempdir().unwrap();
+        let flash_file = dir.path().join("flash.bin");
+        let mut flash = vec![0xFF; hil::chip::FLASH_SIZE];
+        let at = chip.app_offset() as usize;
+        flash[at..at + app.len()].copy_from_slice(app);
+        std::fs::write(&flash_file, &flash).unwrap();
+        let port = dir.path().join(chip.name());
+        VirtualChip::start_with(chip, dir, port, flash_file, &[])
+    }
+
     pub fn flash(&self) -> Vec<u8> {
         std::fs::read(&self.flash_file).unwrap()
     }
@@ -263,6 +285,14 @@ impl VirtualChip {
             .status()
             .unwrap();
         assert!(status.success());
+    }
+
+    /// Unplugs the chip and returns everything it logged.
+    pub fn unplug_and_read_log(&mut self) -> String {
+        self.control(Control::Unplug);
+        assert!(self.wait_for_exit().success());
+        let log = self.log.take().expect("the log is read once");
+        log.join().expect("the log reader ends with the process")
     }
 
     /// Nothing more may appear on stdout than the pty path.
