@@ -94,7 +94,11 @@ fn stops_cleanly_on(signal: &str) {
     let socket = hil::chip::control_socket_path(&chip.port);
     assert!(socket.exists());
     chip.signal(signal);
-    assert!(chip.wait_for_exit().success(), "SIG{signal}");
+    assert_eq!(
+        chip.wait_for_exit().code(),
+        Some(130),
+        "SIG{signal}: interrupted"
+    );
     assert_eq!(chip.more_stdout(), None, "only the pty path on stdout");
     assert!(!chip.port.exists() && !socket.exists());
 }

@@ -16,7 +16,7 @@ use super::{chip_cmd, stop_signal, Failure};
 ///   press [I]   press the wall switch (of board I, or of every board)
 ///   status [I]  print the status line
 ///   reset [I]   reboot
-///   quit        stop (so does Ctrl-C or end of input)
+///   quit        stop (so does end of input; Ctrl-C or SIGTERM too, exit code 130)
 ///
 /// With --pty, hil is instead one virtual ESP chip on a pseudo-terminal: the first line
 /// on stdout is the port (/dev/pts/N); flash it with esptool (--before no-reset
@@ -129,7 +129,7 @@ async fn drive(boards: &mut [Board]) -> Result<Exit, Failure> {
     loop {
         let line = tokio::select! {
             line = lines.next_line() => line.map_err(|e| Failure::new(Exit::Infrastructure, format!("stdin: {e}")))?,
-            signal = &mut stop => return signal.map(|_| Exit::Success),
+            signal = &mut stop => return signal.map(|_| Exit::Interrupted),
         };
         let Some(line) = line else {
             return Ok(Exit::Success);
