@@ -19,9 +19,12 @@ fn bench(chip: &VirtualChip, chip_kind: Chip) -> std::path::PathBuf {
     std::fs::write(
         &config,
         format!(
-            "[boards.bench1]\nport = \"{}\"\nprofile = \"sim-pty\"\naddress = {}\n",
+            "[boards.bench1]\nport = \"{}\"\nprofile = \"{}\"\n",
             chip.port.display(),
-            chip_kind.app_offset()
+            match chip_kind {
+                Chip::Esp8266 => "sim-pty-esp8266",
+                _ => "sim-pty",
+            }
         ),
     )
     .unwrap();

@@ -29,7 +29,7 @@ use serde::Deserialize;
 use crate::image::Chip;
 
 /// The profiles that ship with hil (`fixtures/boards/`).
-const BUNDLED: [(&str, &str); 3] = [
+const BUNDLED: [(&str, &str); 4] = [
     (
         "nodemcu-esp8266",
         include_str!("../../../fixtures/boards/nodemcu-esp8266.toml"),
@@ -41,6 +41,10 @@ const BUNDLED: [(&str, &str); 3] = [
     (
         "sim-pty",
         include_str!("../../../fixtures/boards/sim-pty.toml"),
+    ),
+    (
+        "sim-pty-esp8266",
+        include_str!("../../../fixtures/boards/sim-pty-esp8266.toml"),
     ),
 ];
 
