@@ -234,6 +234,84 @@ pub fn generate(spec: &ImageSpec<'_>) -> Vec<u8> {
     out
 }
 
+/// A deliberate defect in a generated image, for testing what must refuse it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Defect {
+    /// The first byte is not 0xE9.
+    BadMagic,
+    /// The header names another chip (ESP32-family formats only).
+    WrongChip,
+    /// The checksum byte is off by one bit.
+    BadChecksum,
+    /// The image ends halfway through.
+    Truncated,
+    /// The appended SHA-256 is off by one bit (ESP32-family formats only).
+    BadHash,
+}
+
+impl Defect {
+    pub const ALL: [Defect; 5] = [
+        Defect::BadMagic,
+        Defect::WrongChip,
+        Defect::BadChecksum,
+        Defect::Truncated,
+        Defect::BadHash,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Defect::BadMagic => "bad-magic",
+            Defect::WrongChip => "wrong-chip",
+            Defect::BadChecksum => "bad-checksum",
+            Defect::Truncated => "truncated",
+            Defect::BadHash => "bad-hash",
+        }
+    }
+}
+
+/// A generated image with exactly one defect, everything else consistent (a wrong
+/// chip id still has a matching hash), so that each check is tested alone. `None` when
+/// the chip's format has nothing to break that way (ESP8266 images carry neither chip
+/// id nor hash).
+pub fn generate_broken(spec: &ImageSpec<'_>, defect: Defect) -> Option<Vec<u8>> {
+    let mut image = generate(spec);
+    let hashed = spec.chip != Chip::Esp8266;
+    let body_len = if hashed {
+        image.len() - 32
+    } else {
+        image.len()
+    };
+    match defect {
+        Defect::BadMagic => image[0] = 0xE8,
+        Defect::WrongChip => {
+            let own = spec.chip.image_chip_id()?;
+            let other = Chip::ALL
+                .into_iter()
+                .filter_map(Chip::image_chip_id)
+                .find(|&id| id != own)?;
+            image[12..14].copy_from_slice(&other.to_le_bytes());
+        }
+        Defect::BadChecksum => image[body_len - 1] ^= 1,
+        Defect::Truncated => {
+            image.truncate(image.len() / 2);
+            return Some(image);
+        }
+        Defect::BadHash => {
+            if !hashed {
+                return None;
+            }
+            image[body_len] ^= 1;
+            return Some(image);
+        }
+    }
+    // The hash covers the header and the checksum: kept matching, it trips nothing.
+    if hashed {
+        let hash = Sha256::digest(&image[..body_len]);
+        image[body_len..].copy_from_slice(&hash);
+    }
+    Some(image)
+}
+
 /// Stand-in machine code: a deterministic byte pattern.
 fn filler(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 31 % 251) as u8).collect()
@@ -294,6 +372,32 @@ mod tests {
         assert_eq!(
             generate(&spec(Chip::Esp32c3)),
             generate(&spec(Chip::Esp32c3))
+        );
+    }
+
+    #[test]
+    fn each_defect_trips_exactly_its_own_check() {
+        for chip in [Chip::Esp32c3, Chip::Esp8266] {
+            for defect in Defect::ALL {
+                let Some(image) = generate_broken(&spec(chip), defect) else {
+                    assert_eq!(chip, Chip::Esp8266, "{defect:?}");
+                    continue;
+                };
+                let error = inspect(&image, chip).unwrap_err();
+                let tripped = match error {
+                    ImageError::BadMagic(_) => Defect::BadMagic,
+                    ImageError::WrongChip { .. } => Defect::WrongChip,
+                    ImageError::Checksum { .. } => Defect::BadChecksum,
+                    ImageError::Truncated(_) => Defect::Truncated,
+                    ImageError::Hash => Defect::BadHash,
+                };
+                assert_eq!(tripped, defect, "{chip:?}: {error}");
+            }
+        }
+        let wrong = generate_broken(&spec(Chip::Esp32c3), Defect::WrongChip).unwrap();
+        assert!(
+            inspect(&wrong, Chip::Esp32).is_ok(),
+            "only the chip id differs"
         );
     }
 

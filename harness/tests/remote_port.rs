@@ -115,14 +115,17 @@ fn a_chip_served_by_ser2net_is_flashed_and_runs_scenarios() {
         let config = dir.join("hil.toml");
         // The chip is on this host, but the bench config knows only its address: reset
         // goes to the chip's control socket, named because a remote port has no "beside".
+        let profile = match chip_kind {
+            Chip::Esp8266 => "sim-pty-esp8266",
+            _ => "sim-pty",
+        };
         std::fs::write(
             &config,
             format!(
-                "[boards.bench1]\nport = \"rfc2217://127.0.0.1:{port}\"\nprofile = \"sim-pty\"\n\
-                 control = \"{}.ctl\"\nfirmware = \"{}\"\naddress = {}\n",
+                "[boards.bench1]\nport = \"rfc2217://127.0.0.1:{port}\"\nprofile = \"{profile}\"\n\
+                 control = \"{}.ctl\"\nfirmware = \"{}\"\n",
                 chip.port.display(),
                 firmware.display(),
-                chip_kind.app_offset()
             ),
         )
         .unwrap();

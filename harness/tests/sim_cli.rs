@@ -4,9 +4,9 @@
 mod support;
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 
-use support::{hil_exe, Lines, Mosquitto};
+use support::{hil_exe, Lines, Mosquitto, DEADLINE};
 
 fn mosquitto_pub(broker: &Mosquitto, topic: &str, message: &str) {
     let status = Command::new("mosquitto_pub")
@@ -32,17 +32,40 @@ fn expect_on_topic(broker: &Mosquitto, topic: &str, value: &str) {
     let _ = sub.wait();
 }
 
-#[test]
-fn a_simulated_board_obeys_mosquitto_pub_and_its_press_reaches_mosquitto_sub() {
-    let broker = Mosquitto::start();
+/// `hil sim` against `broker`, stdin and stdout piped.
+fn start_sim(broker: &Mosquitto, extra: &[&str]) -> (Child, Lines) {
     let mut sim = Command::new(hil_exe())
         .args(["sim", "--broker", &broker.url()])
+        .args(extra)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
     let lines = Lines::of(sim.stdout.take().unwrap());
+    (sim, lines)
+}
+
+/// Waits for `hil sim` to end (killing it after the deadline) and returns its exit code.
+fn exit_code(mut sim: Child) -> Option<i32> {
+    let pid = sim.id().to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(sim.wait());
+    });
+    match rx.recv_timeout(DEADLINE) {
+        Ok(status) => status.unwrap().code(),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-s", "KILL", &pid]).status();
+            panic!("hil sim did not end within {DEADLINE:?}");
+        }
+    }
+}
+
+#[test]
+fn a_simulated_board_obeys_mosquitto_pub_and_its_press_reaches_mosquitto_sub() {
+    let broker = Mosquitto::start();
+    let (mut sim, lines) = start_sim(&broker, &[]);
     lines.wait_for("the boot line", |l| {
         l.starts_with("HIL boot fw=light-controller")
     });
@@ -65,20 +88,13 @@ fn a_simulated_board_obeys_mosquitto_pub_and_its_press_reaches_mosquitto_sub() {
     assert!(status.contains("relay=off"), "{status}");
 
     writeln!(stdin, "quit").unwrap();
-    let exit = sim.wait().unwrap();
-    assert_eq!(exit.code(), Some(0));
+    assert_eq!(exit_code(sim), Some(0));
 }
 
 #[test]
 fn a_fleet_gets_distinct_client_ids_and_topics() {
     let broker = Mosquitto::start();
-    let mut sim = Command::new(hil_exe())
-        .args(["sim", "--broker", &broker.url(), "--count", "3"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = Lines::of(sim.stdout.take().unwrap());
+    let (mut sim, lines) = start_sim(&broker, &["--count", "3"]);
     for i in 0..3 {
         lines.wait_for("every board ACTIVE", |l| {
             l == format!("[{i}] HIL state=ACTIVE")
@@ -89,5 +105,20 @@ fn a_fleet_gets_distinct_client_ids_and_topics() {
     expect_on_topic(&broker, "living_room_lights/1/state", "on");
     expect_on_topic(&broker, "living_room_lights/0/state", "off");
     writeln!(sim.stdin.take().unwrap(), "quit").unwrap();
-    assert_eq!(sim.wait().unwrap().code(), Some(0));
+    assert_eq!(exit_code(sim), Some(0));
+}
+
+#[test]
+fn ctrl_c_or_sigterm_exits_130_as_interrupted() {
+    let broker = Mosquitto::start();
+    for signal in ["INT", "TERM"] {
+        let (sim, lines) = start_sim(&broker, &[]);
+        lines.wait_for("the boot line", |l| l.starts_with("HIL boot"));
+        let status = Command::new("kill")
+            .args(["-s", signal, &sim.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        assert_eq!(exit_code(sim), Some(130), "SIG{signal}");
+    }
 }

@@ -94,7 +94,11 @@ fn stops_cleanly_on(signal: &str) {
     let socket = hil::chip::control_socket_path(&chip.port);
     assert!(socket.exists());
     chip.signal(signal);
-    assert!(chip.wait_for_exit().success(), "SIG{signal}");
+    assert_eq!(
+        chip.wait_for_exit().code(),
+        Some(130),
+        "SIG{signal}: interrupted"
+    );
     assert_eq!(chip.more_stdout(), None, "only the pty path on stdout");
     assert!(!chip.port.exists() && !socket.exists());
 }
@@ -114,31 +118,97 @@ fn typed_lines_reach_the_firmware() {
     assert!(status.contains("state=CONNECTING_WIFI"), "{status}");
 }
 
+/// The broken images in fixtures/images: chip, defect, and how the ROM's complaint
+/// about it begins.
+const BROKEN_FIXTURES: [(Chip, &str, &str); 8] = [
+    (Chip::Esp32c3, "bad-magic", "invalid header: 0xe8"),
+    (
+        Chip::Esp32c3,
+        "wrong-chip",
+        "image is for chip id 0, this chip is 5",
+    ),
+    (Chip::Esp32c3, "bad-checksum", "checksum mismatch"),
+    (Chip::Esp32c3, "truncated", "image truncated at byte"),
+    (
+        Chip::Esp32c3,
+        "bad-hash",
+        "SHA-256 of the image does not match",
+    ),
+    (Chip::Esp8266, "bad-magic", "invalid header: 0xe8"),
+    (Chip::Esp8266, "bad-checksum", "checksum mismatch"),
+    (Chip::Esp8266, "truncated", "image truncated at byte"),
+];
+
+/// A broken fixture's file name, after the valid image it was made from.
+fn broken_fixture(chip: Chip, defect: &str) -> std::path::PathBuf {
+    let name = match chip {
+        Chip::Esp8266 => format!("light-controller-esp8266-{defect}.bin"),
+        _ => format!("light-controller-{}-1.4.2-{defect}.bin", chip.name()),
+    };
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures/images")
+        .join(name)
+}
+
 #[test]
-fn a_corrupt_or_foreign_image_stays_in_the_loader_with_the_roms_complaint() {
+fn broken_fixture_images_regenerate_byte_for_byte() {
     let dir = tempfile::tempdir().unwrap();
-    let flash_file = dir.path().join("flash.bin");
-    let mut flash = vec![0xFF; hil::chip::FLASH_SIZE];
-    let esp32_image = hil::image::generate(&hil::image::ImageSpec {
-        chip: Chip::Esp32,
-        project: "light-controller",
-        version: "1.0.0",
-        code_len: 100,
-    });
-    flash[0x1_0000..0x1_0000 + esp32_image.len()].copy_from_slice(&esp32_image);
-    std::fs::write(&flash_file, &flash).unwrap();
-    let port = dir.path().join("c3");
-    let chip = VirtualChip::start_with(Chip::Esp32c3, dir, port, flash_file, &[]);
+    for (chip, defect, _) in BROKEN_FIXTURES {
+        let fixture = broken_fixture(chip, defect);
+        let regenerated = dir.path().join("image.bin");
+        let args = [
+            "image",
+            "generate",
+            "--chip",
+            chip.name(),
+            "--app-version",
+            "1.4.2",
+            "--code-size",
+            "4096",
+            "--defect",
+            defect,
+            "-o",
+        ];
+        let output = run(Command::new(chip_support::hil_exe())
+            .args(args)
+            .arg(&regenerated));
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        assert!(
+            std::fs::read(&fixture).unwrap() == std::fs::read(&regenerated).unwrap(),
+            "{} differs from its generator; rewrite it with: hil {} {}",
+            fixture.display(),
+            args.join(" "),
+            fixture.display()
+        );
+    }
+}
 
-    let mut console = chip.console();
-    chip.control(Control::Reset);
-    let complaint = wait_for_line(&mut console, |line| {
-        (line.contains("chip id") || line.starts_with("HIL boot")).then(|| line.to_string())
-    });
-    assert_eq!(complaint, "image is for chip id 0, this chip is 5");
-    drop(console);
+#[test]
+fn each_broken_image_gets_the_roms_complaint_and_the_app_does_not_start() {
+    for (chip_kind, defect, complaint) in BROKEN_FIXTURES {
+        let app = std::fs::read(broken_fixture(chip_kind, defect)).unwrap();
+        let mut chip = VirtualChip::start_with_app(chip_kind, &app);
+        let mut console = chip.console();
+        chip.control(Control::Reset);
+        let first = wait_for_line(&mut console, |line| {
+            (line.starts_with(complaint) || boot_version(line).is_some()).then(|| line.to_string())
+        });
+        assert!(
+            first.starts_with(complaint),
+            "{chip_kind:?} {defect}: {first}"
+        );
+        let log = chip.unplug_and_read_log();
+        assert!(
+            !log.contains("virtual chip: app version"),
+            "{chip_kind:?} {defect}: an app started:\n{log}"
+        );
+    }
+}
 
-    // The loader still answers, so a good image can be flashed.
+#[test]
+fn after_the_roms_complaint_the_loader_takes_a_good_image() {
+    let wrong_chip = std::fs::read(broken_fixture(Chip::Esp32c3, "wrong-chip")).unwrap();
+    let chip = VirtualChip::start_with_app(Chip::Esp32c3, &wrong_chip);
     let good = image(chip.dir.path(), Chip::Esp32c3, "3.0.0", 100);
     let flashed = chip_support::hil_flash(&good, &chip.port, &[]);
     assert!(flashed.status.success(), "{}", text(&flashed.stderr));
@@ -201,18 +271,64 @@ fn a_sync_while_the_app_runs_enters_the_loader() {
     assert_eq!(version, "2.0.0");
 }
 
+/// The topic the firmware reports after booting, asked with `status`.
+fn topic_after_boot(console: &mut hil::flash::Console) -> String {
+    wait_for_line(console, |line| boot_version(line).map(|_| ()));
+    console.send_line("status").unwrap();
+    wait_for_line(console, |line| {
+        let status = line.strip_prefix("HIL status ")?;
+        let topic = status
+            .split(' ')
+            .find_map(|word| word.strip_prefix("topic="));
+        topic.map(str::to_string)
+    })
+}
+
+#[test]
+fn stored_settings_survive_reset_reflashing_and_power_loss() {
+    for chip_kind in [Chip::Esp32c3, Chip::Esp8266] {
+        let mut chip = VirtualChip::start(chip_kind, &[]);
+        let first = image(chip.dir.path(), chip_kind, "1.0.0", 100);
+        let flashed = chip_support::hil_flash(&first, &chip.port, &[]);
+        assert!(flashed.status.success(), "{}", text(&flashed.stderr));
+        let mut console = chip.console();
+        console.send_line("config topic=kitchen").unwrap();
+        wait_for_line(&mut console, |line| {
+            line.starts_with("HIL config saved").then_some(())
+        });
+
+        chip.control(Control::Reset);
+        assert_eq!(topic_after_boot(&mut console), "kitchen", "{chip_kind:?}");
+
+        drop(console);
+        let second = image(chip.dir.path(), chip_kind, "2.0.0", 200);
+        let flashed = chip_support::hil_flash(&second, &chip.port, &["--after", "no-reset"]);
+        assert!(flashed.status.success(), "{}", text(&flashed.stderr));
+        let mut console = chip.console();
+        chip.control(Control::Reset);
+        assert_eq!(topic_after_boot(&mut console), "kitchen", "{chip_kind:?}");
+
+        drop(console);
+        chip.control(Control::Unplug);
+        assert!(chip.wait_for_exit().success());
+        let dir = std::mem::replace(&mut chip.dir, tempfile::tempdir().unwrap());
+        let again = VirtualChip::start_with(
+            chip_kind,
+            dir,
+            chip.port.clone(),
+            chip.flash_file.clone(),
+            &[],
+        );
+        let mut console = again.console();
+        again.control(Control::Reset);
+        assert_eq!(topic_after_boot(&mut console), "kitchen", "{chip_kind:?}");
+    }
+}
+
 #[test]
 fn with_a_broker_the_flashed_firmware_comes_online() {
-    let mut broker = std::process::Command::new(chip_support::hil_exe())
-        .args(["broker", "--port", "0"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let url = chip_support::stdout_lines(&mut broker)
-        .recv_timeout(chip_support::DEADLINE)
-        .expect("hil broker prints its URL");
-    let chip = VirtualChip::start(Chip::Esp32c3, &["--broker", &url]);
+    let broker = chip_support::HilBroker::start();
+    let chip = VirtualChip::start(Chip::Esp32c3, &["--broker", &broker.url]);
     let image = image(chip.dir.path(), Chip::Esp32c3, "1.4.2", 100);
     let flashed = chip_support::hil_flash(&image, &chip.port, &["--after", "no-reset"]);
     assert!(flashed.status.success(), "{}", text(&flashed.stderr));
@@ -221,8 +337,25 @@ fn with_a_broker_the_flashed_firmware_comes_online() {
     wait_for_line(&mut console, |line| {
         (line == "HIL state=ACTIVE").then_some(())
     });
-    let _ = broker.kill();
-    let _ = broker.wait();
+}
+
+#[test]
+fn hold_stops_the_chip_as_power_loss_does_until_the_next_reset() {
+    let broker = chip_support::HilBroker::start();
+    let mut status = broker.subscribe("living_room_lights/status");
+    let chip = VirtualChip::start(Chip::Esp8266, &["--broker", &broker.url]);
+    let image = image(chip.dir.path(), Chip::Esp8266, "1.0.0", 100);
+    let flashed = chip_support::hil_flash(&image, &chip.port, &[]);
+    assert!(flashed.status.success(), "{}", text(&flashed.stderr));
+    status.wait_for_payload("online");
+
+    let mut console = chip.console();
+    chip.control(Control::Hold);
+    // Gone without DISCONNECT: the broker publishes the firmware's will.
+    status.wait_for_payload("offline");
+    chip.control(Control::Reset);
+    wait_for_line(&mut console, |line| boot_version(line).map(|_| ()));
+    status.wait_for_payload("online");
 }
 
 #[test]
@@ -233,6 +366,7 @@ fn the_help_explains_the_control_channel() {
         "--pty",
         "reset",
         "bootloader",
+        "hold",
         "unplug",
         "SYNC",
         "Examples:",

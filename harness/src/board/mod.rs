@@ -3,7 +3,7 @@
 
 pub mod profile;
 pub mod serial;
-mod sim;
+pub mod sim;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -86,6 +86,7 @@ impl Board {
                 broker: setup.broker,
                 trace: setup.trace,
                 seed: setup.seed,
+                storage: None,
             }))),
             other => Err(format!(
                 "board {}: profile {other:?} needs a bench board; map it with `hil run --board {}=BENCH_BOARD`, or use `profile: sim`",

@@ -30,7 +30,7 @@ use crate::image::Chip;
 use crate::port::ModemLines;
 
 /// The profiles that ship with hil (`fixtures/boards/`).
-const BUNDLED: [(&str, &str); 3] = [
+const BUNDLED: [(&str, &str); 4] = [
     (
         "nodemcu-esp8266",
         include_str!("../../../fixtures/boards/nodemcu-esp8266.toml"),
@@ -42,6 +42,10 @@ const BUNDLED: [(&str, &str); 3] = [
     (
         "sim-pty",
         include_str!("../../../fixtures/boards/sim-pty.toml"),
+    ),
+    (
+        "sim-pty-esp8266",
+        include_str!("../../../fixtures/boards/sim-pty-esp8266.toml"),
     ),
 ];
 

@@ -40,6 +40,19 @@ pub struct SimSetup {
     pub broker: SocketAddr,
     pub trace: Trace,
     pub seed: u64,
+    /// Where the firmware's stored settings live when something outside the board keeps
+    /// them; `None`: in the board, provisioned from this setup.
+    pub storage: Option<Storage>,
+}
+
+/// Settings storage outside the board, as a virtual chip keeps them in its flash, so
+/// that they outlive the board.
+pub struct Storage {
+    /// What is stored (the firmware reads the first bytes it needs); `None` when
+    /// nothing is: the board is then provisioned from its setup, without storing it.
+    pub stored: Option<Vec<u8>>,
+    /// Every record the firmware stores is sent here.
+    pub writes: mpsc::UnboundedSender<Vec<u8>>,
 }
 
 pub enum Command {
@@ -108,6 +121,8 @@ struct SimHal {
     rng: fastrand::Rng,
     /// Persistent storage: survives resets and power cycles, like EEPROM.
     eeprom: Vec<u8>,
+    /// Where stored records also go, when the storage is kept outside the board.
+    writes: Option<mpsc::UnboundedSender<Vec<u8>>>,
     requests: VecDeque<Request>,
 }
 
@@ -166,15 +181,19 @@ impl Hal for SimHal {
     }
 
     fn config_read(&mut self, buf: &mut [u8]) -> bool {
-        if self.eeprom.len() != buf.len() {
+        let Some(stored) = self.eeprom.get(..buf.len()) else {
             return false;
-        }
-        buf.copy_from_slice(&self.eeprom);
+        };
+        buf.copy_from_slice(stored);
         true
     }
 
     fn config_write(&mut self, data: &[u8]) {
         self.eeprom = data.to_vec();
+        if let Some(writes) = &self.writes {
+            // A storage whose keeper is gone has nobody left to read it.
+            let _ = writes.send(data.to_vec());
+        }
     }
 
     fn restart(&mut self) {
@@ -204,6 +223,7 @@ fn provision(setup: &SimSetup) -> Vec<u8> {
         clock: Instant::now(),
         rng: fastrand::Rng::with_seed(setup.seed),
         eeprom: Vec::new(),
+        writes: None,
         requests: VecDeque::new(),
     };
     let mut firmware = Controller::new(bench, hil_firmware::VERSION);
@@ -235,7 +255,8 @@ struct Board {
 }
 
 async fn run(setup: SimSetup, mut inbox: mpsc::Receiver<(Command, oneshot::Sender<()>)>) {
-    let eeprom = provision(&setup);
+    let stored = setup.storage.as_ref().and_then(|s| s.stored.clone());
+    let eeprom = stored.unwrap_or_else(|| provision(&setup));
     let mut board = Board {
         setup,
         firmware: None,
@@ -335,6 +356,7 @@ impl Board {
             clock: Instant::now(),
             rng: fastrand::Rng::with_seed(self.setup.seed),
             eeprom: self.eeprom.clone(),
+            writes: self.setup.storage.as_ref().map(|s| s.writes.clone()),
             requests: VecDeque::new(),
         };
         let version = self

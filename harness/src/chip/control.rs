@@ -8,6 +8,9 @@
 //! ```text
 //! reset        EN pulse: the chip reboots from flash
 //! bootloader   reset with the boot strap held: the chip waits in the serial loader
+//! hold         hold EN low: the chip stops at once, as on power loss (its MQTT
+//!              connection drops without DISCONNECT, the console falls silent) until
+//!              the next reset or bootloader
 //! unplug       pull the cable: the pty closes and the virtual chip ends
 //! ```
 
@@ -28,16 +31,23 @@ use tokio::sync::{mpsc, oneshot};
 pub enum Control {
     Reset,
     Bootloader,
+    Hold,
     Unplug,
 }
 
 impl Control {
-    const ALL: [Control; 3] = [Control::Reset, Control::Bootloader, Control::Unplug];
+    const ALL: [Control; 4] = [
+        Control::Reset,
+        Control::Bootloader,
+        Control::Hold,
+        Control::Unplug,
+    ];
 
     pub fn word(self) -> &'static str {
         match self {
             Control::Reset => "reset",
             Control::Bootloader => "bootloader",
+            Control::Hold => "hold",
             Control::Unplug => "unplug",
         }
     }
@@ -56,7 +66,7 @@ impl FromStr for Control {
         Control::ALL
             .into_iter()
             .find(|c| c.word() == word)
-            .ok_or_else(|| format!("unknown command {word:?}: reset, bootloader or unplug"))
+            .ok_or_else(|| format!("unknown command {word:?}: reset, bootloader, hold or unplug"))
     }
 }
 

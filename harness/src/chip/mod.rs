@@ -3,9 +3,9 @@
 //!
 //! The pieces: `slip` frames bytes, `protocol` reads requests and writes responses,
 //! `rom` is the loader as a pure state machine, `boot` decides what runs after reset,
-//! `profile` holds what differs between chips; this module moves bytes between them and
-//! the pty (`pty`), keeps the flash file (`store`) and takes control commands
-//! (`control`).
+//! `profile` holds what differs between chips, `settings` where the firmware's stored
+//! settings sit in flash; this module moves bytes between them and the pty (`pty`),
+//! keeps the flash file (`store`) and takes control commands (`control`).
 //!
 //! After reset the chip boots the app in flash when it is a valid image for the chip,
 //! printing ROM-like lines first, and then runs the light-controller firmware (the
@@ -14,7 +14,8 @@
 //! serial loader.
 //!
 //! A pty has no DTR/RTS, so a host cannot reset the chip through the port. Instead:
-//! - the control socket (see `control`) takes `reset`, `bootloader` and `unplug`;
+//! - the control socket (see `control`) takes `reset`, `bootloader`, `hold` (the chip
+//!   held in reset, as without power) and `unplug`;
 //! - a SYNC frame arriving while the app runs is taken as the host having reset the
 //!   chip into the loader (what esptool's and espflash's reset sequences do on a bench),
 //!   so `--before no-reset` flashing works on a running chip;
@@ -26,6 +27,7 @@ mod profile;
 pub mod protocol;
 pub(crate) mod pty;
 mod rom;
+mod settings;
 mod slip;
 mod store;
 
@@ -36,9 +38,8 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::board::{Board, BoardSetup};
+use crate::board::sim::{Command, SimBoard, SimSetup, Storage};
 use crate::image::Chip;
-use crate::scenario::BoardSpec;
 use crate::trace::{Cursor, EventBody, Trace};
 use boot::{Boot, Next};
 use control::ControlSocket;
@@ -126,6 +127,7 @@ impl VirtualChip {
                 pty,
                 decoder: slip::Decoder::default(),
                 app: None,
+                held: false,
                 broker: options.broker,
                 blocks_written: 0,
                 unplug_after_blocks: options.unplug_after_blocks,
@@ -171,7 +173,7 @@ impl VirtualChip {
                     () = &mut stop => return Ok(Ended::Stopped),
                     read = session.pty.read(&mut buf) => Wake::Input(read),
                     Some((command, done)) = inbox.recv() => Wake::Control(command, done),
-                    line = next_app_line(&mut session.app) => Wake::AppLine(line),
+                    said = next_from_app(&mut session.app) => said,
                     error = control.serve(&requests) => {
                         let socket = control.path().display();
                         return Err(ChipError::Control(format!("control socket {socket}: {error}")));
@@ -192,6 +194,10 @@ impl VirtualChip {
                         session.send_lines(&[line]).await;
                         Flow::Continue
                     }
+                    Wake::Settings(record) => {
+                        session.store_settings(&record)?;
+                        Flow::Continue
+                    }
                 };
                 if flow == Flow::Unplug {
                     return Ok(Ended::Unplugged);
@@ -199,8 +205,8 @@ impl VirtualChip {
             }
         }
         .await;
-        session.stop_app().await;
-        outcome
+        let stopped = session.stop_app().await;
+        outcome.and_then(|ended| stopped.map(|()| ended))
     }
 }
 
@@ -209,6 +215,8 @@ enum Wake {
     Input(std::io::Result<usize>),
     Control(Control, oneshot::Sender<()>),
     AppLine(String),
+    /// The firmware stored its settings.
+    Settings(Vec<u8>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -219,9 +227,11 @@ enum Flow {
 
 /// The running firmware and what the host typed to it so far.
 struct App {
-    board: Board,
+    board: SimBoard,
     serial: Cursor,
     typed: TypedLine,
+    /// What the firmware stores, for the settings sector.
+    settings: mpsc::UnboundedReceiver<Vec<u8>>,
 }
 
 /// Bytes typed on the console, up to the line end.
@@ -258,14 +268,23 @@ impl TypedLine {
     }
 }
 
-/// The next serial line of the running app; never resolves while no app runs.
-async fn next_app_line(app: &mut Option<App>) -> String {
+/// What the running app says next: a serial line, or the settings it stored. Never
+/// resolves while no app runs.
+async fn next_from_app(app: &mut Option<App>) -> Wake {
     let Some(app) = app else {
         return std::future::pending().await;
     };
+    tokio::select! {
+        line = next_serial_line(&mut app.serial) => Wake::AppLine(line),
+        // The board holds its sender until it stops, and the app with it.
+        Some(record) = app.settings.recv() => Wake::Settings(record),
+    }
+}
+
+async fn next_serial_line(serial: &mut Cursor) -> String {
     loop {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(3600);
-        if let Some(event) = app.serial.next_before(deadline).await {
+        if let Some(event) = serial.next_before(deadline).await {
             if let EventBody::Serial { line, .. } = &event.body {
                 return line.clone();
             }
@@ -279,6 +298,8 @@ struct Session {
     pty: Pty,
     decoder: slip::Decoder,
     app: Option<App>,
+    /// Held in reset: nothing runs and nothing answers until the next reset.
+    held: bool,
     broker: Option<SocketAddr>,
     blocks_written: u32,
     unplug_after_blocks: Option<u32>,
@@ -290,6 +311,9 @@ impl Session {
     }
 
     async fn input(&mut self, bytes: &[u8]) -> Result<Flow, ChipError> {
+        if self.held {
+            return Ok(Flow::Continue);
+        }
         for &byte in bytes {
             let between_frames = self.decoder.is_idle();
             if let Some(frame) = self.decoder.push(byte) {
@@ -299,7 +323,8 @@ impl Session {
             } else if between_frames && self.decoder.is_idle() {
                 if let Some(app) = &mut self.app {
                     if let Some(line) = app.typed.push(byte) {
-                        app.board.send_serial(&line).await.map_err(ChipError::App)?;
+                        let typed = Command::Serial(line);
+                        app.board.send(typed).await.map_err(ChipError::App)?;
                     }
                 }
             }
@@ -321,7 +346,7 @@ impl Session {
             }
             // No DTR/RTS on a pty: a host that syncs is taken to have reset the chip into
             // the loader, as its reset sequence would on a bench.
-            self.stop_app().await;
+            self.stop_app().await?;
             self.rom.reset();
         }
         let is_block = request.op == Op::FlashData as u8;
@@ -357,6 +382,10 @@ impl Session {
         let boot = match command {
             Control::Reset => boot::from_flash(self.profile(), self.rom.flash(), Some(Reset::Pin)),
             Control::Bootloader => boot::into_loader(self.profile(), Reset::Pin),
+            Control::Hold => {
+                self.hold().await?;
+                return Ok(Flow::Continue);
+            }
             Control::Unplug => return Ok(Flow::Unplug),
         };
         self.boot(boot).await?;
@@ -365,9 +394,8 @@ impl Session {
 
     /// Whatever ran stops; the boot lines go out; the app starts if there is one.
     async fn boot(&mut self, boot: Boot) -> Result<(), ChipError> {
-        self.stop_app().await;
-        self.rom.reset();
-        self.decoder.reset();
+        self.hold().await?;
+        self.held = false;
         self.send_lines(&boot.lines).await;
         match boot.next {
             Next::App { version } => {
@@ -380,13 +408,6 @@ impl Session {
 
     async fn start_app(&mut self, version: String) -> Result<(), ChipError> {
         let trace = Trace::in_memory();
-        let spec = BoardSpec {
-            profile: "sim".into(),
-            topic: None,
-            client_id: None,
-            debounce: None,
-            version: Some(version),
-        };
         // Unique per pty, so that several virtual chips can share a broker.
         let pty_number = self
             .pty
@@ -400,35 +421,66 @@ impl Session {
         let broker = self
             .broker
             .unwrap_or(SocketAddr::from(([192, 0, 2, 1], 1883)));
-        let mut board = Board::start(BoardSetup {
-            name: "chip",
-            client_id: &client_id,
-            spec: &spec,
+        let (writes, settings) = mpsc::unbounded_channel();
+        // Until the firmware stores settings of its own, it boots with the broker and
+        // client id above, as if built with them.
+        let storage = Storage {
+            stored: settings::stored(self.profile(), self.rom.flash()),
+            writes,
+        };
+        let board = SimBoard::start(SimSetup {
+            name: "chip".into(),
+            client_id,
+            topic: None,
+            credentials: None,
+            debounce: None,
+            version: Some(version),
             broker,
             trace: trace.clone(),
             seed: 0,
-            bench: None,
-            lock_timeout: Duration::ZERO,
-            namespace: None,
-            credentials: None,
-        })
-        .await
-        .map_err(ChipError::App)?;
+            storage: Some(storage),
+        });
         if self.broker.is_none() {
-            board.wifi(false).await.map_err(ChipError::App)?;
+            let no_network = Command::Wifi { up: false };
+            board.send(no_network).await.map_err(ChipError::App)?;
         }
         self.app = Some(App {
             board,
             serial: trace.cursor_at(0),
             typed: TypedLine::default(),
+            settings,
         });
         Ok(())
     }
 
-    async fn stop_app(&mut self) {
-        if let Some(app) = self.app.take() {
-            app.board.stop().await;
+    /// Whatever ran stops at once, the loader too: the app's sockets close without a
+    /// word, as when the power goes.
+    async fn hold(&mut self) -> Result<(), ChipError> {
+        self.stop_app().await?;
+        self.rom.reset();
+        self.decoder.reset();
+        self.held = true;
+        Ok(())
+    }
+
+    /// Stops the app; what it stored up to then is in flash.
+    async fn stop_app(&mut self) -> Result<(), ChipError> {
+        let Some(mut app) = self.app.take() else {
+            return Ok(());
+        };
+        app.board.stop().await;
+        while let Ok(record) = app.settings.try_recv() {
+            self.store_settings(&record)?;
         }
+        Ok(())
+    }
+
+    /// The firmware's settings go to their sector, in flash and in the flash file.
+    fn store_settings(&mut self, record: &[u8]) -> Result<(), ChipError> {
+        let at = self.profile().settings_sector;
+        let sector = settings::sector_with(record).map_err(ChipError::App)?;
+        self.rom.app_write(at, &sector);
+        self.store.write(at, &sector).map_err(ChipError::FlashFile)
     }
 
     async fn send_lines(&self, lines: &[String]) {

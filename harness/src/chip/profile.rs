@@ -25,6 +25,8 @@ pub struct Profile {
     pub registers: &'static [(u32, u32)],
     /// The lines the ROM prints right after reset.
     pub banner: fn(Reset, BootMode) -> Vec<String>,
+    /// The flash sector where the firmware keeps its settings (see `settings`).
+    pub settings_sector: usize,
 }
 
 /// The SPI flash controller, as far as a host drives it through WRITE_REG / READ_REG to
@@ -69,6 +71,8 @@ const ESP8266: Profile = Profile {
         (0x6000_0014, 451),
     ],
     banner: esp8266_banner,
+    // The Arduino core's EEPROM sector on a 4 MB flash (`_EEPROM_start` 0x405FB000).
+    settings_sector: 0x3F_B000,
 };
 
 const ESP32C3: Profile = Profile {
@@ -91,6 +95,9 @@ const ESP32C3: Profile = Profile {
         (0x6000_8858, 0),
     ],
     banner: esp32c3_banner,
+    // The nvs partition of the default partition table, where the Arduino core's EEPROM
+    // lives; between the partition table (0x8000) and the app (0x10000).
+    settings_sector: 0x9000,
 };
 
 /// The profile of `chip`, if hil can be one.

@@ -20,7 +20,8 @@ use super::protocol::{data_checksum, Op, Request, Response, RomError};
 
 /// The size of every virtual chip's flash.
 pub const FLASH_SIZE: usize = 4 * 1024 * 1024;
-const SECTOR: usize = 0x1000;
+/// The flash's erase unit.
+pub const SECTOR: usize = 0x1000;
 /// The largest FLASH_DATA block accepted: a stub's 16 KiB (the ROM's own is 1 KiB).
 const MAX_BLOCK: usize = 0x4000;
 /// SYNC's payload: `07 07 12 20` and 32 × `0x55`.
@@ -105,6 +106,11 @@ impl Rom {
 
     pub fn flash(&self) -> &[u8] {
         &self.flash
+    }
+
+    /// The running app writing its own flash (not through the loader).
+    pub fn app_write(&mut self, offset: usize, bytes: &[u8]) {
+        self.flash[offset..offset + bytes.len()].copy_from_slice(bytes);
     }
 
     /// What a chip reset does to the loader: registers back to their reset values, any

@@ -1,9 +1,11 @@
 //! The virtual chip's flash on disk, so that what was flashed survives the process (and
-//! can be inspected): a file of exactly the flash's size, erased bytes 0xFF.
+//! can be inspected): a file of exactly the flash's size, erased bytes 0xFF. It holds
+//! the firmware's stored settings, Wi-Fi password included, so a new file is the
+//! owner's alone.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::rom::FLASH_SIZE;
@@ -39,6 +41,7 @@ impl FlashStore {
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(0o600)
             .open(path)
             .map_err(fail)?;
         let store_of = |file| FlashStore {
@@ -90,6 +93,10 @@ mod tests {
         let path = dir.path().join("flash.bin");
         let (store, flash) = FlashStore::open(Some(&path)).unwrap();
         assert!(flash.iter().all(|&b| b == 0xFF));
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&path).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600);
         store.write(0x1_0000, &[0xE9, 1]).unwrap();
         drop(store);
         let (_, again) = FlashStore::open(Some(&path)).unwrap();

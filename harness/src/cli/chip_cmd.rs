@@ -77,7 +77,7 @@ pub async fn run(args: PtyArgs, broker: Option<SocketAddr>) -> Result<Exit, Fail
         );
     }
     eprintln!(
-        "hil sim: control socket {} (reset, bootloader, unplug); flash {}",
+        "hil sim: control socket {} (reset, bootloader, hold, unplug); flash {}",
         virtual_chip.control_path().display(),
         virtual_chip.flash_path().display()
     );
@@ -85,8 +85,11 @@ pub async fn run(args: PtyArgs, broker: Option<SocketAddr>) -> Result<Exit, Fail
         .run(stop)
         .await
         .map_err(|e| Failure::new(Exit::Infrastructure, e))?;
-    if ended == Ended::Unplugged {
-        eprintln!("hil sim: unplugged");
-    }
-    Ok(Exit::Success)
+    Ok(match ended {
+        Ended::Unplugged => {
+            eprintln!("hil sim: unplugged");
+            Exit::Success
+        }
+        Ended::Stopped => Exit::Interrupted,
+    })
 }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use hil::exit::Exit;
-use hil::image::{self, Chip, ImageSpec};
+use hil::image::{self, Chip, Defect, ImageSpec};
 
 use super::Failure;
 
@@ -38,6 +38,9 @@ pub struct GenerateArgs {
     /// Write an ESP-IDF-style app ELF instead (ESP32 family), for testing ELF flashing.
     #[arg(long)]
     elf: bool,
+    /// Break the image in exactly one way, for testing what must refuse it.
+    #[arg(long, value_enum, conflicts_with = "elf")]
+    defect: Option<DefectArg>,
     #[arg(short, long, value_name = "FILE")]
     output: PathBuf,
 }
@@ -54,6 +57,27 @@ enum ChipArg {
     Esp8266,
     Esp32,
     Esp32c3,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum DefectArg {
+    BadMagic,
+    WrongChip,
+    BadChecksum,
+    Truncated,
+    BadHash,
+}
+
+impl From<DefectArg> for Defect {
+    fn from(defect: DefectArg) -> Defect {
+        match defect {
+            DefectArg::BadMagic => Defect::BadMagic,
+            DefectArg::WrongChip => Defect::WrongChip,
+            DefectArg::BadChecksum => Defect::BadChecksum,
+            DefectArg::Truncated => Defect::Truncated,
+            DefectArg::BadHash => Defect::BadHash,
+        }
+    }
 }
 
 impl From<ChipArg> for Chip {
@@ -80,6 +104,17 @@ pub fn run(command: Command) -> Result<Exit, Failure> {
                     Failure::new(
                         Exit::Usage,
                         "--elf: ESP8266 firmware is flashed as a .bin, not an ELF",
+                    )
+                })?
+            } else if let Some(defect) = args.defect.map(Defect::from) {
+                image::generate_broken(&spec, defect).ok_or_else(|| {
+                    Failure::new(
+                        Exit::Usage,
+                        format!(
+                            "--defect {}: {} images carry no chip id or hash to break",
+                            defect.name(),
+                            spec.chip.name()
+                        ),
                     )
                 })?
             } else {

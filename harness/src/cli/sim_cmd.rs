@@ -5,10 +5,15 @@ use std::time::Duration;
 use hil::board::{Board, BoardSetup};
 use hil::exit::Exit;
 use hil::scenario::BoardSpec;
-use hil::trace::{EventBody, Trace};
+use hil::trace::{Event, EventBody, Trace};
 use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::oneshot;
 
 use super::{chip_cmd, stop_signal, Failure};
+
+/// How long the console may take to print what the boards said last; stdout blocks
+/// only when nobody reads it.
+const PRINTER_DEADLINE: Duration = Duration::from_secs(2);
 
 /// Run simulated light controllers (the real firmware core) against an MQTT broker.
 ///
@@ -16,7 +21,7 @@ use super::{chip_cmd, stop_signal, Failure};
 ///   press [I]   press the wall switch (of board I, or of every board)
 ///   status [I]  print the status line
 ///   reset [I]   reboot
-///   quit        stop (so does Ctrl-C or end of input)
+///   quit        stop (so does end of input; Ctrl-C or SIGTERM too, exit code 130)
 ///
 /// With --pty, hil is instead one virtual ESP chip on a pseudo-terminal: the first line
 /// on stdout is the port (/dev/pts/N); flash it with esptool (--before no-reset
@@ -25,6 +30,8 @@ use super::{chip_cmd, stop_signal, Failure};
 /// --link PATH), each answered `ok` or `error: …`:
 ///   reset       EN pulse: boot from flash
 ///   bootloader  reset into the serial loader (download mode)
+///   hold        hold in reset, as without power: the app stops, its MQTT connection
+///               drops without DISCONNECT (the will fires); until reset or bootloader
 ///   unplug      pull the cable: the pty closes and hil sim ends
 /// A SYNC arriving while the app runs counts as a reset into the loader.
 ///
@@ -108,14 +115,22 @@ pub async fn run(args: SimArgs) -> Result<Exit, Failure> {
         .map_err(|e| Failure::new(Exit::Infrastructure, e))?;
         boards.push(board);
     }
-    let printer = tokio::spawn(print_serial(trace.clone(), fleet));
+    let (finish, finished) = oneshot::channel();
+    let printer = tokio::spawn(print_serial(trace.clone(), fleet, finished));
     let outcome = drive(&mut boards).await;
     for board in boards {
         board.stop().await;
     }
-    // Let the printer show what the boards said last.
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    printer.abort();
+    let _ = finish.send(());
+    if tokio::time::timeout(PRINTER_DEADLINE, printer)
+        .await
+        .is_err()
+    {
+        eprintln!(
+            "hil sim: stdout took longer than {} to take the boards' last lines; some are missing",
+            humantime::format_duration(PRINTER_DEADLINE)
+        );
+    }
     outcome
 }
 
@@ -127,7 +142,7 @@ async fn drive(boards: &mut [Board]) -> Result<Exit, Failure> {
     loop {
         let line = tokio::select! {
             line = lines.next_line() => line.map_err(|e| Failure::new(Exit::Infrastructure, format!("stdin: {e}")))?,
-            signal = &mut stop => return signal.map(|_| Exit::Success),
+            signal = &mut stop => return signal.map(|_| Exit::Interrupted),
         };
         let Some(line) = line else {
             return Ok(Exit::Success);
@@ -165,19 +180,34 @@ async fn drive(boards: &mut [Board]) -> Result<Exit, Failure> {
     }
 }
 
-async fn print_serial(trace: Trace, fleet: bool) {
+/// Prints the boards' serial lines as they come; once `finish` fires, prints what is
+/// left and ends.
+async fn print_serial(trace: Trace, fleet: bool, mut finish: oneshot::Receiver<()>) {
     let mut cursor = trace.cursor_at(0);
     loop {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(3600);
-        let Some(event) = cursor.next_before(deadline).await else {
-            continue;
-        };
-        if let EventBody::Serial { board, line } = &event.body {
-            if fleet {
-                println!("[{board}] {line}");
-            } else {
-                println!("{line}");
+        tokio::select! {
+            event = cursor.next_before(deadline) => {
+                if let Some(event) = event {
+                    print_line(&event, fleet);
+                }
             }
+            _ = &mut finish => {
+                for event in cursor.drain() {
+                    print_line(&event, fleet);
+                }
+                return;
+            }
+        }
+    }
+}
+
+fn print_line(event: &Event, fleet: bool) {
+    if let EventBody::Serial { board, line } = &event.body {
+        if fleet {
+            println!("[{board}] {line}");
+        } else {
+            println!("{line}");
         }
     }
 }

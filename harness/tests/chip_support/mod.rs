@@ -91,6 +91,76 @@ pub fn stdout_lines(child: &mut Child) -> mpsc::Receiver<String> {
     lines
 }
 
+/// `hil broker --port 0` as a child process, killed on drop.
+pub struct HilBroker {
+    child: Child,
+    /// `mqtt://127.0.0.1:PORT`, as it printed.
+    pub url: String,
+}
+
+impl HilBroker {
+    pub fn start() -> HilBroker {
+        let mut child = Command::new(hil_exe())
+            .args(["broker", "--port", "0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let url = stdout_lines(&mut child)
+            .recv_timeout(DEADLINE)
+            .expect("hil broker prints its URL");
+        HilBroker { child, url }
+    }
+
+    /// A client of the test's own, subscribed to `topic`.
+    pub fn subscribe(&self, topic: &str) -> Subscriber {
+        let address = self.url.trim_start_matches("mqtt://");
+        let (host, port) = address.rsplit_once(':').expect("HOST:PORT");
+        let options =
+            rumqttc::MqttOptions::new("chip-test-watcher", host, port.parse::<u16>().unwrap());
+        let (client, connection) = rumqttc::Client::new(options, 16);
+        client.subscribe(topic, rumqttc::QoS::AtLeastOnce).unwrap();
+        Subscriber {
+            _client: client,
+            connection,
+        }
+    }
+}
+
+impl Drop for HilBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What reaches one subscription.
+pub struct Subscriber {
+    _client: rumqttc::Client,
+    connection: rumqttc::Connection,
+}
+
+impl Subscriber {
+    /// Waits for a message with `payload`; fails after the deadline.
+    pub fn wait_for_payload(&mut self, payload: &str) {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.connection.recv_timeout(left) {
+                Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(publish))))
+                    if publish.payload == payload.as_bytes() =>
+                {
+                    return
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => panic!("the test's MQTT client failed: {error}"),
+                Err(_) => panic!("no message {payload:?} within {DEADLINE:?}"),
+            }
+        }
+    }
+}
+
 /// A running `hil sim --pty`, linked at `port` inside its own temporary directory.
 pub struct VirtualChip {
     child: Option<Child>,
@@ -101,6 +171,8 @@ pub struct VirtualChip {
     pub pty: PathBuf,
     pub flash_file: PathBuf,
     stdout: mpsc::Receiver<String>,
+    /// Its log (stderr, at level info), complete once the process has ended.
+    log: Option<std::thread::JoinHandle<String>>,
 }
 
 impl VirtualChip {
@@ -125,12 +197,19 @@ impl VirtualChip {
             .arg("--flash-file")
             .arg(&flash_file)
             .args(extra)
+            .env("HIL_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         let stdout = stdout_lines(&mut child);
+        let mut stderr = child.stderr.take().expect("stderr is piped");
+        let log = std::thread::spawn(move || {
+            let mut log = String::new();
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut log);
+            log
+        });
         let pty = stdout
             .recv_timeout(DEADLINE)
             .expect("hil sim --pty prints its pty path first");
@@ -141,6 +220,7 @@ impl VirtualChip {
             pty: PathBuf::from(pty),
             flash_file,
             stdout,
+            log: Some(log),
         }
     }
 
@@ -170,6 +250,18 @@ impl VirtualChip {
         wait_for_line(&mut console, |line| boot_version(line).map(str::to_string))
     }
 
+    /// A chip whose flash holds `app` where its app lives, not yet reset.
+    pub fn start_with_app(chip: Chip, app: &[u8]) -> VirtualChip {
+        let dir = tempfile::tempdir().unwrap();
+        let flash_file = dir.path().join("flash.bin");
+        let mut flash = vec![0xFF; hil::chip::FLASH_SIZE];
+        let at = chip.app_offset() as usize;
+        flash[at..at + app.len()].copy_from_slice(app);
+        std::fs::write(&flash_file, &flash).unwrap();
+        let port = dir.path().join(chip.name());
+        VirtualChip::start_with(chip, dir, port, flash_file, &[])
+    }
+
     pub fn flash(&self) -> Vec<u8> {
         std::fs::read(&self.flash_file).unwrap()
     }
@@ -193,6 +285,14 @@ impl VirtualChip {
             .status()
             .unwrap();
         assert!(status.success());
+    }
+
+    /// Unplugs the chip and returns everything it logged.
+    pub fn unplug_and_read_log(&mut self) -> String {
+        self.control(Control::Unplug);
+        assert!(self.wait_for_exit().success());
+        let log = self.log.take().expect("the log is read once");
+        log.join().expect("the log reader ends with the process")
     }
 
     /// Nothing more may appear on stdout than the pty path.
