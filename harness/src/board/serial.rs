@@ -473,7 +473,12 @@ fn record_line(bytes: &[u8], name: &str, profile: &Profile, trace: &Trace) {
     if line.is_empty() {
         return;
     }
-    let relay = profile.patterns.relay_on(&line);
+    // A boot line means the board restarted, and a relay is off at power-on (as the
+    // simulated board records it), so what follows starts from off.
+    let relay = match profile.patterns.boot_version(&line) {
+        Some(_) => Some(false),
+        None => profile.patterns.relay_on(&line),
+    };
     trace.record(EventBody::Serial {
         board: name.to_string(),
         line,
