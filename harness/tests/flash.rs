@@ -3,11 +3,13 @@
 
 mod chip_support;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use chip_support::{hil_exe, hil_flash, image, text, VirtualChip, DEADLINE};
+use chip_support::{
+    hil_exe, hil_flash, image, lines_of, send_signal, text, wait_with_deadline, VirtualChip,
+    DEADLINE,
+};
 use hil::image::{generate, Chip, ImageSpec};
 
 fn assert_exit(output: &Output, code: i32, stderr_has: &str) {
@@ -189,13 +191,7 @@ fn a_port_another_hil_holds_is_waited_for_then_its_holder_named() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = monitor.stderr.take().unwrap();
-    let (tx, said) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let said = lines_of(monitor.stderr.take().unwrap());
     let opened = said
         .recv_timeout(DEADLINE)
         .expect("the monitor says it opened the port");
@@ -215,19 +211,8 @@ fn a_port_another_hil_holds_is_waited_for_then_its_holder_named() {
         "nothing was written while the monitor held the port"
     );
 
-    let status = Command::new("kill")
-        .args(["-s", "INT", &monitor.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let (tx, exited) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(monitor.wait());
-    });
-    let status = exited
-        .recv_timeout(DEADLINE)
-        .expect("the monitor exits")
-        .unwrap();
+    send_signal(&monitor, "INT");
+    let status = wait_with_deadline(monitor);
     assert_eq!(status.code(), Some(130));
     let output = hil_flash(&app, &chip.port, &["--lock-timeout", "5s"]);
     assert_exit(&output, 0, "");

@@ -5,14 +5,15 @@
 #[path = "chip_support/mod.rs"]
 mod chip_support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use chip_support::{esptool, hil_exe, image, run, text, VirtualChip, DEADLINE};
+use chip_support::{
+    esptool, hil_exe, image, lines_of, run, text, wait_with_deadline, VirtualChip, DEADLINE,
+};
 use hil::board::profile::{Profile, Sequence};
 use hil::image::Chip;
 use hil::port::rfc2217::RemotePort;
@@ -26,14 +27,7 @@ struct Server(Option<Child>);
 impl Server {
     /// Waits for the process to end by itself.
     fn wait_for_exit(mut self) -> std::process::ExitStatus {
-        let mut child = self.0.take().expect("the server runs");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = tx.send(child.wait());
-        });
-        rx.recv_timeout(DEADLINE)
-            .expect("the server ends within the deadline")
-            .unwrap()
+        wait_with_deadline(self.0.take().expect("the server runs"))
     }
 }
 
@@ -191,15 +185,9 @@ fn line_recorder(log: &Path) -> (Server, u16) {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
+    let lines = lines_of(child.stdout.take().unwrap());
     let server = Server(Some(child));
-    let line = rx
+    let line = lines
         .recv_timeout(DEADLINE)
         .expect("the recorder prints its port");
     let port = line

@@ -6,12 +6,14 @@
 #[path = "chip_support/mod.rs"]
 mod chip_support;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::Instant;
 
-use chip_support::{hil_exe, hil_flash, image, run, text, VirtualChip, DEADLINE};
+use chip_support::{
+    hil_exe, hil_flash, image, lines_of, run, send_signal, text, wait_with_deadline, VirtualChip,
+    DEADLINE,
+};
 use hil::image::Chip;
 
 const SECRET: &str = "wifi-s3cret-9f2c";
@@ -47,13 +49,7 @@ fn provision_stores_settings_and_the_monitor_shows_them_without_the_password() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let stdout = monitor.stdout.take().unwrap();
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let lines = lines_of(monitor.stdout.take().unwrap());
     // Typed lines go to the board; its answer comes back timestamped.
     let mut stdin = monitor.stdin.take().unwrap();
     writeln!(stdin, "status").unwrap();
@@ -73,19 +69,8 @@ fn provision_stores_settings_and_the_monitor_shows_them_without_the_password() {
         "a millisecond stamp: {status}"
     );
 
-    let interrupted = Command::new("kill")
-        .args(["-s", "INT", &monitor.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(interrupted.success());
-    let (tx, exited) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(monitor.wait());
-    });
-    let exit = exited
-        .recv_timeout(DEADLINE)
-        .expect("the monitor exits on Ctrl-C")
-        .unwrap();
+    send_signal(&monitor, "INT");
+    let exit = wait_with_deadline(monitor);
     assert_eq!(exit.code(), Some(130));
     let recorded = std::fs::read_to_string(&trace).unwrap();
     assert!(recorded.contains("HIL status"), "{recorded}");

@@ -78,10 +78,14 @@ pub fn image(dir: &Path, chip: Chip, version: &str, code_len: usize) -> PathBuf 
 
 /// The lines a child prints on stdout (piped), as they come.
 pub fn stdout_lines(child: &mut Child) -> mpsc::Receiver<String> {
+    lines_of(child.stdout.take().expect("stdout is piped"))
+}
+
+/// The lines a pipe carries, as they come, read on a thread of their own.
+pub fn lines_of(pipe: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
     let (tx, lines) = mpsc::channel();
-    let out = child.stdout.take().expect("stdout is piped");
     std::thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
+        for line in BufReader::new(pipe).lines() {
             let Ok(line) = line else { return };
             if tx.send(line).is_err() {
                 return;
@@ -89,6 +93,26 @@ pub fn stdout_lines(child: &mut Child) -> mpsc::Receiver<String> {
         }
     });
     lines
+}
+
+/// Sends `signal` (a name, `INT`, `TERM`) to a running child.
+pub fn send_signal(child: &Child, signal: &str) {
+    let status = Command::new("kill")
+        .args(["-s", signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -s {signal} {}", child.id());
+}
+
+/// Waits for a child to end by itself, failing the test past the deadline.
+pub fn wait_with_deadline(mut child: Child) -> ExitStatus {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    rx.recv_timeout(DEADLINE)
+        .expect("the process ends within the deadline")
+        .unwrap()
 }
 
 /// `hil broker --port 0` as a child process, killed on drop.
@@ -268,23 +292,11 @@ impl VirtualChip {
 
     /// Waits for the chip process to end.
     pub fn wait_for_exit(&mut self) -> ExitStatus {
-        let mut child = self.child.take().expect("the chip process runs");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = tx.send(child.wait());
-        });
-        rx.recv_timeout(DEADLINE)
-            .expect("the virtual chip ends within the deadline")
-            .unwrap()
+        wait_with_deadline(self.child.take().expect("the chip process runs"))
     }
 
     pub fn signal(&self, name: &str) {
-        let pid = self.child.as_ref().expect("the chip process runs").id();
-        let status = Command::new("kill")
-            .args(["-s", name, &pid.to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        send_signal(self.child.as_ref().expect("the chip process runs"), name);
     }
 
     /// Unplugs the chip and returns everything it logged.
