@@ -99,7 +99,11 @@ fn a_chip_option_that_contradicts_the_board_is_refused() {
     let chip = VirtualChip::start(Chip::Esp8266, &[]);
     let c3_image = image(chip.dir.path(), Chip::Esp32c3, "1.0.0", 100);
     let output = hil_flash(&c3_image, &chip.port, &["--chip", "esp32c3"]);
-    assert_exit(&output, 2, "--chip esp32c3, but the board on");
+    assert_exit(
+        &output,
+        2,
+        "expected an esp32c3 (--chip, or the board's profile), but the board on",
+    );
     assert!(erased(&chip));
 }
 

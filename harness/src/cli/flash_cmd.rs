@@ -200,8 +200,12 @@ pub fn run(args: Args) -> Result<Exit, Failure> {
         }
     };
     let job = Job {
-        image: target.image,
-        chip: args.chip.chip(),
+        image: target.image.clone(),
+        // The board's profile knows its chip: an image for another is refused unwritten.
+        chip: args
+            .chip
+            .chip()
+            .or(target.profile.as_ref().and_then(|profile| profile.chip)),
         address: target.address,
         skip_unchanged: !args.no_skip,
         verify: !args.no_verify,

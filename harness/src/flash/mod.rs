@@ -116,7 +116,7 @@ pub fn flash(job: &Job, port: &FlashPort, progress: &mut Progress) -> Result<Fla
     let chip = detect(&mut connection)?;
     if let Some(expected) = job.chip.filter(|&expected| expected != chip) {
         return Err(FlashError::input(format!(
-            "--chip {}, but the board on {} is an {}",
+            "expected an {} (--chip, or the board's profile), but the board on {} is an {}",
             expected.name(),
             port.name(),
             chip.name()
