@@ -1,10 +1,14 @@
 //! `hil run` end to end through the binary: real brokers, real clients, real reports.
 
+#[path = "chip_support/mod.rs"]
+mod chip_support;
 mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use chip_support::VirtualChip;
+use hil::image::Chip;
 use support::hil_exe;
 
 /// A folder of scenario files for one test.
@@ -327,4 +331,64 @@ fn snapshot_mismatch_writes_snap_new_and_accept_makes_it_pass() {
     let reject = suite.hil(&["snapshot", "reject", "--dir", "snapshots"]);
     assert_eq!(reject.status.code(), Some(0));
     assert!(!pending.exists());
+}
+
+/// A virtual ESP32-C3 with a light-controller image of `version` already in flash, and a
+/// bench config naming it `bench1`.
+fn bench_chip(version: &str) -> (VirtualChip, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let flash_file = dir.path().join("flash.bin");
+    let mut flash = vec![0xFF; hil::chip::FLASH_SIZE];
+    let image = hil::image::generate(&hil::image::ImageSpec {
+        chip: Chip::Esp32c3,
+        project: "light-controller",
+        version,
+        code_len: 512,
+    });
+    let at = Chip::Esp32c3.app_offset() as usize;
+    flash[at..at + image.len()].copy_from_slice(&image);
+    std::fs::write(&flash_file, &flash).unwrap();
+    let port = dir.path().join("c3");
+    let chip = VirtualChip::start_with(Chip::Esp32c3, dir, port, flash_file, &[]);
+    let config = chip.dir.path().join("hil.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[boards.bench1]\nport = \"{}\"\nprofile = \"sim-pty\"\n",
+            chip.port.display()
+        ),
+    )
+    .unwrap();
+    (chip, config)
+}
+
+#[test]
+fn expect_boot_as_the_first_step_sees_a_bench_board_boot() {
+    let (_chip, config) = bench_chip("2.0.1");
+    let suite = Suite::new();
+    suite.add(
+        "boot.yaml",
+        r#"name: bench board boots
+boards:
+  lamp: { profile: sim }
+steps:
+  - expect_boot: { board: lamp, version: "2.0.1", within: 1s }
+"#,
+    );
+    let output = suite.hil(&[
+        "run",
+        "boot.yaml",
+        "--board",
+        "lamp=bench1",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&output),
+        stderr(&output)
+    );
+    assert!(stdout(&output).contains("1 passed"), "{}", stdout(&output));
 }

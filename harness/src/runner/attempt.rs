@@ -279,6 +279,9 @@ impl<'a> World<'a> {
                 self.connect_client(&client.name).await?;
             }
         }
+        // The first expectations look from before the boards start: a bench board's
+        // start waits for its boot line, which `expect_boot` as step 1 must still see.
+        self.window_start = self.trace.len() as usize;
         for (index, declared) in self.scenario.boards.iter().enumerate() {
             let client_id = self.client_ids[&declared.name].clone();
             let board = Board::start(BoardSetup {
@@ -297,7 +300,6 @@ impl<'a> World<'a> {
             .map_err(StepError::Harness)?;
             self.boards.insert(declared.name.clone(), board);
         }
-        self.window_start = self.trace.len() as usize;
         let steps = &self.scenario.steps;
         self.run_steps(steps).await?;
         self.steps_end = Some(self.trace.len() as usize);
