@@ -392,3 +392,72 @@ steps:
     );
     assert!(stdout(&output).contains("1 passed"), "{}", stdout(&output));
 }
+
+#[test]
+fn a_simulator_only_step_on_a_bench_board_is_skipped_before_anything_runs() {
+    let suite = Suite::new();
+    // The port does not exist: a scenario that opened it would fail, not skip.
+    suite.add(
+        "hil.toml",
+        "[boards.bench1]\nport = \"/dev/hil-no-such-port\"\nprofile = \"sim-pty\"\n",
+    );
+    suite.add(
+        "wifi.yaml",
+        r#"name: wifi drops
+boards:
+  lamp: { profile: sim }
+steps:
+  - press_switch: { board: lamp }
+  - repeat:
+      times: 1
+      steps:
+        - wifi: { board: lamp, state: down }
+"#,
+    );
+    suite.add(
+        "bounce.yaml",
+        "name: bouncing switch\nboards:\n  lamp: { profile: sim }\nsteps:\n  - press_switch: { board: lamp, bounce: 3 }\n",
+    );
+    suite.add(
+        "ok.yaml",
+        &publish_and_expect("no board at all", "on", "on"),
+    );
+    let output = suite.hil(&[
+        "run",
+        ".",
+        "--board",
+        "lamp=bench1",
+        "--junit",
+        "junit.xml",
+        "--json",
+        "report.json",
+    ]);
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(0), "{text}{}", stderr(&output));
+    assert!(text.contains("SKIP"), "{text}");
+    let reason =
+        "wifi.yaml:9:11: `wifi` on board lamp needs the simulator, and lamp is bench board bench1";
+    assert!(text.contains(reason), "{text}");
+    assert!(
+        text.contains("bounce.yaml:5:5: `press_switch` on board lamp needs the simulator"),
+        "{text}"
+    );
+    assert!(text.contains("1 passed, 0 failed, 2 skipped"), "{text}");
+    assert!(
+        !text.contains("hil-no-such-port"),
+        "the port was never opened: {text}"
+    );
+
+    let junit = std::fs::read_to_string(suite.path("junit.xml")).unwrap();
+    assert!(junit.contains("<skipped message=\""), "{junit}");
+    assert!(junit.contains(reason), "{junit}");
+    let report = json_report(&suite.path("report.json"));
+    let wifi = report["scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "wifi drops")
+        .unwrap();
+    assert_eq!(wifi["status"], "skipped");
+    assert_eq!(report["summary"]["skipped"], 2);
+}

@@ -108,7 +108,11 @@ fn junit(results: &[ScenarioResult], summary: &RunSummary) -> Result<Vec<u8>, St
             Status::Error | Status::Interrupted => {
                 TestCaseStatus::non_success(NonSuccessKind::Error)
             }
+            Status::Skipped => TestCaseStatus::skipped(),
         };
+        if let Some(reason) = &attempt.skip_reason {
+            status.set_message(reason.as_str());
+        }
         if let Some(failure) = &attempt.failure {
             status.set_message(failure.headline());
             status.set_type(if result.status == Status::Failed {

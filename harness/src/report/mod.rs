@@ -16,6 +16,9 @@ use crate::runner::{ScenarioResult, Status};
 pub fn story(result: &ScenarioResult) -> String {
     let mut out = String::new();
     let attempt = result.last();
+    if let Some(reason) = &attempt.skip_reason {
+        let _ = writeln!(out, "skipped: {reason}");
+    }
     if let Some(failure) = &attempt.failure {
         if let Some(step) = &failure.step {
             let _ = writeln!(
@@ -70,5 +73,6 @@ pub fn label(status: Status) -> &'static str {
         Status::Failed => "FAIL",
         Status::Error => "ERROR",
         Status::Interrupted => "INTERRUPTED",
+        Status::Skipped => "SKIP",
     }
 }

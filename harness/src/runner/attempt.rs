@@ -66,6 +66,20 @@ pub async fn run(
     interrupt: &CancellationToken,
 ) -> AttemptRun {
     let started = Instant::now();
+    if let Some(reason) = needs_simulator(scenario, &setup.bench) {
+        return AttemptRun {
+            attempt: Attempt {
+                status: Status::Skipped,
+                duration: started.elapsed(),
+                waited: Duration::ZERO,
+                failure: None,
+                trace_tail: Vec::new(),
+                skip_reason: Some(reason),
+            },
+            events: Vec::new(),
+            trace_file: None,
+        };
+    }
     let trace_file = setup.out_dir.as_ref().map(|dir| dir.join("trace.jsonl"));
     let infra_failure = |observed: String| AttemptRun {
         attempt: Attempt {
@@ -79,6 +93,7 @@ pub async fn run(
                 near_misses: Vec::new(),
             }),
             trace_tail: Vec::new(),
+            skip_reason: None,
         },
         events: Vec::new(),
         trace_file: None,
@@ -161,10 +176,30 @@ pub async fn run(
             waited,
             failure,
             trace_tail,
+            skip_reason: None,
         },
         events: events[..steps_end.min(events.len())].to_vec(),
         trace_file,
     }
+}
+
+/// Why the scenario cannot run on this bench: its first step that only the simulator can
+/// carry out, on a board role a bench board plays.
+fn needs_simulator(scenario: &Scenario, bench: &BenchMapping) -> Option<String> {
+    scenario::all_steps(&scenario.steps)
+        .into_iter()
+        .find_map(|step| {
+            let role = step.action.sim_only_board()?;
+            let bench_board = bench.roles.get(role)?;
+            Some(format!(
+                "{}:{}:{}: `{}` on board {role} needs the simulator, and {role} is bench board {}",
+                scenario.path.display(),
+                step.location.line,
+                step.location.column,
+                step.action.name(),
+                bench_board.name
+            ))
+        })
 }
 
 fn tail(events: &[Arc<Event>]) -> Vec<String> {

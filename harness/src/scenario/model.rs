@@ -149,6 +149,16 @@ impl Action {
             Action::SerialNoise(_) => "serial_noise",
         }
     }
+
+    /// The board this step needs simulated, for a step only the simulator can carry out
+    /// (a bench board has no Wi-Fi switch hil reaches, and its switch bounces by itself).
+    pub fn sim_only_board(&self) -> Option<&str> {
+        match self {
+            Action::Wifi(wifi) => Some(&wifi.board),
+            Action::PressSwitch(press) if press.bounce.unwrap_or(0) > 0 => Some(&press.board),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
