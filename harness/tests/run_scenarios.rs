@@ -461,3 +461,28 @@ steps:
     assert_eq!(wifi["status"], "skipped");
     assert_eq!(report["summary"]["skipped"], 2);
 }
+
+#[test]
+fn an_expectation_after_expect_no_message_still_sees_what_the_stimulus_caused() {
+    let suite = Suite::new();
+    suite.add(
+        "quiet.yaml",
+        r#"name: quiet elsewhere
+clients:
+  phone: {}
+steps:
+  - publish: { as: phone, topic: living_room_lights, payload: "on", qos: 1 }
+  - expect_message: { topic: living_room_lights, payload: "on", from: phone }
+  - expect_no_message: { topic: kitchen_lights, for: 100ms }
+  - expect_message: { topic: living_room_lights, payload: "on", from: phone, within: 100ms }
+"#,
+    );
+    let output = suite.hil(&["run", "quiet.yaml"]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&output),
+        stderr(&output)
+    );
+}

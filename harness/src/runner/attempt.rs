@@ -983,6 +983,7 @@ fn is_expectation(action: &Action) -> bool {
     matches!(
         action,
         Action::ExpectMessage(_)
+            | Action::ExpectNoMessage(_)
             | Action::ExpectTrace(_)
             | Action::ExpectConnected(_)
             | Action::ExpectDisconnected(_)
