@@ -486,3 +486,44 @@ steps:
         stderr(&output)
     );
 }
+
+#[test]
+fn a_late_message_is_named_with_its_lateness_past_the_deadline() {
+    let suite = Suite::new();
+    // Both publishes are held by the tap; the wrong one arrives first after the deadline.
+    suite.add(
+        "late.yaml",
+        r#"name: late message
+clients:
+  phone: {}
+  noise: {}
+  display: {}
+steps:
+  - delay: { client: phone, by: 450ms }
+  - delay: { client: noise, by: 350ms }
+  - publish: { as: phone, topic: living_room_lights, payload: "on" }
+  - publish: { as: noise, topic: living_room_lights, payload: "static" }
+  - expect_message: { topic: living_room_lights, payload: "on", from: phone, to: display, within: 300ms }
+"#,
+    );
+    let output = suite.hil(&["run", "late.yaml"]);
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}{}", stderr(&output));
+    let late = text
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("arrived after the deadline: "))
+        .unwrap_or_else(|| panic!("no late arrival among the near misses: {text}"));
+    assert!(
+        late.starts_with("living_room_lights \"on\"") && late.contains("delivered to display"),
+        "{late}"
+    );
+    let ms_late: f64 = late
+        .split(", about ")
+        .nth(1)
+        .and_then(|rest| rest.split(" ms late").next())
+        .and_then(|number| number.parse().ok())
+        .unwrap_or_else(|| panic!("no lateness in {late}"));
+    // Held 450 ms against a 300 ms deadline: at least about 150 ms late, counted from
+    // the deadline, not from the last event before it.
+    assert!(ms_late >= 100.0, "{late}");
+}

@@ -783,6 +783,7 @@ impl<'a> World<'a> {
         count: usize,
         within: Duration,
     ) -> Result<(), StepError> {
+        let deadline_us = self.trace.elapsed_us() + within.as_micros() as u64;
         match self
             .wait_for(within, |events| query.count_matches(events) >= count)
             .await
@@ -794,20 +795,17 @@ impl<'a> World<'a> {
                 let seen = query.count_matches(&events);
                 // A message that is merely late deserves to be told apart from a missing one.
                 let grace = within.min(LATE_ARRIVAL_GRACE);
-                let late_from = events.len();
                 if let Ok(later) = self
                     .wait_for(grace, |events| query.count_matches(events) >= count)
                     .await
                 {
-                    if let Some(arrival) = later
-                        .get(late_from..)
-                        .and_then(|new| new.iter().find(|e| SeenPublish::of(e).is_some()))
-                    {
-                        let deadline_us = events.last().map_or(0, |e| e.t_us);
+                    // The match that completed the count is the one that came late.
+                    if let Some(arrival) = query.matching(&later).nth(count.saturating_sub(1)) {
                         misses.push(format!(
-                            "arrived after the deadline: about {:.1} ms late (event #{})",
-                            arrival.t_us.saturating_sub(deadline_us) as f64 / 1000.0,
-                            arrival.seq
+                            "arrived after the deadline: {}, about {:.1} ms late (event #{})",
+                            arrival.describe(origin),
+                            arrival.event.t_us.saturating_sub(deadline_us) as f64 / 1000.0,
+                            arrival.event.seq
                         ));
                     }
                 }
