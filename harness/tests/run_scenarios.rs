@@ -527,3 +527,47 @@ steps:
     // the deadline, not from the last event before it.
     assert!(ms_late >= 100.0, "{late}");
 }
+
+#[test]
+fn a_refused_run_leaves_earlier_reports_untouched() {
+    let suite = Suite::new();
+    suite.add(
+        "lamp.yaml",
+        "name: lamp\nboards:\n  lamp: { profile: sim }\nsteps:\n  - press_switch: { board: lamp }\n",
+    );
+    suite.add("junit.xml", "earlier junit");
+    suite.add("report.json", "earlier json");
+    let refusals: [&[&str]; 2] = [
+        // No hil.toml for the bench mapping.
+        &["--board", "lamp=bench1"],
+        &["--broker", "not a url"],
+    ];
+    for refusal in refusals {
+        let mut args = vec![
+            "run",
+            "lamp.yaml",
+            "--junit",
+            "junit.xml",
+            "--json",
+            "report.json",
+        ];
+        args.extend_from_slice(refusal);
+        let output = suite.hil(&args);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{refusal:?}: {}",
+            stderr(&output)
+        );
+        for (file, earlier) in [
+            ("junit.xml", "earlier junit"),
+            ("report.json", "earlier json"),
+        ] {
+            assert_eq!(
+                std::fs::read_to_string(suite.path(file)).unwrap(),
+                earlier,
+                "{refusal:?} touched {file}"
+            );
+        }
+    }
+}

@@ -293,7 +293,11 @@ fn copy<'a>(event: &RunEvent<'a>) -> RunEvent<'a> {
 }
 
 pub async fn run(args: RunArgs) -> Result<Exit, Failure> {
+    // Everything that can refuse the run (exit 2) comes before the first write, so a
+    // refused run leaves earlier reports as they were.
     let scenarios = select(load_all(&args.paths)?, &args);
+    let bench = bench_mapping(&args, &scenarios)?;
+    let (broker, credentials) = broker_config(&args)?;
     for report in [&args.junit, &args.json].into_iter().flatten() {
         check_writable(report).map_err(|e| {
             Failure::new(
@@ -310,8 +314,6 @@ pub async fn run(args: RunArgs) -> Result<Exit, Failure> {
             )
         })?;
     }
-    let bench = bench_mapping(&args, &scenarios)?;
-    let (broker, credentials) = broker_config(&args)?;
     let seed = args.seed.unwrap_or_else(|| fastrand::u64(..));
     let options = RunOptions {
         bench,
