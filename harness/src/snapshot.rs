@@ -385,26 +385,49 @@ fn normalized_packet(packet: &Packet) -> Option<String> {
     })
 }
 
-/// Which pending snapshots `accept` / `reject` act on.
-pub fn pending_snapshots(folder: &Path, names: &[String]) -> std::io::Result<Vec<PathBuf>> {
+/// The pending snapshots of a folder that `accept` / `reject` act on.
+#[derive(Debug, Default)]
+pub struct PendingSelection {
+    /// The `.snap.new` files the names chose (all of them when no name is given).
+    pub chosen: Vec<PathBuf>,
+    /// Names that chose no file.
+    pub unmatched: Vec<String>,
+    /// Every pending snapshot's name (the file name without `.snap.new`).
+    pub available: Vec<String>,
+}
+
+/// Which pending snapshots `accept` / `reject` act on: those whose file name, or whose
+/// scenario name as a slug, is one of `names`; all when `names` is empty.
+pub fn pending_snapshots(folder: &Path, names: &[String]) -> std::io::Result<PendingSelection> {
     let mut pending = Vec::new();
-    if !folder.exists() {
-        return Ok(pending);
-    }
-    for entry in std::fs::read_dir(folder)? {
-        let path = entry?.path();
-        let Some(file_name) = path.file_name().and_then(|n| n.to_str()) else {
-            continue;
-        };
-        let Some(stem) = file_name.strip_suffix(".snap.new") else {
-            continue;
-        };
-        if names.is_empty() || names.iter().any(|name| slug(name) == stem || name == stem) {
-            pending.push(path);
+    if folder.exists() {
+        for entry in std::fs::read_dir(folder)? {
+            let path = entry?.path();
+            let stem = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|name| name.strip_suffix(".snap.new"))
+                .map(str::to_string);
+            if let Some(stem) = stem {
+                pending.push((stem, path));
+            }
         }
     }
     pending.sort();
-    Ok(pending)
+    let chooses = |name: &String, stem: &str| slug(name) == stem || name == stem;
+    Ok(PendingSelection {
+        chosen: pending
+            .iter()
+            .filter(|(stem, _)| names.is_empty() || names.iter().any(|name| chooses(name, stem)))
+            .map(|(_, path)| path.clone())
+            .collect(),
+        unmatched: names
+            .iter()
+            .filter(|name| !pending.iter().any(|(stem, _)| chooses(name, stem)))
+            .cloned()
+            .collect(),
+        available: pending.into_iter().map(|(stem, _)| stem).collect(),
+    })
 }
 
 #[cfg(test)]

@@ -571,3 +571,79 @@ fn a_refused_run_leaves_earlier_reports_untouched() {
         }
     }
 }
+
+#[test]
+fn snapshot_names_that_match_nothing_are_refused_and_nothing_is_touched() {
+    let suite = Suite::new();
+    std::fs::create_dir(suite.path("snapshots")).unwrap();
+    suite.add("snapshots/phone-turns-on.snap.new", "pending");
+    for action in ["accept", "reject"] {
+        let output = suite.hil(&[
+            "snapshot",
+            action,
+            "phone turns on",
+            "no such scenario",
+            "--dir",
+            "snapshots",
+        ]);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{action}: {}",
+            stdout(&output)
+        );
+        let text = stderr(&output);
+        assert!(
+            text.contains("matches \"no such scenario\"")
+                && text.contains("pending: phone-turns-on"),
+            "{text}"
+        );
+        assert!(suite.path("snapshots/phone-turns-on.snap.new").exists());
+        assert!(!suite.path("snapshots/phone-turns-on.snap").exists());
+    }
+    let empty = tempfile::tempdir().unwrap();
+    let output = suite.hil(&[
+        "snapshot",
+        "accept",
+        "anything",
+        "--dir",
+        empty.path().to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("there are none"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn a_filter_that_selects_nothing_is_refused_with_the_scenarios_there_are() {
+    let suite = Suite::new();
+    suite.add(
+        "a.yaml",
+        &publish_and_expect("phone reaches display", "on", "on"),
+    );
+    let output = suite.hil(&["run", ".", "--filter", "switch"]);
+    assert_eq!(output.status.code(), Some(2), "{}", stdout(&output));
+    let text = stderr(&output);
+    assert!(
+        text.contains("--filter \"switch\" matches no scenario")
+            && text.contains("\"phone reaches display\""),
+        "{text}"
+    );
+    // In a shard that holds none of the matches, the filter is no mistake.
+    suite.add(
+        "b.yaml",
+        &publish_and_expect("display reaches phone", "on", "on"),
+    );
+    let output = suite.hil(&[
+        "run",
+        ".",
+        "--filter",
+        "phone reaches",
+        "--partition",
+        "2/2",
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+}
