@@ -320,6 +320,10 @@ fn snapshot_mismatch_writes_snap_new_and_accept_makes_it_pass() {
     assert!(pending.exists());
     let text = stdout(&changed);
     assert!(
+        text.contains("diff:") && !text.contains("near misses:"),
+        "the diff under its own heading: {text}"
+    );
+    assert!(
         text.contains("-    publish living_room_lights \"on\""),
         "diff shown: {text}"
     );
