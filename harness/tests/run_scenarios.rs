@@ -270,6 +270,8 @@ fn retries_record_every_attempt_and_fail_fast_stops_starting() {
         "1",
         "--json",
         "r.json",
+        "--out",
+        "out",
     ]);
     assert_eq!(output.status.code(), Some(1));
     let report = json_report(&suite.path("r.json"));
@@ -277,6 +279,20 @@ fn retries_record_every_attempt_and_fail_fast_stops_starting() {
     assert_eq!(scenarios.len(), 1, "fail-fast started no second scenario");
     assert_eq!(scenarios[0]["attempts"].as_array().unwrap().len(), 2);
     assert_eq!(report["summary"]["not_run"], 2);
+    for attempt in ["attempt-1", "attempt-2"] {
+        let trace =
+            std::fs::read_to_string(suite.path(&format!("out/fails-0/{attempt}/trace.jsonl")))
+                .unwrap_or_else(|e| panic!("{attempt}'s trace is kept: {e}"));
+        assert!(trace.contains("\"payload\":\"on\""), "{attempt}: {trace}");
+    }
+    assert!(
+        scenarios[0]["trace_file"]
+            .as_str()
+            .unwrap()
+            .ends_with("out/fails-0/attempt-2/trace.jsonl"),
+        "{}",
+        scenarios[0]["trace_file"]
+    );
 }
 
 #[test]

@@ -55,7 +55,8 @@ pub struct RunArgs {
     /// Write a JSON report.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
-    /// Keep each scenario's trace.jsonl and serial logs in DIR/<scenario>/.
+    /// Keep each scenario's trace.jsonl and serial logs in DIR/<scenario>/ (with
+    /// --retries, each attempt's in DIR/<scenario>/attempt-N/).
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
     /// With --out: also write each scenario's traffic as DIR/<scenario>/capture.pcap.
