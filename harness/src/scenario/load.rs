@@ -303,7 +303,8 @@ fn did_you_mean(message: &str) -> Option<String> {
 }
 
 /// The scenario files under `paths`: files as given, folders searched for `*.yaml` and
-/// `*.yml` (skipping `snapshots` folders), sorted and without repeats.
+/// `*.yml` (skipping `snapshots` folders and symbolic links, so the search stays inside
+/// the folder and ends on a link loop), sorted and without repeats.
 pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ScenarioError> {
     let mut found = Vec::new();
     for path in paths {
@@ -326,10 +327,16 @@ fn collect(folder: &Path, found: &mut Vec<PathBuf>) -> Result<(), ScenarioError>
     let entries = std::fs::read_dir(folder)
         .map_err(|e| ScenarioError::new(folder, format!("cannot list: {e}")))?;
     for entry in entries {
-        let path = entry
-            .map_err(|e| ScenarioError::new(folder, format!("cannot list: {e}")))?
-            .path();
-        if path.is_dir() {
+        let entry = entry.map_err(|e| ScenarioError::new(folder, format!("cannot list: {e}")))?;
+        let path = entry.path();
+        // The entry's own type: a link is never followed.
+        let kind = entry
+            .file_type()
+            .map_err(|e| ScenarioError::new(&path, format!("cannot read: {e}")))?;
+        if kind.is_symlink() {
+            continue;
+        }
+        if kind.is_dir() {
             if path.file_name().is_some_and(|name| name != "snapshots") {
                 collect(&path, found)?;
             }
