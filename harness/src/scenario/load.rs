@@ -355,20 +355,6 @@ pub fn json_schema() -> serde_json::Value {
     serde_json::to_value(schemars::schema_for!(ScenarioFile)).expect("a schema is JSON")
 }
 
-/// Every step name the format knows, in schema order.
-pub fn step_names(schema: &serde_json::Value) -> Vec<String> {
-    let action = &schema["$defs"]["Action"]["oneOf"];
-    action
-        .as_array()
-        .map(|variants| {
-            variants
-                .iter()
-                .filter_map(|v| v["required"][0].as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// All steps, in `repeat` blocks too, depth first.
 pub fn all_steps(steps: &[Step]) -> Vec<&Step> {
     let mut out = Vec::new();
