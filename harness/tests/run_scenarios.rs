@@ -64,6 +64,88 @@ steps:
     )
 }
 
+/// A JUnit report as the element tree CI tools read: testsuites > testsuite > testcase >
+/// failure | skipped | flakyFailure, system-out.
+mod junit {
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    pub struct Testsuites {
+        #[serde(rename = "@tests")]
+        pub tests: usize,
+        #[serde(rename = "@failures")]
+        pub failures: usize,
+        #[serde(rename = "@errors")]
+        pub errors: usize,
+        #[serde(rename = "@skipped")]
+        pub skipped: usize,
+        pub testsuite: Vec<Testsuite>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    pub struct Testsuite {
+        #[serde(rename = "@name")]
+        pub name: String,
+        #[serde(rename = "@tests")]
+        pub tests: usize,
+        #[serde(rename = "@failures")]
+        pub failures: usize,
+        #[serde(rename = "@time")]
+        pub time: f64,
+        #[serde(default)]
+        pub testcase: Vec<Testcase>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    pub struct Testcase {
+        #[serde(rename = "@name")]
+        pub name: String,
+        #[serde(rename = "@classname")]
+        pub classname: String,
+        #[serde(rename = "@time")]
+        pub time: f64,
+        pub failure: Option<Outcome>,
+        pub skipped: Option<Outcome>,
+        #[serde(rename = "flakyFailure", default)]
+        pub flaky_failures: Vec<Outcome>,
+        #[serde(rename = "system-out")]
+        pub system_out: Option<String>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    pub struct Outcome {
+        #[serde(rename = "@message")]
+        pub message: Option<String>,
+        #[serde(rename = "$text", default)]
+        pub text: String,
+    }
+
+    pub fn parse(xml: &str) -> Testsuites {
+        // serde does not look at the root's name: the reader does.
+        let mut reader = quick_xml::Reader::from_str(xml);
+        loop {
+            match reader.read_event() {
+                Ok(quick_xml::events::Event::Start(root)) => {
+                    assert_eq!(root.name().as_ref(), b"testsuites", "{xml}");
+                    break;
+                }
+                Ok(quick_xml::events::Event::Eof) | Err(_) => panic!("no root element: {xml}"),
+                Ok(_) => {}
+            }
+        }
+        quick_xml::de::from_str(xml).unwrap_or_else(|e| panic!("not a JUnit report ({e}): {xml}"))
+    }
+
+    /// The one suite of a run, with its one test case.
+    pub fn only_case(report: &Testsuites) -> &Testcase {
+        assert_eq!(report.testsuite.len(), 1, "{report:?}");
+        let suite = &report.testsuite[0];
+        assert_eq!(suite.name, "hil scenarios");
+        assert_eq!(suite.testcase.len(), 1, "{report:?}");
+        &suite.testcase[0]
+    }
+}
+
 fn json_report(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
@@ -92,16 +174,16 @@ fn a_passing_scenario_exits_0_with_junit_and_json() {
     );
     assert!(stdout(&output).contains("PASS"), "{}", stdout(&output));
 
-    let junit = std::fs::read_to_string(suite.path("junit.xml")).unwrap();
-    assert!(junit.starts_with("<?xml"), "{junit}");
-    for attribute in ["tests=\"1\"", "failures=\"0\"", "errors=\"0\""] {
-        assert!(junit.contains(attribute), "{attribute}: {junit}");
-    }
-    assert!(
-        junit.contains("<testcase name=\"phone reaches display\" classname=\"ok.yaml\" time=\""),
-        "{junit}"
-    );
-    assert!(!junit.contains("<failure"), "{junit}");
+    let junit = junit::parse(&std::fs::read_to_string(suite.path("junit.xml")).unwrap());
+    assert_eq!((junit.tests, junit.failures, junit.errors), (1, 0, 0));
+    let testsuite = &junit.testsuite[0];
+    assert_eq!((testsuite.tests, testsuite.failures), (1, 0));
+    assert!(testsuite.time > 0.0, "{junit:?}");
+    let case = junit::only_case(&junit);
+    assert_eq!(case.name, "phone reaches display");
+    assert_eq!(case.classname, "ok.yaml");
+    assert!(case.time > 0.0, "{case:?}");
+    assert!(case.failure.is_none(), "{case:?}");
 
     let report = json_report(&suite.path("report.json"));
     assert_eq!(report["summary"]["passed"], 1);
@@ -142,14 +224,24 @@ fn a_failing_scenario_tells_the_story_and_exits_1() {
         "{text}"
     );
 
-    let junit = std::fs::read_to_string(suite.path("junit.xml")).unwrap();
+    let junit = junit::parse(&std::fs::read_to_string(suite.path("junit.xml")).unwrap());
+    assert_eq!((junit.tests, junit.failures, junit.errors), (1, 1, 0));
+    assert_eq!(junit.testsuite[0].failures, 1);
+    let case = junit::only_case(&junit);
+    let failure = case.failure.as_ref().expect("a <failure> element");
+    let message = failure.message.as_deref().unwrap_or_default();
     assert!(
-        junit.contains("<failure message=\"bad.yaml:7:5: step 2 `expect_message`"),
-        "{junit}"
+        message.starts_with("bad.yaml:7:5: step 2 `expect_message`: expected a message on living_room_lights with payload \"off\""),
+        "{message}"
     );
     assert!(
-        junit.contains("<system-out>"),
-        "trace excerpt in system-out: {junit}"
+        failure.text.contains("near misses:"),
+        "the story: {failure:?}"
+    );
+    let trace = case.system_out.as_deref().unwrap_or_default();
+    assert!(
+        trace.contains("publish"),
+        "trace excerpt in system-out: {trace}"
     );
 }
 
@@ -468,9 +560,22 @@ steps:
         "the port was never opened: {text}"
     );
 
-    let junit = std::fs::read_to_string(suite.path("junit.xml")).unwrap();
-    assert!(junit.contains("<skipped message=\""), "{junit}");
-    assert!(junit.contains(reason), "{junit}");
+    let junit = junit::parse(&std::fs::read_to_string(suite.path("junit.xml")).unwrap());
+    assert_eq!((junit.tests, junit.skipped, junit.failures), (3, 2, 0));
+    let wifi_case = junit.testsuite[0]
+        .testcase
+        .iter()
+        .find(|case| case.name == "wifi drops")
+        .unwrap();
+    let skipped = wifi_case.skipped.as_ref().expect("a <skipped> element");
+    assert!(
+        skipped
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .ends_with(reason),
+        "{skipped:?}"
+    );
     let report = json_report(&suite.path("report.json"));
     let wifi = report["scenarios"]
         .as_array()
@@ -666,4 +771,71 @@ fn a_filter_that_selects_nothing_is_refused_with_the_scenarios_there_are() {
         "2/2",
     ]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+}
+
+#[test]
+fn a_flaky_scenario_is_a_passing_testcase_with_its_failed_attempt_in_junit() {
+    use hil::report::JunitFile;
+    use hil::runner::{Attempt, Failure, Reporter, RunEvent, RunSummary, ScenarioResult, Status};
+    use std::time::Duration;
+
+    // No scenario fails and then passes deterministically on its own broker, so the
+    // outcome is built here: the runner's own types, through the real JUnit reporter.
+    let attempt = |status, failure: Option<Failure>| Attempt {
+        status,
+        duration: Duration::from_millis(120),
+        waited: Duration::ZERO,
+        failure,
+        trace_tail: vec!["0.000 ms  hil  started".into()],
+        skip_reason: None,
+    };
+    let result = ScenarioResult {
+        name: "sometimes slow".into(),
+        path: PathBuf::from("slow.yaml"),
+        status: Status::Flaky,
+        attempts: vec![
+            attempt(
+                Status::Failed,
+                Some(Failure {
+                    step: None,
+                    expected: "a message".into(),
+                    observed: "none in time".into(),
+                    near_misses: Vec::new(),
+                }),
+            ),
+            attempt(Status::Passed, None),
+        ],
+        trace_file: None,
+        snapshot: None,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("junit.xml");
+    let mut junit_file = JunitFile::new(path.clone());
+    let summary = RunSummary {
+        flaky: 1,
+        duration: Duration::from_millis(250),
+        ..RunSummary::default()
+    };
+    junit_file.report(RunEvent::Started {
+        total: 1,
+        jobs: 1,
+        seed: 1,
+    });
+    junit_file.report(RunEvent::ScenarioFinished(&result));
+    junit_file.report(RunEvent::Finished(&summary));
+    assert_eq!(junit_file.error(), None);
+
+    let junit = junit::parse(&std::fs::read_to_string(&path).unwrap());
+    assert_eq!((junit.tests, junit.failures, junit.errors), (1, 0, 0));
+    let case = junit::only_case(&junit);
+    assert_eq!(case.name, "sometimes slow");
+    assert!(
+        case.failure.is_none(),
+        "a flaky pass is no failure: {case:?}"
+    );
+    assert_eq!(case.flaky_failures.len(), 1, "{case:?}");
+    assert_eq!(
+        case.flaky_failures[0].message.as_deref(),
+        Some("expected a message; none in time")
+    );
 }

@@ -143,6 +143,8 @@ fn junit(results: &[ScenarioResult], summary: &RunSummary) -> Result<Vec<u8>, St
         }
         suite.add_test_case(case);
     }
+    // One suite holds the whole run, so its time is the run's.
+    suite.set_time(summary.duration);
     let mut report = Report::new("hil");
     report.set_time(summary.duration);
     report.add_test_suite(suite);
