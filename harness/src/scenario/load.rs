@@ -11,7 +11,7 @@ use serde::{Deserialize, Deserializer};
 
 use super::model::{opt_duration, DurationText};
 use super::{
-    validate, Action, BoardDecl, BoardSpec, ClientDecl, ClientSpec, Location, Scenario,
+    locate, validate, Action, BoardDecl, BoardSpec, ClientDecl, ClientSpec, Location, Scenario,
     ScenarioError, Step,
 };
 
@@ -184,10 +184,18 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
         steps: file.steps,
     };
     validate::check(&scenario).map_err(|problem| {
-        let error = ScenarioError::new(path, problem.message).at(
-            text,
-            problem.location.unwrap_or(Location { line: 1, column: 1 }),
-        );
+        let at = problem.location.unwrap_or(Location { line: 1, column: 1 });
+        // The field is looked for up to the next step, so another step's is never taken.
+        let next_step = all_steps(&scenario.steps)
+            .into_iter()
+            .map(|step| step.location)
+            .filter(|step| *step > at)
+            .min();
+        let at = problem
+            .field
+            .and_then(|field| locate::field_value(text, at, next_step, field))
+            .unwrap_or(at);
+        let error = ScenarioError::new(path, problem.message).at(text, at);
         match problem.help {
             Some(help) => error.help(help),
             None => error,

@@ -3,6 +3,7 @@
 
 mod error;
 mod load;
+mod locate;
 mod model;
 mod validate;
 

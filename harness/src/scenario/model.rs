@@ -23,7 +23,7 @@ pub struct Scenario {
 }
 
 /// Where something stands in its file, 1-based.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct Location {
     pub line: usize,
     pub column: usize,
