@@ -51,6 +51,17 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// The run ended with `code`; otherwise the test fails showing what it said.
+fn assert_exit(output: &Output, code: i32) {
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "{}{}",
+        stdout(output),
+        stderr(output)
+    );
+}
+
 fn publish_and_expect(name: &str, sent: &str, expected: &str) -> String {
     format!(
         r#"name: {name}
@@ -165,13 +176,7 @@ fn a_passing_scenario_exits_0_with_junit_and_json() {
         "--json",
         "report.json",
     ]);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&output),
-        stderr(&output)
-    );
+    assert_exit(&output, 0);
     assert!(stdout(&output).contains("PASS"), "{}", stdout(&output));
 
     let junit = junit::parse(&std::fs::read_to_string(suite.path("junit.xml")).unwrap());
@@ -198,13 +203,7 @@ fn a_failing_scenario_tells_the_story_and_exits_1() {
         &publish_and_expect("wrong payload", "on", "off"),
     );
     let output = suite.hil(&["run", "bad.yaml", "--junit", "junit.xml"]);
-    assert_eq!(
-        output.status.code(),
-        Some(1),
-        "{}{}",
-        stdout(&output),
-        stderr(&output)
-    );
+    assert_exit(&output, 1);
     let text = stdout(&output);
     assert!(text.contains("FAIL"), "{text}");
     assert!(
@@ -254,13 +253,7 @@ fn an_invalid_file_runs_nothing_and_exits_2() {
         "name: broken\nsteps:\n  - publsh: { as: phone, topic: t, payload: x }\n",
     );
     let output = suite.hil(&["run", ".", "--json", "report.json"]);
-    assert_eq!(
-        output.status.code(),
-        Some(2),
-        "{}{}",
-        stdout(&output),
-        stderr(&output)
-    );
+    assert_exit(&output, 2);
     assert!(
         stderr(&output).contains("broken.yaml:3:"),
         "{}",
@@ -318,13 +311,7 @@ fn parallel_scenarios_do_not_hear_each_other() {
         );
     }
     let output = suite.hil(&["run", ".", "--jobs", "3", "--out", "out"]);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&output),
-        stderr(&output)
-    );
+    assert_exit(&output, 0);
     for i in 0..6 {
         let trace =
             std::fs::read_to_string(suite.path(&format!("out/parallel-{i}/trace.jsonl"))).unwrap();
@@ -495,13 +482,7 @@ steps:
         "--config",
         config.to_str().unwrap(),
     ]);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&output),
-        stderr(&output)
-    );
+    assert_exit(&output, 0);
     assert!(stdout(&output).contains("1 passed"), "{}", stdout(&output));
 }
 
@@ -603,13 +584,7 @@ steps:
 "#,
     );
     let output = suite.hil(&["run", "quiet.yaml"]);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&output),
-        stderr(&output)
-    );
+    assert_exit(&output, 0);
 }
 
 #[test]
