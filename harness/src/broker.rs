@@ -5,7 +5,8 @@
 //! ends, so the only way to stop it, or to restart it with every session, subscription,
 //! in-flight and retained message gone, is to end its process. The tap owns the public
 //! listener (so `:0` works and the address survives restarts) and forwards each
-//! connection to the engine's internal loopback ports, one per protocol version.
+//! connection to the engine's internal loopback ports, four per protocol version
+//! (`tap::ENGINE_LISTENERS`).
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdListener};

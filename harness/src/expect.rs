@@ -101,7 +101,8 @@ impl<'a> SeenPublish<'a> {
         }
     }
 
-    fn describe(&self, origin_us: u64) -> String {
+    /// Topic, payload, flags, who and when (relative to `origin_us`).
+    pub fn describe(&self, origin_us: u64) -> String {
         let payload = crate::trace::Payload(bytes::Bytes::copy_from_slice(self.payload));
         let who = self.client.unwrap_or("?");
         let how = match self.dir {
@@ -150,42 +151,47 @@ impl MessageQuery {
         }
     }
 
-    /// Counts the events of `events` that satisfy the query. With `to`, a match is a
-    /// delivery to that client; with `from` as well, it must follow a matching publish
-    /// from the publisher.
+    /// Counts the events of `events` that satisfy the query.
     pub fn count_matches(&self, events: &[std::sync::Arc<Event>]) -> usize {
+        self.matching(events).count()
+    }
+
+    /// The publishes of `events` that satisfy the query, in order. With `to`, a match is
+    /// a delivery to that client; with `from` as well, it must follow a matching publish
+    /// from the publisher.
+    pub fn matching<'e>(
+        &'e self,
+        events: &'e [std::sync::Arc<Event>],
+    ) -> impl Iterator<Item = SeenPublish<'e>> + 'e {
         let mut published_by_sender = self.from.is_none();
-        let mut count = 0;
-        for publish in events.iter().filter_map(|e| SeenPublish::of(e)) {
-            let matches = match publish.dir {
-                Direction::ToBroker => self.content_matches(&publish),
-                Direction::ToClient => self.delivery_matches(&publish),
-            };
-            if !matches {
-                continue;
-            }
-            match (publish.dir, &self.to) {
-                (Direction::ToBroker, _)
-                    if self
-                        .from
-                        .as_deref()
-                        .is_some_and(|from| publish.client == Some(from)) =>
-                {
-                    published_by_sender = true;
-                    if self.to.is_none() {
-                        count += 1;
+        events
+            .iter()
+            .filter_map(|e| SeenPublish::of(e))
+            .filter(move |publish| {
+                let matches = match publish.dir {
+                    Direction::ToBroker => self.content_matches(publish),
+                    Direction::ToClient => self.delivery_matches(publish),
+                };
+                if !matches {
+                    return false;
+                }
+                match (publish.dir, &self.to) {
+                    (Direction::ToBroker, _)
+                        if self
+                            .from
+                            .as_deref()
+                            .is_some_and(|from| publish.client == Some(from)) =>
+                    {
+                        published_by_sender = true;
+                        self.to.is_none()
                     }
+                    (Direction::ToBroker, None) => self.from.is_none(),
+                    (Direction::ToClient, Some(to)) => {
+                        publish.client == Some(to.as_str()) && published_by_sender
+                    }
+                    _ => false,
                 }
-                (Direction::ToBroker, None) if self.from.is_none() => count += 1,
-                (Direction::ToClient, Some(to))
-                    if publish.client == Some(to.as_str()) && published_by_sender =>
-                {
-                    count += 1
-                }
-                _ => {}
-            }
-        }
-        count
+            })
     }
 
     pub fn describe(&self) -> String {

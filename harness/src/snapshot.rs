@@ -9,7 +9,9 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
+
+use regex::Regex;
 
 use crate::runner::{slug, SnapshotOutcome};
 use crate::scenario::Scenario;
@@ -131,6 +133,58 @@ pub fn diff(old: &str, new: &str) -> String {
         .to_string()
 }
 
+/// A snapshot section's actor: a client id or board, or a client without an id of its
+/// own (broker-assigned), told apart by the order its connection opened in.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum ActorName {
+    Anonymous(usize),
+    Named(String),
+}
+
+impl std::fmt::Display for ActorName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ActorName::Anonymous(order) => write!(f, "(no client id, connection {order})"),
+            ActorName::Named(name) => f.write_str(name),
+        }
+    }
+}
+
+/// Names the actor of a connection's event; anonymous connections are numbered from 1
+/// in the order they first appear.
+#[derive(Default)]
+struct ActorNames {
+    anonymous: std::collections::HashMap<u64, usize>,
+}
+
+impl ActorNames {
+    fn of(&mut self, conn: u64, client: Option<&str>) -> ActorName {
+        match client {
+            Some(name) if !name.is_empty() => ActorName::Named(name.to_string()),
+            _ => {
+                let next = self.anonymous.len() + 1;
+                ActorName::Anonymous(*self.anonymous.entry(conn).or_insert(next))
+            }
+        }
+    }
+}
+
+/// `host:port` addresses (IPv4, `[IPv6]`, host names with a letter, so a time such as
+/// `00:22:57` stays) after a line start, space, `=`, `/` or `@`.
+static ADDRESS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(concat!(
+        r"(?P<before>^|[\s=/@])",
+        r"(?:\[[0-9A-Fa-f:.]+\]|\d{1,3}(?:\.\d{1,3}){3}|[A-Za-z0-9-]*[A-Za-z][A-Za-z0-9-]*(?:\.[A-Za-z0-9-]+)*)",
+        r":\d{1,5}\b",
+    ))
+    .expect("a valid regex")
+});
+
+/// A serial line with the run's addresses (its broker's port changes every run) as `<addr>`.
+fn normalized_serial(line: &str) -> String {
+    ADDRESS.replace_all(line, "${before}<addr>").into_owned()
+}
+
 /// The normalized, one-line-per-event text of a trace.
 pub fn normalize(events: &[Arc<Event>]) -> String {
     #[derive(Default)]
@@ -140,7 +194,9 @@ pub fn normalize(events: &[Arc<Event>]) -> String {
         board: Vec<String>,
         faults: Vec<String>,
     }
-    let mut actors: BTreeMap<String, Actor> = BTreeMap::new();
+    let mut actors: BTreeMap<ActorName, Actor> = BTreeMap::new();
+    let mut names = ActorNames::default();
+    let named = |name: &str| ActorName::Named(name.to_string());
     let mut broker = Vec::new();
     // How often a client knocks during a partition depends on timing: those refused
     // connections are left out.
@@ -160,30 +216,40 @@ pub fn normalize(events: &[Arc<Event>]) -> String {
             EventBody::Mqtt { conn, .. } | EventBody::ConnClosed { conn, .. }
                 if refused.contains(conn) => {}
             EventBody::Mqtt {
+                conn,
                 client,
                 dir,
                 packet,
-                ..
             } => {
                 let Some(line) = normalized_packet(packet) else {
                     continue;
                 };
                 let actor = actors
-                    .entry(client.clone().unwrap_or_default())
+                    .entry(names.of(*conn, client.as_deref()))
                     .or_default();
                 match dir {
                     Direction::ToBroker => actor.sent.push(line),
                     Direction::ToClient => actor.received.push(line),
                 }
             }
-            EventBody::Malformed { client, reason, .. } => {
+            EventBody::Malformed {
+                conn,
+                client,
+                reason,
+                ..
+            } => {
                 actors
-                    .entry(client.clone().unwrap_or_default())
+                    .entry(names.of(*conn, client.as_deref()))
                     .or_default()
                     .sent
                     .push(format!("malformed: {reason}"));
             }
-            EventBody::ConnClosed { client, reason, .. } => {
+            EventBody::ConnClosed {
+                conn,
+                client,
+                reason,
+                ..
+            } => {
                 // A socket dropped without DISCONNECT ends as a FIN or a reset depending
                 // on what was still in flight: one outcome for the snapshot.
                 let reason = match reason {
@@ -194,18 +260,18 @@ pub fn normalize(events: &[Arc<Event>]) -> String {
                         .unwrap_or_default(),
                 };
                 actors
-                    .entry(client.clone().unwrap_or_default())
+                    .entry(names.of(*conn, client.as_deref()))
                     .or_default()
                     .received
                     .push(format!("closed {reason}"));
             }
             EventBody::Serial { board, line } => actors
-                .entry(board.clone())
+                .entry(named(board))
                 .or_default()
                 .board
-                .push(format!("serial {line}")),
+                .push(format!("serial {}", normalized_serial(line))),
             EventBody::Relay { board, on } => actors
-                .entry(board.clone())
+                .entry(named(board))
                 .or_default()
                 .board
                 .push(format!("relay {}", if *on { "on" } else { "off" })),
@@ -214,7 +280,7 @@ pub fn normalize(events: &[Arc<Event>]) -> String {
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_string))
                     .unwrap_or_default();
-                actors.entry(board.clone()).or_default().board.push(change);
+                actors.entry(named(board)).or_default().board.push(change);
             }
             EventBody::Broker { action, .. } => broker.push(format!("{action:?}").to_lowercase()),
             EventBody::Fault {
@@ -223,7 +289,7 @@ pub fn normalize(events: &[Arc<Event>]) -> String {
                 detail,
             } => match target {
                 Some(target) => actors
-                    .entry(target.clone())
+                    .entry(named(target))
                     .or_default()
                     .faults
                     .push(format!("{fault} {detail}")),
@@ -241,11 +307,6 @@ pub fn normalize(events: &[Arc<Event>]) -> String {
         let _ = writeln!(out, "broker: {}", broker.join(", "));
     }
     for (name, actor) in &actors {
-        let name = if name.is_empty() {
-            "(no client id)"
-        } else {
-            name
-        };
         let _ = writeln!(out, "\n[{name}]");
         for (heading, lines) in [
             ("sent", &actor.sent),
@@ -324,26 +385,49 @@ fn normalized_packet(packet: &Packet) -> Option<String> {
     })
 }
 
-/// Which pending snapshots `accept` / `reject` act on.
-pub fn pending_snapshots(folder: &Path, names: &[String]) -> std::io::Result<Vec<PathBuf>> {
+/// The pending snapshots of a folder that `accept` / `reject` act on.
+#[derive(Debug, Default)]
+pub struct PendingSelection {
+    /// The `.snap.new` files the names chose (all of them when no name is given).
+    pub chosen: Vec<PathBuf>,
+    /// Names that chose no file.
+    pub unmatched: Vec<String>,
+    /// Every pending snapshot's name (the file name without `.snap.new`).
+    pub available: Vec<String>,
+}
+
+/// Which pending snapshots `accept` / `reject` act on: those whose file name, or whose
+/// scenario name as a slug, is one of `names`; all when `names` is empty.
+pub fn pending_snapshots(folder: &Path, names: &[String]) -> std::io::Result<PendingSelection> {
     let mut pending = Vec::new();
-    if !folder.exists() {
-        return Ok(pending);
-    }
-    for entry in std::fs::read_dir(folder)? {
-        let path = entry?.path();
-        let Some(file_name) = path.file_name().and_then(|n| n.to_str()) else {
-            continue;
-        };
-        let Some(stem) = file_name.strip_suffix(".snap.new") else {
-            continue;
-        };
-        if names.is_empty() || names.iter().any(|name| slug(name) == stem || name == stem) {
-            pending.push(path);
+    if folder.exists() {
+        for entry in std::fs::read_dir(folder)? {
+            let path = entry?.path();
+            let stem = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|name| name.strip_suffix(".snap.new"))
+                .map(str::to_string);
+            if let Some(stem) = stem {
+                pending.push((stem, path));
+            }
         }
     }
     pending.sort();
-    Ok(pending)
+    let chooses = |name: &String, stem: &str| slug(name) == stem || name == stem;
+    Ok(PendingSelection {
+        chosen: pending
+            .iter()
+            .filter(|(stem, _)| names.is_empty() || names.iter().any(|name| chooses(name, stem)))
+            .map(|(_, path)| path.clone())
+            .collect(),
+        unmatched: names
+            .iter()
+            .filter(|name| !pending.iter().any(|(stem, _)| chooses(name, stem)))
+            .cloned()
+            .collect(),
+        available: pending.into_iter().map(|(stem, _)| stem).collect(),
+    })
 }
 
 #[cfg(test)]
@@ -422,6 +506,79 @@ mod tests {
         assert_eq!(
             normalize(&events),
             "\n[lamp]\n  sent:\n    connect v4 clean=true will=t/status \"offline\" qos=1 retain=true\n    publish t \"on\" qos=1 retain\n  board:\n    relay on\n"
+        );
+    }
+
+    #[test]
+    fn addresses_in_serial_lines_are_normalized() {
+        for (line, normalized) in [
+            (
+                "HIL status state=ACTIVE relay=on topic=t broker=127.0.0.1:40123",
+                "HIL status state=ACTIVE relay=on topic=t broker=<addr>",
+            ),
+            (
+                "connecting to mqtt://broker.local:1883 now",
+                "connecting to mqtt://<addr> now",
+            ),
+            ("peer [::1]:5000", "peer <addr>"),
+            ("ets Jun  8 2016 00:22:57", "ets Jun  8 2016 00:22:57"),
+            ("rst:0x1 (POWERON),boot:0x8", "rst:0x1 (POWERON),boot:0x8"),
+            (
+                "HIL boot fw=light-controller version=0.1.0",
+                "HIL boot fw=light-controller version=0.1.0",
+            ),
+        ] {
+            assert_eq!(normalized_serial(line), normalized, "{line}");
+        }
+        let events = vec![event(
+            1,
+            EventBody::Serial {
+                board: "lamp".into(),
+                line: "HIL status broker=localhost:1883".into(),
+            },
+        )];
+        assert_eq!(
+            normalize(&events),
+            "\n[lamp]\n  board:\n    serial HIL status broker=<addr>\n"
+        );
+    }
+
+    #[test]
+    fn clients_without_an_id_get_one_section_per_connection() {
+        let anonymous = |seq, conn, payload: &str| {
+            event(
+                seq,
+                EventBody::Mqtt {
+                    conn,
+                    client: Some(String::new()),
+                    dir: Direction::ToBroker,
+                    packet: Packet::Publish {
+                        topic: "t".into(),
+                        payload: Payload::from(payload),
+                        qos: 0,
+                        retain: false,
+                        dup: false,
+                        pkid: None,
+                    },
+                },
+            )
+        };
+        let events = vec![
+            anonymous(1, 7, "first"),
+            anonymous(2, 3, "second"),
+            event(
+                3,
+                EventBody::ConnClosed {
+                    conn: 7,
+                    client: None,
+                    reason: CloseReason::ByPeer,
+                    detail: None,
+                },
+            ),
+        ];
+        assert_eq!(
+            normalize(&events),
+            "\n[(no client id, connection 1)]\n  sent:\n    publish t \"first\" qos=0\n  received:\n    closed without_disconnect\n\n[(no client id, connection 2)]\n  sent:\n    publish t \"second\" qos=0\n"
         );
     }
 

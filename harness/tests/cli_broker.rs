@@ -292,8 +292,12 @@ fn every_command_explains_itself_with_an_example() {
         &["monitor"],
         &["provision"],
         &["broker"],
+        &["trace"],
         &["trace", "show"],
         &["bench"],
+        &["image"],
+        &["image", "generate"],
+        &["image", "inspect"],
     ] {
         let output = Command::new(hil_exe())
             .args(command)

@@ -183,3 +183,30 @@ fn the_schema_describes_every_step() {
         assert!(text.contains(&format!("\"{step}\"")), "{step} missing");
     }
 }
+
+#[test]
+fn discovery_stays_inside_the_folder_and_ends_on_a_link_loop() {
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("elsewhere.yaml"), "not: [a scenario").unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let suite = root.path().join("suite");
+    std::fs::create_dir_all(suite.join("nested")).unwrap();
+    std::fs::write(
+        suite.join("nested/ok.yaml"),
+        "name: ok\nclients:\n  phone: {}\nsteps:\n  - publish: { as: phone, topic: t, payload: x }\n",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("..", suite.join("nested/loop")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), suite.join("outside")).unwrap();
+    std::os::unix::fs::symlink(
+        outside.path().join("elsewhere.yaml"),
+        suite.join("linked.yaml"),
+    )
+    .unwrap();
+    let output = hil(root.path(), &["check".as_ref(), "suite".as_ref()]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "1 scenario file(s) valid"
+    );
+}

@@ -44,10 +44,19 @@ enum Command {
     Provision(serial_cmd::ProvisionArgs),
     Flash(flash_cmd::Args),
     Broker(broker_cmd::Args),
-    #[command(subcommand)]
+    /// Read trace files (the JSON Lines of hil run --out, broker --trace, monitor --trace).
+    ///
+    /// Example:
+    ///   hil trace show out/phone-turns-the-lights-on/trace.jsonl --client phone
+    #[command(subcommand, verbatim_doc_comment)]
     Trace(trace_cmd::Command),
     Bench(bench_cmd::Args),
-    #[command(subcommand)]
+    /// Generate reproducible ESP app images for tests, and inspect images as a ROM would.
+    ///
+    /// Examples:
+    ///   hil image generate --chip esp32c3 --app-version 1.4.2 -o light-controller.bin
+    ///   hil image inspect light-controller.bin --chip esp32c3
+    #[command(subcommand, verbatim_doc_comment)]
     Image(image_cmd::Command),
     /// Internal: the rumqttd engine behind `hil broker` and every run's broker.
     #[command(hide = true)]

@@ -40,7 +40,7 @@ pub struct RunArgs {
     /// Run only shard K of N (1-based), e.g. 2/4; every scenario is in exactly one shard.
     #[arg(long, value_name = "K/N", value_parser = parse_partition)]
     partition: Option<(usize, usize)>,
-    /// Run only scenarios whose name or path contains TEXT.
+    /// Run only scenarios whose name or path contains TEXT (exit 2 when none does).
     #[arg(long, value_name = "TEXT")]
     filter: Option<String>,
     /// Start no new scenario after the first failure.
@@ -55,7 +55,8 @@ pub struct RunArgs {
     /// Write a JSON report.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
-    /// Keep each scenario's trace.jsonl and serial logs in DIR/<scenario>/.
+    /// Keep each scenario's trace.jsonl and serial logs in DIR/<scenario>/ (with
+    /// --retries, each attempt's in DIR/<scenario>/attempt-N/).
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
     /// With --out: also write each scenario's traffic as DIR/<scenario>/capture.pcap.
@@ -235,6 +236,14 @@ fn load_all(paths: &[PathBuf]) -> Result<Vec<Scenario>, Failure> {
     Ok(scenarios)
 }
 
+fn quoted(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|name| format!("{name:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn list(paths: &[PathBuf]) -> String {
     paths
         .iter()
@@ -257,11 +266,15 @@ fn select(scenarios: Vec<Scenario>, args: &RunArgs) -> Vec<Scenario> {
         .filter(|(index, _)| args.partition.is_none_or(|(k, n)| index % n == k - 1))
         .map(|(_, scenario)| scenario)
         .filter(|scenario| {
-            args.filter.as_deref().is_none_or(|text| {
-                scenario.name.contains(text) || scenario.path.to_string_lossy().contains(text)
-            })
+            args.filter
+                .as_deref()
+                .is_none_or(|text| filter_selects(text, scenario))
         })
         .collect()
+}
+
+fn filter_selects(text: &str, scenario: &Scenario) -> bool {
+    scenario.name.contains(text) || scenario.path.to_string_lossy().contains(text)
 }
 
 /// The console and the report files, fed the same events.
@@ -293,7 +306,25 @@ fn copy<'a>(event: &RunEvent<'a>) -> RunEvent<'a> {
 }
 
 pub async fn run(args: RunArgs) -> Result<Exit, Failure> {
-    let scenarios = select(load_all(&args.paths)?, &args);
+    // Everything that can refuse the run (exit 2) comes before the first write, so a
+    // refused run leaves earlier reports as they were.
+    let loaded = load_all(&args.paths)?;
+    if let Some(text) = &args.filter {
+        // Against every scenario, not only this shard's: a shard may rightly hold none.
+        if !loaded.iter().any(|scenario| filter_selects(text, scenario)) {
+            return Err(Failure::new(
+                Exit::Usage,
+                format!(
+                    "--filter {text:?} matches no scenario name or path in {}; the scenarios are: {}",
+                    list(&args.paths),
+                    quoted(&loaded.iter().map(|s| s.name.clone()).collect::<Vec<_>>())
+                ),
+            ));
+        }
+    }
+    let scenarios = select(loaded, &args);
+    let bench = bench_mapping(&args, &scenarios)?;
+    let (broker, credentials) = broker_config(&args)?;
     for report in [&args.junit, &args.json].into_iter().flatten() {
         check_writable(report).map_err(|e| {
             Failure::new(
@@ -310,8 +341,6 @@ pub async fn run(args: RunArgs) -> Result<Exit, Failure> {
             )
         })?;
     }
-    let bench = bench_mapping(&args, &scenarios)?;
-    let (broker, credentials) = broker_config(&args)?;
     let seed = args.seed.unwrap_or_else(|| fastrand::u64(..));
     let options = RunOptions {
         bench,
@@ -410,7 +439,8 @@ pub fn schema(_args: &SchemaArgs) -> Result<Exit, Failure> {
 pub struct SnapshotArgs {
     #[arg(value_enum)]
     action: SnapshotAction,
-    /// Scenario names (or snapshot file names); all pending when none.
+    /// Scenario names (or snapshot file names); all pending when none. A name that
+    /// matches no pending snapshot stops the command before it acts (exit 2).
     names: Vec<String>,
     /// The snapshots folder.
     #[arg(long, default_value = "scenarios/snapshots")]
@@ -432,11 +462,26 @@ pub fn snapshots(args: &SnapshotArgs) -> Result<Exit, Failure> {
             format!("cannot read {}: {e}", args.dir.display()),
         )
     })?;
-    if pending.is_empty() {
+    if !pending.unmatched.is_empty() {
+        let available = if pending.available.is_empty() {
+            "there are none".to_string()
+        } else {
+            format!("pending: {}", pending.available.join(", "))
+        };
+        return Err(Failure::new(
+            Exit::Usage,
+            format!(
+                "no pending snapshot in {} matches {}; {available} (name a scenario or a file without .snap.new)",
+                args.dir.display(),
+                quoted(&pending.unmatched)
+            ),
+        ));
+    }
+    if pending.chosen.is_empty() {
         println!("no pending snapshots in {}", args.dir.display());
         return Ok(Exit::Success);
     }
-    for new_file in pending {
+    for new_file in pending.chosen {
         let file = new_file.with_extension("");
         let done =
             match args.action {

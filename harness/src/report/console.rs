@@ -39,6 +39,7 @@ impl Console {
             Status::Flaky => AnsiColor::Yellow.on_default().bold(),
             Status::Failed | Status::Error => AnsiColor::Red.on_default().bold(),
             Status::Interrupted => AnsiColor::Magenta.on_default(),
+            Status::Skipped => AnsiColor::Cyan.on_default(),
         }
     }
 
@@ -86,6 +87,7 @@ impl Console {
             (summary.flaky, "flaky"),
             (summary.errors, "errors"),
             (summary.interrupted, "interrupted"),
+            (summary.skipped, "skipped"),
             (summary.not_run, "not run"),
         ] {
             if count > 0 {

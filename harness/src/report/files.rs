@@ -108,7 +108,11 @@ fn junit(results: &[ScenarioResult], summary: &RunSummary) -> Result<Vec<u8>, St
             Status::Error | Status::Interrupted => {
                 TestCaseStatus::non_success(NonSuccessKind::Error)
             }
+            Status::Skipped => TestCaseStatus::skipped(),
         };
+        if let Some(reason) = &attempt.skip_reason {
+            status.set_message(reason.as_str());
+        }
         if let Some(failure) = &attempt.failure {
             status.set_message(failure.headline());
             status.set_type(if result.status == Status::Failed {
@@ -139,6 +143,8 @@ fn junit(results: &[ScenarioResult], summary: &RunSummary) -> Result<Vec<u8>, St
         }
         suite.add_test_case(case);
     }
+    // One suite holds the whole run, so its time is the run's.
+    suite.set_time(summary.duration);
     let mut report = Report::new("hil");
     report.set_time(summary.duration);
     report.add_test_suite(suite);

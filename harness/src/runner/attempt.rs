@@ -66,6 +66,20 @@ pub async fn run(
     interrupt: &CancellationToken,
 ) -> AttemptRun {
     let started = Instant::now();
+    if let Some(reason) = needs_simulator(scenario, &setup.bench) {
+        return AttemptRun {
+            attempt: Attempt {
+                status: Status::Skipped,
+                duration: started.elapsed(),
+                waited: Duration::ZERO,
+                failure: None,
+                trace_tail: Vec::new(),
+                skip_reason: Some(reason),
+            },
+            events: Vec::new(),
+            trace_file: None,
+        };
+    }
     let trace_file = setup.out_dir.as_ref().map(|dir| dir.join("trace.jsonl"));
     let infra_failure = |observed: String| AttemptRun {
         attempt: Attempt {
@@ -79,6 +93,7 @@ pub async fn run(
                 near_misses: Vec::new(),
             }),
             trace_tail: Vec::new(),
+            skip_reason: None,
         },
         events: Vec::new(),
         trace_file: None,
@@ -161,10 +176,30 @@ pub async fn run(
             waited,
             failure,
             trace_tail,
+            skip_reason: None,
         },
         events: events[..steps_end.min(events.len())].to_vec(),
         trace_file,
     }
+}
+
+/// Why the scenario cannot run on this bench: its first step that only the simulator can
+/// carry out, on a board role a bench board plays.
+fn needs_simulator(scenario: &Scenario, bench: &BenchMapping) -> Option<String> {
+    scenario::all_steps(&scenario.steps)
+        .into_iter()
+        .find_map(|step| {
+            let role = step.action.sim_only_board()?;
+            let bench_board = bench.roles.get(role)?;
+            Some(format!(
+                "{}:{}:{}: `{}` on board {role} needs the simulator, and {role} is bench board {}",
+                scenario.path.display(),
+                step.location.line,
+                step.location.column,
+                step.action.name(),
+                bench_board.name
+            ))
+        })
 }
 
 fn tail(events: &[Arc<Event>]) -> Vec<String> {
@@ -279,6 +314,9 @@ impl<'a> World<'a> {
                 self.connect_client(&client.name).await?;
             }
         }
+        // The first expectations look from before the boards start: a bench board's
+        // start waits for its boot line, which `expect_boot` as step 1 must still see.
+        self.window_start = self.trace.len() as usize;
         for (index, declared) in self.scenario.boards.iter().enumerate() {
             let client_id = self.client_ids[&declared.name].clone();
             let board = Board::start(BoardSetup {
@@ -297,7 +335,6 @@ impl<'a> World<'a> {
             .map_err(StepError::Harness)?;
             self.boards.insert(declared.name.clone(), board);
         }
-        self.window_start = self.trace.len() as usize;
         let steps = &self.scenario.steps;
         self.run_steps(steps).await?;
         self.steps_end = Some(self.trace.len() as usize);
@@ -746,6 +783,7 @@ impl<'a> World<'a> {
         count: usize,
         within: Duration,
     ) -> Result<(), StepError> {
+        let deadline_us = self.trace.elapsed_us() + within.as_micros() as u64;
         match self
             .wait_for(within, |events| query.count_matches(events) >= count)
             .await
@@ -757,20 +795,17 @@ impl<'a> World<'a> {
                 let seen = query.count_matches(&events);
                 // A message that is merely late deserves to be told apart from a missing one.
                 let grace = within.min(LATE_ARRIVAL_GRACE);
-                let late_from = events.len();
                 if let Ok(later) = self
                     .wait_for(grace, |events| query.count_matches(events) >= count)
                     .await
                 {
-                    if let Some(arrival) = later
-                        .get(late_from..)
-                        .and_then(|new| new.iter().find(|e| SeenPublish::of(e).is_some()))
-                    {
-                        let deadline_us = events.last().map_or(0, |e| e.t_us);
+                    // The match that completed the count is the one that came late.
+                    if let Some(arrival) = query.matching(&later).nth(count.saturating_sub(1)) {
                         misses.push(format!(
-                            "arrived after the deadline: about {:.1} ms late (event #{})",
-                            arrival.t_us.saturating_sub(deadline_us) as f64 / 1000.0,
-                            arrival.seq
+                            "arrived after the deadline: {}, about {:.1} ms late (event #{})",
+                            arrival.describe(origin),
+                            arrival.event.t_us.saturating_sub(deadline_us) as f64 / 1000.0,
+                            arrival.event.seq
                         ));
                     }
                 }
@@ -946,6 +981,7 @@ fn is_expectation(action: &Action) -> bool {
     matches!(
         action,
         Action::ExpectMessage(_)
+            | Action::ExpectNoMessage(_)
             | Action::ExpectTrace(_)
             | Action::ExpectConnected(_)
             | Action::ExpectDisconnected(_)

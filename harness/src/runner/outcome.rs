@@ -19,6 +19,8 @@ pub enum Status {
     Error,
     /// Stopped by Ctrl-C or SIGTERM.
     Interrupted,
+    /// Not run: a step needs the simulator, and its board is played by a bench board.
+    Skipped,
 }
 
 /// The step a failure happened in.
@@ -86,6 +88,9 @@ pub struct Attempt {
     pub failure: Option<Failure>,
     /// The last trace events, rendered as timeline lines.
     pub trace_tail: Vec<String>,
+    /// Why the scenario was not run (status `skipped`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skip_reason: Option<String>,
 }
 
 /// A scenario's result after all its attempts.
@@ -142,6 +147,8 @@ pub struct RunSummary {
     pub failed: usize,
     pub errors: usize,
     pub interrupted: usize,
+    /// Scenarios that cannot run on this bench (a simulator-only step).
+    pub skipped: usize,
     /// Scenarios not started (fail-fast, interruption).
     pub not_run: usize,
     #[serde(with = "duration_ms")]
@@ -157,6 +164,7 @@ impl RunSummary {
             Status::Failed => self.failed += 1,
             Status::Error => self.errors += 1,
             Status::Interrupted => self.interrupted += 1,
+            Status::Skipped => self.skipped += 1,
         }
     }
 }

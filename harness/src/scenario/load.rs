@@ -11,7 +11,7 @@ use serde::{Deserialize, Deserializer};
 
 use super::model::{opt_duration, DurationText};
 use super::{
-    validate, Action, BoardDecl, BoardSpec, ClientDecl, ClientSpec, Location, Scenario,
+    locate, validate, Action, BoardDecl, BoardSpec, ClientDecl, ClientSpec, Location, Scenario,
     ScenarioError, Step,
 };
 
@@ -184,10 +184,18 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
         steps: file.steps,
     };
     validate::check(&scenario).map_err(|problem| {
-        let error = ScenarioError::new(path, problem.message).at(
-            text,
-            problem.location.unwrap_or(Location { line: 1, column: 1 }),
-        );
+        let at = problem.location.unwrap_or(Location { line: 1, column: 1 });
+        // The field is looked for up to the next step, so another step's is never taken.
+        let next_step = all_steps(&scenario.steps)
+            .into_iter()
+            .map(|step| step.location)
+            .filter(|step| *step > at)
+            .min();
+        let at = problem
+            .field
+            .and_then(|field| locate::field_value(text, at, next_step, field))
+            .unwrap_or(at);
+        let error = ScenarioError::new(path, problem.message).at(text, at);
         match problem.help {
             Some(help) => error.help(help),
             None => error,
@@ -303,7 +311,8 @@ fn did_you_mean(message: &str) -> Option<String> {
 }
 
 /// The scenario files under `paths`: files as given, folders searched for `*.yaml` and
-/// `*.yml` (skipping `snapshots` folders), sorted and without repeats.
+/// `*.yml` (skipping `snapshots` folders and symbolic links, so the search stays inside
+/// the folder and ends on a link loop), sorted and without repeats.
 pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ScenarioError> {
     let mut found = Vec::new();
     for path in paths {
@@ -326,10 +335,16 @@ fn collect(folder: &Path, found: &mut Vec<PathBuf>) -> Result<(), ScenarioError>
     let entries = std::fs::read_dir(folder)
         .map_err(|e| ScenarioError::new(folder, format!("cannot list: {e}")))?;
     for entry in entries {
-        let path = entry
-            .map_err(|e| ScenarioError::new(folder, format!("cannot list: {e}")))?
-            .path();
-        if path.is_dir() {
+        let entry = entry.map_err(|e| ScenarioError::new(folder, format!("cannot list: {e}")))?;
+        let path = entry.path();
+        // The entry's own type: a link is never followed.
+        let kind = entry
+            .file_type()
+            .map_err(|e| ScenarioError::new(&path, format!("cannot read: {e}")))?;
+        if kind.is_symlink() {
+            continue;
+        }
+        if kind.is_dir() {
             if path.file_name().is_some_and(|name| name != "snapshots") {
                 collect(&path, found)?;
             }
@@ -346,20 +361,6 @@ fn collect(folder: &Path, found: &mut Vec<PathBuf>) -> Result<(), ScenarioError>
 /// The JSON Schema of scenario files (draft 2020-12).
 pub fn json_schema() -> serde_json::Value {
     serde_json::to_value(schemars::schema_for!(ScenarioFile)).expect("a schema is JSON")
-}
-
-/// Every step name the format knows, in schema order.
-pub fn step_names(schema: &serde_json::Value) -> Vec<String> {
-    let action = &schema["$defs"]["Action"]["oneOf"];
-    action
-        .as_array()
-        .map(|variants| {
-            variants
-                .iter()
-                .filter_map(|v| v["required"][0].as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// All steps, in `repeat` blocks too, depth first.

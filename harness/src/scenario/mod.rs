@@ -3,11 +3,10 @@
 
 mod error;
 mod load;
+mod locate;
 mod model;
 mod validate;
 
 pub use error::ScenarioError;
-pub use load::{
-    all_steps, discover, json_schema, load, parse, step_names, ScenarioFile, MAX_FILE_BYTES,
-};
+pub use load::{all_steps, discover, json_schema, load, parse, ScenarioFile, MAX_FILE_BYTES};
 pub use model::*;

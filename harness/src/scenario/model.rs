@@ -23,7 +23,7 @@ pub struct Scenario {
 }
 
 /// Where something stands in its file, 1-based.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct Location {
     pub line: usize,
     pub column: usize,
@@ -147,6 +147,16 @@ impl Action {
             Action::Drop(_) => "drop",
             Action::Duplicate(_) => "duplicate",
             Action::SerialNoise(_) => "serial_noise",
+        }
+    }
+
+    /// The board this step needs simulated, for a step only the simulator can carry out
+    /// (a bench board has no Wi-Fi switch hil reaches, and its switch bounces by itself).
+    pub fn sim_only_board(&self) -> Option<&str> {
+        match self {
+            Action::Wifi(wifi) => Some(&wifi.board),
+            Action::PressSwitch(press) if press.bounce.unwrap_or(0) > 0 => Some(&press.board),
+            _ => None,
         }
     }
 }

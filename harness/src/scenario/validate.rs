@@ -14,6 +14,8 @@ const MAX_REPEAT: usize = 10_000;
 pub(super) struct Problem {
     pub message: String,
     pub location: Option<Location>,
+    /// The field whose value is wrong, looked up in the text from `location` on.
+    pub field: Option<&'static str>,
     pub help: Option<String>,
 }
 
@@ -21,7 +23,21 @@ fn problem(location: Location, message: impl Into<String>, help: impl Into<Strin
     Problem {
         message: message.into(),
         location: Some(location),
+        field: None,
         help: Some(help.into()),
+    }
+}
+
+/// A problem with the value of `field`, in the step (or file) at `location`.
+fn field_problem(
+    location: Location,
+    field: &'static str,
+    message: impl Into<String>,
+    help: impl Into<String>,
+) -> Problem {
+    Problem {
+        field: Some(field),
+        ..problem(location, message, help)
     }
 }
 
@@ -47,12 +63,13 @@ impl Cast {
         }
     }
 
-    fn actor(&self, at: Location, field: &str, name: &str) -> Result<(), Problem> {
+    fn actor(&self, at: Location, field: &'static str, name: &str) -> Result<(), Problem> {
         if self.boards.contains(name) || self.clients.contains(name) {
             return Ok(());
         }
-        Err(problem(
+        Err(field_problem(
             at,
+            field,
             format!("`{field}: {name}` names no board or client"),
             format!(
                 "declare it under `boards:` or `clients:` ({})",
@@ -61,7 +78,7 @@ impl Cast {
         ))
     }
 
-    fn client(&self, at: Location, field: &str, name: &str) -> Result<(), Problem> {
+    fn client(&self, at: Location, field: &'static str, name: &str) -> Result<(), Problem> {
         if self.clients.contains(name) {
             return Ok(());
         }
@@ -70,8 +87,9 @@ impl Cast {
         } else {
             format!("`{field}: {name}` names no client")
         };
-        Err(problem(
+        Err(field_problem(
             at,
+            field,
             why,
             format!("declare it under `clients:` ({})", self.describe()),
         ))
@@ -86,8 +104,9 @@ impl Cast {
         } else {
             format!("`board: {name}` names no board")
         };
-        Err(problem(
+        Err(field_problem(
             at,
+            "board",
             why,
             format!("declare it under `boards:` ({})", self.describe()),
         ))
@@ -99,6 +118,7 @@ pub(super) fn check(scenario: &Scenario) -> Result<(), Problem> {
         return Err(Problem {
             message: "the scenario's `name` is empty".into(),
             location: Some(Location { line: 1, column: 1 }),
+            field: None,
             help: Some("give it a name that says what it checks".into()),
         });
     }
@@ -120,8 +140,9 @@ pub(super) fn check(scenario: &Scenario) -> Result<(), Problem> {
     for board in &scenario.boards {
         let known = crate::board::profile::known_names();
         if !known.contains(&board.spec.profile.as_str()) {
-            return Err(problem(
+            return Err(field_problem(
                 board.location,
+                "profile",
                 format!("unknown board profile `{}`", board.spec.profile),
                 format!(
                     "use `sim` (the simulated board) or a bench profile: {}",
@@ -132,8 +153,9 @@ pub(super) fn check(scenario: &Scenario) -> Result<(), Problem> {
     }
     for client in &scenario.clients {
         if let Some(protocol) = client.spec.protocol.filter(|p| !matches!(p, 4 | 5)) {
-            return Err(problem(
+            return Err(field_problem(
                 client.location,
+                "protocol",
                 format!("client `{}` asks for protocol {protocol}", client.name),
                 "use 4 (MQTT 3.1.1) or 5 (MQTT 5)",
             ));
@@ -143,6 +165,7 @@ pub(super) fn check(scenario: &Scenario) -> Result<(), Problem> {
         return Err(Problem {
             message: "the scenario has no steps".into(),
             location: Some(Location { line: 1, column: 1 }),
+            field: None,
             help: Some("add `steps:` with at least one step".into()),
         });
     }
@@ -182,8 +205,9 @@ fn check_step(cast: &Cast, step: &Step) -> Result<(), Problem> {
             fault_target(cast, at, delay.target())?;
             duration(at, "by", delay.by)?;
             if delay.jitter > delay.by {
-                return Err(problem(
+                return Err(field_problem(
                     at,
+                    "jitter",
                     "`jitter` is larger than `by`",
                     "a frame cannot leave before it arrived: keep jitter ≤ by",
                 ));
@@ -206,8 +230,9 @@ fn check_step(cast: &Cast, step: &Step) -> Result<(), Problem> {
         Action::SerialNoise(noise) => {
             cast.board(at, &noise.board)?;
             if noise.bytes == 0 || noise.bytes > 1 << 20 {
-                return Err(problem(
+                return Err(field_problem(
                     at,
+                    "bytes",
                     format!("`bytes: {}` is out of range", noise.bytes),
                     "1 to 1048576 bytes",
                 ));
@@ -234,12 +259,13 @@ fn check_step(cast: &Cast, step: &Step) -> Result<(), Problem> {
                 ));
             }
             if let Some(pattern) = &expect.payload_regex {
-                regex(at, pattern)?;
+                regex(at, "payload_regex", pattern)?;
             }
             if let Some(serde_json::Value::String(text)) = &expect.payload_json {
                 serde_json::from_str::<serde_json::Value>(text).map_err(|e| {
-                    problem(
+                    field_problem(
                         at,
+                        "payload_json",
                         format!("`payload_json` is not valid JSON: {e}"),
                         "write the JSON value, e.g. `payload_json: {state: on}`",
                     )
@@ -254,8 +280,9 @@ fn check_step(cast: &Cast, step: &Step) -> Result<(), Problem> {
                 }
             }
             if expect.count == Some(0) {
-                return Err(problem(
+                return Err(field_problem(
                     at,
+                    "count",
                     "`count: 0` expects nothing",
                     "use `expect_no_message` to say that nothing arrives",
                 ));
@@ -294,8 +321,9 @@ fn check_step(cast: &Cast, step: &Step) -> Result<(), Problem> {
         Action::Wait(wait) => duration(at, "for", wait.duration),
         Action::Repeat(repeat) => {
             if repeat.times == 0 || repeat.times > MAX_REPEAT {
-                return Err(problem(
+                return Err(field_problem(
                     at,
+                    "times",
                     format!("`times: {}` is out of range", repeat.times),
                     format!("repeat 1 to {MAX_REPEAT} times"),
                 ));
@@ -316,7 +344,7 @@ fn check_step(cast: &Cast, step: &Step) -> Result<(), Problem> {
         Action::PressSwitch(press) => cast.board(at, &press.board),
         Action::ExpectSerial(expect) => {
             cast.board(at, &expect.board)?;
-            regex(at, &expect.regex)?;
+            regex(at, "regex", &expect.regex)?;
             duration(at, "within", expect.within)
         }
         Action::SendSerial(send) => cast.board(at, &send.board),
@@ -335,15 +363,17 @@ fn check_step(cast: &Cast, step: &Step) -> Result<(), Problem> {
 
 fn topic(at: Location, topic: &str) -> Result<(), Problem> {
     if rumqttc::has_wildcards(topic) {
-        return Err(problem(
+        return Err(field_problem(
             at,
+            "topic",
             format!("cannot publish to `{topic}`: `+` and `#` are for subscriptions"),
             "publish to one concrete topic, e.g. living_room_lights",
         ));
     }
     if topic.is_empty() || !rumqttc::valid_topic(topic) {
-        return Err(problem(
+        return Err(field_problem(
             at,
+            "topic",
             format!("`{topic}` is not a valid topic"),
             "a topic is non-empty text; levels are separated by `/`",
         ));
@@ -353,8 +383,9 @@ fn topic(at: Location, topic: &str) -> Result<(), Problem> {
 
 fn filter(at: Location, filter: &str) -> Result<(), Problem> {
     if filter.is_empty() || !rumqttc::valid_filter(filter) {
-        return Err(problem(
+        return Err(field_problem(
             at,
+            "topic",
             format!("`{filter}` is not a valid topic filter"),
             "`+` stands alone for one level, `#` only as the last level: a/+/c, a/#",
         ));
@@ -364,8 +395,9 @@ fn filter(at: Location, filter: &str) -> Result<(), Problem> {
 
 fn qos(at: Location, qos: u8) -> Result<(), Problem> {
     if qos > 2 {
-        return Err(problem(
+        return Err(field_problem(
             at,
+            "qos",
             format!("qos {qos} does not exist"),
             "MQTT has qos 0, 1 and 2",
         ));
@@ -373,21 +405,23 @@ fn qos(at: Location, qos: u8) -> Result<(), Problem> {
     Ok(())
 }
 
-fn regex(at: Location, pattern: &str) -> Result<(), Problem> {
+fn regex(at: Location, field: &'static str, pattern: &str) -> Result<(), Problem> {
     regex::Regex::new(pattern).map(|_| ()).map_err(|e| {
         let detail = e.to_string().lines().last().unwrap_or_default().to_string();
-        problem(
+        field_problem(
             at,
+            field,
             format!("invalid regex /{pattern}/: {detail}"),
             "check the pattern (Rust regex syntax)",
         )
     })
 }
 
-fn duration(at: Location, field: &str, value: Duration) -> Result<(), Problem> {
+fn duration(at: Location, field: &'static str, value: Duration) -> Result<(), Problem> {
     if value > MAX_DURATION {
-        return Err(problem(
+        return Err(field_problem(
             at,
+            field,
             format!(
                 "`{field}: {}` is longer than an hour",
                 humantime::format_duration(value)

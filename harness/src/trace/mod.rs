@@ -189,11 +189,6 @@ pub struct Cursor {
 }
 
 impl Cursor {
-    /// Index of the next event this cursor returns.
-    pub fn position(&self) -> usize {
-        self.next
-    }
-
     /// The next event, waiting for it until `deadline`; `None` when the deadline passed.
     pub async fn next_before(&mut self, deadline: tokio::time::Instant) -> Option<Arc<Event>> {
         loop {
