@@ -295,7 +295,10 @@ pub fn normalize(events: &[Arc<Event>]) -> String {
                     .push(format!("{fault} {detail}")),
                 None => broker.push(format!("fault {fault} {detail}")),
             },
+            // Read off serial lines, which the snapshot already holds.
             EventBody::TraceStarted { .. }
+            | EventBody::BoardState { .. }
+            | EventBody::BoardWarning { .. }
             | EventBody::ConnOpened { .. }
             | EventBody::ConnRefused { .. }
             | EventBody::StepStarted { .. }

@@ -147,5 +147,20 @@ fn scenarios_run_unchanged_on_a_flashed_board_over_serial() {
         )
         .unwrap();
         assert!(serial.contains("HIL relay=on"), "{serial}");
+        // The profile's patterns turn the board's lines into state and warning events.
+        let trace = std::fs::read_to_string(
+            chip.dir
+                .path()
+                .join("out/invalid-payloads-are-ignored/trace.jsonl"),
+        )
+        .unwrap();
+        assert!(
+            trace.contains(r#""kind":"board_state","board":"lamp","state":"ACTIVE""#),
+            "{trace}"
+        );
+        assert!(
+            trace.contains(r#""kind":"board_warning","board":"lamp","warning":"invalid_payload""#),
+            "{trace}"
+        );
     }
 }

@@ -98,7 +98,7 @@ impl Board {
     /// How this board's serial lines read (boot line, relay, state).
     pub fn patterns(&self) -> profile::Patterns {
         match self {
-            Board::Sim(_) => profile::Patterns::default(),
+            Board::Sim(_) => profile::Patterns::light_controller().clone(),
             Board::Serial(board) => board.patterns().clone(),
         }
     }

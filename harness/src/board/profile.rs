@@ -28,6 +28,7 @@ use serde::Deserialize;
 
 use crate::image::Chip;
 use crate::port::ModemLines;
+use crate::trace::EventBody;
 
 /// The profiles that ship with hil (`fixtures/boards/`).
 const BUNDLED: [(&str, &str); 4] = [
@@ -150,6 +151,28 @@ impl Patterns {
     pub fn relay_on(&self, line: &str) -> Option<bool> {
         let state = self.relay.captures(line)?.name("state")?.as_str();
         Some(state.eq_ignore_ascii_case("on"))
+    }
+
+    /// The state or warning event a line of `board` reports, if it reports one.
+    pub fn report(&self, board: &str, line: &str) -> Option<EventBody> {
+        if let Some(state) = self.state.captures(line).and_then(|c| c.name("state")) {
+            return Some(EventBody::BoardState {
+                board: board.to_string(),
+                state: state.as_str().to_string(),
+            });
+        }
+        let warning = self.warning.captures(line)?.name("warning")?;
+        Some(EventBody::BoardWarning {
+            board: board.to_string(),
+            warning: warning.as_str().to_string(),
+        })
+    }
+
+    /// The light controller's patterns, compiled once for every simulated board.
+    pub fn light_controller() -> &'static Patterns {
+        static PATTERNS: std::sync::LazyLock<Patterns> =
+            std::sync::LazyLock::new(Patterns::default);
+        &PATTERNS
     }
 }
 
@@ -428,6 +451,26 @@ struct FlashFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn state_and_warning_lines_become_events() {
+        let patterns = Patterns::light_controller();
+        assert_eq!(
+            patterns.report("lamp", "HIL state=ACTIVE"),
+            Some(EventBody::BoardState {
+                board: "lamp".into(),
+                state: "ACTIVE".into()
+            })
+        );
+        assert_eq!(
+            patterns.report("lamp", "HIL warn=invalid_payload"),
+            Some(EventBody::BoardWarning {
+                board: "lamp".into(),
+                warning: "invalid_payload".into()
+            })
+        );
+        assert_eq!(patterns.report("lamp", "HIL relay=on"), None);
+    }
 
     #[test]
     fn every_bundled_profile_loads() {

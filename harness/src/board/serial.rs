@@ -479,10 +479,14 @@ fn record_line(bytes: &[u8], name: &str, profile: &Profile, trace: &Trace) {
         Some(_) => Some(false),
         None => profile.patterns.relay_on(&line),
     };
+    let report = profile.patterns.report(name, &line);
     trace.record(EventBody::Serial {
         board: name.to_string(),
         line,
     });
+    if let Some(report) = report {
+        trace.record(report);
+    }
     if let Some(on) = relay {
         trace.record(EventBody::Relay {
             board: name.to_string(),

@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::profile::Patterns;
 use crate::broker::Credentials;
 use crate::trace::{BoardChange, EventBody, Trace};
 
@@ -169,6 +170,9 @@ impl Hal for SimHal {
             board: self.board.clone(),
             line: line.to_string(),
         });
+        if let Some(report) = Patterns::light_controller().report(&self.board, line) {
+            self.trace.record(report);
+        }
     }
 
     fn millis(&mut self) -> u32 {

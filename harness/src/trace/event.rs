@@ -55,6 +55,12 @@ pub enum EventBody {
     Serial { board: String, line: String },
     /// A board's relay changed.
     Relay { board: String, on: bool },
+    /// A board reported its connection state (its profile's `state` pattern), such as
+    /// `ACTIVE` or `LOOKING_FOR_BROKER`.
+    BoardState { board: String, state: String },
+    /// A board reported a warning (its profile's `warning` pattern), such as
+    /// `invalid_payload`.
+    BoardWarning { board: String, warning: String },
     /// A board's power, network link or switch changed, by a step or a fault.
     Board { board: String, change: BoardChange },
     /// A scenario step began.

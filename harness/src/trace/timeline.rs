@@ -137,6 +137,12 @@ impl Row {
                 if *on { "on" } else { "off" }.into(),
                 Tone::Message,
             ),
+            EventBody::BoardState { board, state } => {
+                row(board.clone(), "", "state", state.clone(), Tone::Session)
+            }
+            EventBody::BoardWarning { board, warning } => {
+                row(board.clone(), "", "warning", warning.clone(), Tone::Problem)
+            }
             EventBody::Board { board, change } => row(
                 board.clone(),
                 "",
