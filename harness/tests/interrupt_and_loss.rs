@@ -1,5 +1,6 @@
 //! `hil run` under pressure, through the binary: interrupted mid-scenario, a burst of
-//! ten thousand publishes, an output folder that cannot be written or fills up.
+//! ten thousand publishes, an output folder that cannot be written or fills up, and
+//! random faults that a seed replays.
 
 mod support;
 
@@ -269,4 +270,91 @@ steps:
     assert_eq!(output.status.code(), Some(3), "{said}");
     assert!(said.contains("No space left on device"), "{said}");
     assert!(said.contains("out/chatty/trace.jsonl"), "{said}");
+}
+
+/// The payloads of the phone's publishes that the tap dropped, in order, and the fault
+/// events of the steps; times are left out.
+fn phone_drop_decisions(trace: &Path) -> (Vec<String>, Vec<String>, usize) {
+    let mut dropped = Vec::new();
+    let mut rules = Vec::new();
+    let mut publishes = 0;
+    let mut last_publish = None;
+    for event in trace_lines(trace) {
+        match event["kind"].as_str() {
+            Some("mqtt")
+                if event["client"] == "phone"
+                    && event["dir"] == "c2b"
+                    && event["packet"] == "publish" =>
+            {
+                publishes += 1;
+                last_publish = event["payload"].as_str().map(str::to_string);
+            }
+            Some("fault") if event["detail"] == "publish to the broker" => {
+                dropped.push(last_publish.clone().expect("a drop follows its publish"));
+            }
+            Some("fault") => rules.push(format!(
+                "{} {}",
+                event["fault"].as_str().unwrap_or_default(),
+                event["detail"].as_str().unwrap_or_default()
+            )),
+            _ => {}
+        }
+    }
+    (dropped, rules, publishes)
+}
+
+#[test]
+fn the_same_seed_drops_and_delays_the_same_frames() {
+    let dir = tempfile::tempdir().unwrap();
+    // One publish at a time, each seen by the tap before the next is sent, so that the
+    // replies (PUBACK, delayed with jitter too) come back between them: their draws must
+    // not shift the phone's.
+    let publishes: String = (0..40)
+        .map(|i| {
+            format!(
+                "  - publish: {{ as: phone, topic: t, payload: \"p{i:02}\", qos: 1 }}\n\
+                 \x20 - expect_trace: {{ events: [{{ kind: mqtt, client: phone, dir: c2b, payload: \"p{i:02}\" }}] }}\n"
+            )
+        })
+        .collect();
+    write(
+        dir.path(),
+        "seeded.yaml",
+        &format!(
+            "name: seeded\ntimeout: 20s\nclients:\n  phone: {{}}\nsteps:\n\
+             \x20 - delay: {{ client: phone, by: 2ms, jitter: 2ms }}\n\
+             \x20 - drop: {{ client: phone, direction: to_broker, ratio: 0.5 }}\n\
+             {publishes}\
+             \x20 - disconnect: {{ client: phone }}\n\
+             \x20 - expect_trace: {{ within: 5s, events: [{{ kind: conn_closed, client: phone }}] }}\n"
+        ),
+    );
+    let decisions = |out: &str| {
+        let output = run_in(
+            dir.path(),
+            &["run", "seeded.yaml", "--seed", "7", "--out", out],
+        );
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        phone_drop_decisions(&dir.path().join(out).join("seeded/trace.jsonl"))
+    };
+    let (dropped, rules, publishes) = decisions("first");
+    assert_eq!(publishes, 40, "every publish reached the tap");
+    assert!(
+        !dropped.is_empty() && dropped.len() < 40,
+        "a ratio of 0.5 drops some: {dropped:?}"
+    );
+    assert_eq!(
+        rules,
+        [
+            "delay by 2ms ± 2ms until the end",
+            "drop 0.5 of frames to the broker"
+        ]
+    );
+    assert_eq!(decisions("second"), (dropped, rules, publishes));
 }
