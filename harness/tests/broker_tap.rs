@@ -497,3 +497,49 @@ async fn passwords_never_reach_the_trace() {
     assert!(!all.contains("hunter2-not-in-trace"));
     broker.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_delayed_burst_is_held_once_not_once_per_frame() {
+    let (broker, trace) = broker().await;
+    let mut display = Client::connect("display", broker.addr()).await;
+    display
+        .client
+        .subscribe("burst", QoS::AtMostOnce)
+        .await
+        .unwrap();
+    wait_for(&trace, "display suback", |e| {
+        matches!(&e.body, EventBody::Mqtt { client, packet: Packet::Suback { .. }, .. } if client.as_deref() == Some("display"))
+    })
+    .await;
+    let phone = Client::connect("phone", broker.addr()).await;
+    broker
+        .faults()
+        .delay("phone", Duration::from_millis(300), Duration::ZERO, None);
+    for i in 0..10 {
+        phone
+            .client
+            .publish("burst", QoS::AtMostOnce, false, i.to_string())
+            .await
+            .unwrap();
+    }
+    for i in 0..10 {
+        let delivered = display.next_publish().await;
+        assert_eq!(&delivered.payload[..], i.to_string().as_bytes(), "in order");
+    }
+    let deliveries: Vec<u64> = trace
+        .events_from(0)
+        .iter()
+        .filter(|e| {
+            matches!(&e.body, EventBody::Mqtt { client, dir: Direction::ToClient, packet: Packet::Publish { .. }, .. } if client.as_deref() == Some("display"))
+        })
+        .map(|e| e.t_us)
+        .collect();
+    assert_eq!(deliveries.len(), 10);
+    // Held one after another, the ten would spread over about three seconds.
+    let spread = Duration::from_micros(deliveries[9] - deliveries[0]);
+    assert!(
+        spread < Duration::from_millis(300),
+        "deliveries spread over {spread:?}"
+    );
+    broker.stop().await.unwrap();
+}
