@@ -419,7 +419,13 @@ async fn serve(
         return conn.record_closed(CloseReason::ByBroker, Some(error.to_string()));
     }
     if conn.shared.capture.is_some() {
-        conn.capture(Direction::ToBroker, &blank_password(&frame, protocol));
+        match blank_password(&frame, protocol) {
+            Some(blanked) => conn.capture(Direction::ToBroker, &blanked),
+            None => tracing::warn!(
+                conn = id,
+                "the CONNECT is left out of the capture: its password could not be found to blank it"
+            ),
+        }
     }
 
     let cut = cut.child_token();
