@@ -82,6 +82,9 @@ fn login(args: &Args) -> Option<Credentials> {
 }
 
 pub async fn run(args: Args) -> Result<Exit, Failure> {
+    // Installs the handlers first: a signal during the start-up stops the broker cleanly
+    // once it is up, instead of killing the process with the trace unfinished.
+    let stop = stop_signal();
     let trace = Trace::start(TraceOptions {
         file: args.trace.as_deref(),
         keep_in_memory: false,
@@ -101,7 +104,7 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
         let _ = writeln!(stdout, "{}", broker.url());
         let _ = stdout.flush();
     }
-    let stop = stop_signal().await;
+    let stop = stop.await;
     broker.stop().await?;
     trace.finish()?;
     stop.map(|_| Exit::Success)

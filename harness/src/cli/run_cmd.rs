@@ -293,6 +293,9 @@ fn copy<'a>(event: &RunEvent<'a>) -> RunEvent<'a> {
 }
 
 pub async fn run(args: RunArgs) -> Result<Exit, Failure> {
+    // Installs the handlers now: from here on, SIGINT or SIGTERM interrupts the run
+    // (reports still written) rather than killing the process.
+    let stop = stop_signal();
     let scenarios = select(load_all(&args.paths)?, &args);
     for report in [&args.junit, &args.json].into_iter().flatten() {
         check_writable(report).map_err(|e| {
@@ -337,9 +340,9 @@ pub async fn run(args: RunArgs) -> Result<Exit, Failure> {
     let watcher = {
         let interrupt = interrupt.clone();
         tokio::spawn(async move {
-            let stop = stop_signal().await;
-            interrupt.cancel();
-            stop
+            if stop.await.is_ok() {
+                interrupt.cancel();
+            }
         })
     };
     let (summary, _results) = runner::run(scenarios, &options, &interrupt, &mut reporters).await;
