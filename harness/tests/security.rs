@@ -157,6 +157,44 @@ cat log
     );
 }
 
+/// A broker that cannot bind has no login to give: the generated one is said only once
+/// the port is the broker's.
+#[test]
+fn a_broker_that_fails_to_bind_says_no_generated_login() {
+    let script = format!(
+        r#"set -e
+ip link set lo up
+{hil} broker --bind 0.0.0.0 --port 0 --insecure-open >url 2>/dev/null &
+first=$!
+for _ in $(seq 1 200); do [ -s url ] && break; sleep 0.05; done
+port=$(sed 's/.*://' url)
+set +e
+{hil} broker --bind 0.0.0.0 --port "$port" 2>log
+echo "second broker: exit $?"
+kill -INT $first
+wait $first
+echo "--- its stderr"
+cat log
+"#,
+        hil = hil_exe().display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new("unshare")
+        .args(["-rn", "sh", "-c", &script])
+        .current_dir(dir.path())
+        .output()
+        .expect("unshare (util-linux) runs");
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(said.contains("second broker: exit 3"), "{said}");
+    assert!(said.contains("in use"), "the bind failure is said: {said}");
+    assert!(!said.contains("password"), "{said}");
+}
+
 #[test]
 fn no_password_reaches_any_artifact_of_a_run() {
     const SECRET: &str = "pa55-never-written";
