@@ -416,9 +416,52 @@ async fn two_brokers_in_one_process_do_not_see_each_other() {
     second.stop().await.unwrap();
 }
 
+/// The CONNACKs a client got, in order: whether each resumed a session.
+fn sessions_present(trace: &hil::trace::Trace, client_id: &str) -> Vec<bool> {
+    trace
+        .events_from(0)
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::Mqtt {
+                client,
+                packet: Packet::Connack {
+                    session_present, ..
+                },
+                ..
+            } if client.as_deref() == Some(client_id) => Some(*session_present),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Waits until the client has been sent `count` SUBACKs.
+async fn wait_for_subacks(trace: &hil::trace::Trace, client_id: &str, count: usize) {
+    let seen = std::cell::Cell::new(0);
+    wait_for(trace, "suback", |e| {
+        if matches!(&e.body, EventBody::Mqtt { client, packet: Packet::Suback { .. }, .. } if client.as_deref() == Some(client_id))
+        {
+            seen.set(seen.get() + 1);
+        }
+        seen.get() >= count
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn restart_drops_sessions_subscriptions_and_retained_messages() {
     let (broker, trace) = broker().await;
+    let mut durable_options = Client::options("durable", broker.addr());
+    durable_options.set_clean_session(false);
+    let mut durable = Client::start(durable_options.clone());
+    tokio::time::timeout(DEADLINE, durable.connected.recv())
+        .await
+        .unwrap();
+    durable
+        .client
+        .subscribe("living_room_lights", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    wait_for_subacks(&trace, "durable", 1).await;
     let publisher = Client::connect("phone", broker.addr()).await;
     publisher
         .client
@@ -448,6 +491,13 @@ async fn restart_drops_sessions_subscriptions_and_retained_messages() {
         Some(CloseReason::Cut | CloseReason::ByBroker)
     ));
 
+    // The kept session is gone too: the durable client comes back to no session.
+    let mut durable = Client::start(durable_options);
+    tokio::time::timeout(DEADLINE, durable.connected.recv())
+        .await
+        .expect("the durable client reconnects");
+    assert_eq!(sessions_present(&trace, "durable"), [false, false]);
+
     // The retained "on" is gone: a fresh subscriber gets nothing, then a new publish.
     let mut reader = Client::connect("reader", broker.addr()).await;
     reader
@@ -470,6 +520,21 @@ async fn restart_drops_sessions_subscriptions_and_retained_messages() {
         b"marker",
         "no retained message survived"
     );
+    // Nor did the durable client's subscription: subscribed again now, the first message
+    // it gets is the next one. The old subscription would have sent "marker" first, down
+    // the same connection.
+    durable
+        .client
+        .subscribe("living_room_lights", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    wait_for_subacks(&trace, "durable", 2).await;
+    writer
+        .client
+        .publish("living_room_lights", QoS::AtMostOnce, false, "after")
+        .await
+        .unwrap();
+    assert_eq!(&durable.next_publish().await.payload[..], b"after");
     let actions: Vec<_> = trace
         .events_from(0)
         .iter()
