@@ -141,6 +141,37 @@ async fn v5_and_v311_clients_share_one_port() {
         .unwrap();
     assert_eq!(&received.payload[..], b"off");
 
+    v5_client.disconnect().await.unwrap();
+    phone.client.disconnect().await.unwrap();
+    for id in ["wall_display", "phone"] {
+        let event = wait_for(&trace, "close", |e| {
+            matches!(&e.body, EventBody::ConnClosed { client, .. } if client.as_deref() == Some(id))
+        })
+        .await;
+        assert_eq!(
+            closed_reason(&event),
+            Some(CloseReason::Clean),
+            "{id}: {}",
+            support::dump(&trace)
+        );
+    }
+    assert_eq!(
+        packets_of(&trace, "wall_display", Direction::ToBroker),
+        ["connect", "subscribe", "disconnect"]
+    );
+    assert_eq!(
+        packets_of(&trace, "wall_display", Direction::ToClient),
+        ["connack", "suback", "publish"]
+    );
+    assert_eq!(
+        packets_of(&trace, "phone", Direction::ToBroker),
+        ["connect", "publish", "disconnect"]
+    );
+    assert_eq!(
+        packets_of(&trace, "phone", Direction::ToClient),
+        ["connack"]
+    );
+
     let connect = wait_for(&trace, "v5 connect", |e| {
         matches!(&e.body, EventBody::Mqtt { packet: Packet::Connect { client_id, .. }, .. } if client_id == "wall_display")
     })

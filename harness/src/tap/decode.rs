@@ -108,6 +108,14 @@ impl Decoder {
                 .map(from_v4)
                 .map_err(|e| DecodeError::Invalid(e.to_string())),
             Protocol::V5 => {
+                // MQTT 5 lets DISCONNECT and AUTH leave out everything when the reason is
+                // 0 (sections 3.14.2.1, 3.15.2.1); rumqttc writes DISCONNECT so but cannot
+                // read it back.
+                match &frame[..] {
+                    [0xe0, 0x00] => return Ok(Packet::Disconnect),
+                    [0xf0, 0x00] => return Ok(Packet::Auth),
+                    _ => {}
+                }
                 let max = u32::try_from(self.max_packet_size).ok();
                 let packet = v5::Packet::read(&mut bytes, max)
                     .map_err(|e| DecodeError::Invalid(e.to_string()))?;
@@ -517,6 +525,21 @@ mod tests {
         let at = frame.len() - "s3cret".len() - 2;
         overlong[at..at + 2].copy_from_slice(&200u16.to_be_bytes());
         assert_eq!(blank_password(&overlong.freeze(), Protocol::V311), None);
+    }
+
+    #[test]
+    fn a_v5_disconnect_or_auth_without_reason_is_read() {
+        let mut decoder = Decoder::new(Protocol::V5, 1024);
+        let mut written = BytesMut::new();
+        v5::Disconnect::new(v5::DisconnectReasonCode::NormalDisconnection)
+            .write(&mut written)
+            .unwrap();
+        assert_eq!(&written[..], [0xe0, 0x00], "rumqttc's own DISCONNECT");
+        assert_eq!(decoder.decode(&written.freeze()), Ok(Packet::Disconnect));
+        assert_eq!(
+            decoder.decode(&Bytes::from_static(&[0xf0, 0x00])),
+            Ok(Packet::Auth)
+        );
     }
 
     #[test]
