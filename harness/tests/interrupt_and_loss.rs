@@ -25,6 +25,16 @@ fn run_in(dir: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+fn assert_passed(output: &Output) {
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// Direct children of `pid`, from /proc.
 fn children_of(pid: u32) -> Vec<u32> {
     let mut children = Vec::new();
@@ -207,14 +217,7 @@ steps:
   - expect_message: { topic: burst, payload: "x", to: display, count: 10000, within: 30s }
 "#,
     );
-    let output = run_in(dir.path(), &["run", "burst.yaml", "--out", "out"]);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_passed(&run_in(dir.path(), &["run", "burst.yaml", "--out", "out"]));
     let events = trace_lines(&dir.path().join("out/burst/trace.jsonl"));
     let publishes = |client: &str, dir: &str| {
         events
@@ -341,17 +344,10 @@ fn the_same_seed_drops_and_delays_the_same_frames() {
         ),
     );
     let decisions = |out: &str| {
-        let output = run_in(
+        assert_passed(&run_in(
             dir.path(),
             &["run", "seeded.yaml", "--seed", "7", "--out", out],
-        );
-        assert_eq!(
-            output.status.code(),
-            Some(0),
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+        ));
         phone_drop_decisions(&dir.path().join(out).join("seeded/trace.jsonl"))
     };
     let (dropped, rules, publishes) = decisions("first");
