@@ -252,8 +252,10 @@ impl Broker {
             old.kill().await;
         }
         self.record(BrokerAction::Down);
-        tokio::time::sleep(down_for).await;
-        let fresh = Engine::spawn(&self.config).await?;
+        // The fresh engine starts while the broker is down, so that the outage lasts
+        // `down_for`, not `down_for` plus a process start.
+        let (fresh, ()) = tokio::join!(Engine::spawn(&self.config), tokio::time::sleep(down_for));
+        let fresh = fresh?;
         self.tap.set_upstream(Some(fresh.upstream));
         *engine = Some(fresh);
         self.record(BrokerAction::Restarted);

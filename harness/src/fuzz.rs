@@ -165,16 +165,40 @@ pub async fn run(
     })
 }
 
+/// How long connecting, or writing one case, may take: a case is a few bytes on loopback,
+/// so running out means the tap stopped accepting or reading.
+const STEP_TIMEOUT: Duration = Duration::from_secs(10);
+
 async fn send_case(addr: SocketAddr, case: Case, linger: Duration) -> std::io::Result<()> {
-    let mut socket = TcpStream::connect(addr).await?;
+    let mut socket = tokio::time::timeout(STEP_TIMEOUT, TcpStream::connect(addr))
+        .await
+        .map_err(|_| stalled(format!("connecting to {addr}")))??;
     // The broker may close before everything is written; that is an answer, not an error.
-    let _ = socket.write_all(&case.bytes).await;
+    let _ = tokio::time::timeout(STEP_TIMEOUT, socket.write_all(&case.bytes))
+        .await
+        .map_err(|_| {
+            stalled(format!(
+                "writing a {:?} case of {} bytes to {addr}",
+                case.mutation,
+                case.bytes.len()
+            ))
+        })?;
     let mut sink = [0u8; 1024];
     let _ = tokio::time::timeout(linger, async {
         while matches!(socket.read(&mut sink).await, Ok(n) if n > 0) {}
     })
     .await;
     Ok(())
+}
+
+fn stalled(what: String) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!(
+            "{what} took over {}s: the tap has stopped serving",
+            STEP_TIMEOUT.as_secs()
+        ),
+    )
 }
 
 #[cfg(test)]

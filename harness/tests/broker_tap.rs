@@ -141,6 +141,37 @@ async fn v5_and_v311_clients_share_one_port() {
         .unwrap();
     assert_eq!(&received.payload[..], b"off");
 
+    v5_client.disconnect().await.unwrap();
+    phone.client.disconnect().await.unwrap();
+    for id in ["wall_display", "phone"] {
+        let event = wait_for(&trace, "close", |e| {
+            matches!(&e.body, EventBody::ConnClosed { client, .. } if client.as_deref() == Some(id))
+        })
+        .await;
+        assert_eq!(
+            closed_reason(&event),
+            Some(CloseReason::Clean),
+            "{id}: {}",
+            support::dump(&trace)
+        );
+    }
+    assert_eq!(
+        packets_of(&trace, "wall_display", Direction::ToBroker),
+        ["connect", "subscribe", "disconnect"]
+    );
+    assert_eq!(
+        packets_of(&trace, "wall_display", Direction::ToClient),
+        ["connack", "suback", "publish"]
+    );
+    assert_eq!(
+        packets_of(&trace, "phone", Direction::ToBroker),
+        ["connect", "publish", "disconnect"]
+    );
+    assert_eq!(
+        packets_of(&trace, "phone", Direction::ToClient),
+        ["connack"]
+    );
+
     let connect = wait_for(&trace, "v5 connect", |e| {
         matches!(&e.body, EventBody::Mqtt { packet: Packet::Connect { client_id, .. }, .. } if client_id == "wall_display")
     })
@@ -416,9 +447,52 @@ async fn two_brokers_in_one_process_do_not_see_each_other() {
     second.stop().await.unwrap();
 }
 
+/// The CONNACKs a client got, in order: whether each resumed a session.
+fn sessions_present(trace: &hil::trace::Trace, client_id: &str) -> Vec<bool> {
+    trace
+        .events_from(0)
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::Mqtt {
+                client,
+                packet: Packet::Connack {
+                    session_present, ..
+                },
+                ..
+            } if client.as_deref() == Some(client_id) => Some(*session_present),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Waits until the client has been sent `count` SUBACKs.
+async fn wait_for_subacks(trace: &hil::trace::Trace, client_id: &str, count: usize) {
+    let seen = std::cell::Cell::new(0);
+    wait_for(trace, "suback", |e| {
+        if matches!(&e.body, EventBody::Mqtt { client, packet: Packet::Suback { .. }, .. } if client.as_deref() == Some(client_id))
+        {
+            seen.set(seen.get() + 1);
+        }
+        seen.get() >= count
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn restart_drops_sessions_subscriptions_and_retained_messages() {
     let (broker, trace) = broker().await;
+    let mut durable_options = Client::options("durable", broker.addr());
+    durable_options.set_clean_session(false);
+    let mut durable = Client::start(durable_options.clone());
+    tokio::time::timeout(DEADLINE, durable.connected.recv())
+        .await
+        .unwrap();
+    durable
+        .client
+        .subscribe("living_room_lights", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    wait_for_subacks(&trace, "durable", 1).await;
     let publisher = Client::connect("phone", broker.addr()).await;
     publisher
         .client
@@ -448,6 +522,13 @@ async fn restart_drops_sessions_subscriptions_and_retained_messages() {
         Some(CloseReason::Cut | CloseReason::ByBroker)
     ));
 
+    // The kept session is gone too: the durable client comes back to no session.
+    let mut durable = Client::start(durable_options);
+    tokio::time::timeout(DEADLINE, durable.connected.recv())
+        .await
+        .expect("the durable client reconnects");
+    assert_eq!(sessions_present(&trace, "durable"), [false, false]);
+
     // The retained "on" is gone: a fresh subscriber gets nothing, then a new publish.
     let mut reader = Client::connect("reader", broker.addr()).await;
     reader
@@ -470,6 +551,21 @@ async fn restart_drops_sessions_subscriptions_and_retained_messages() {
         b"marker",
         "no retained message survived"
     );
+    // Nor did the durable client's subscription: subscribed again now, the first message
+    // it gets is the next one. The old subscription would have sent "marker" first, down
+    // the same connection.
+    durable
+        .client
+        .subscribe("living_room_lights", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    wait_for_subacks(&trace, "durable", 2).await;
+    writer
+        .client
+        .publish("living_room_lights", QoS::AtMostOnce, false, "after")
+        .await
+        .unwrap();
+    assert_eq!(&durable.next_publish().await.payload[..], b"after");
     let actions: Vec<_> = trace
         .events_from(0)
         .iter()
@@ -495,5 +591,51 @@ async fn passwords_never_reach_the_trace() {
     let all = support::dump(&trace);
     assert!(all.contains("bench-user"), "the username is recorded");
     assert!(!all.contains("hunter2-not-in-trace"));
+    broker.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_delayed_burst_is_held_once_not_once_per_frame() {
+    let (broker, trace) = broker().await;
+    let mut display = Client::connect("display", broker.addr()).await;
+    display
+        .client
+        .subscribe("burst", QoS::AtMostOnce)
+        .await
+        .unwrap();
+    wait_for(&trace, "display suback", |e| {
+        matches!(&e.body, EventBody::Mqtt { client, packet: Packet::Suback { .. }, .. } if client.as_deref() == Some("display"))
+    })
+    .await;
+    let phone = Client::connect("phone", broker.addr()).await;
+    broker
+        .faults()
+        .delay("phone", Duration::from_millis(300), Duration::ZERO, None);
+    for i in 0..10 {
+        phone
+            .client
+            .publish("burst", QoS::AtMostOnce, false, i.to_string())
+            .await
+            .unwrap();
+    }
+    for i in 0..10 {
+        let delivered = display.next_publish().await;
+        assert_eq!(&delivered.payload[..], i.to_string().as_bytes(), "in order");
+    }
+    let deliveries: Vec<u64> = trace
+        .events_from(0)
+        .iter()
+        .filter(|e| {
+            matches!(&e.body, EventBody::Mqtt { client, dir: Direction::ToClient, packet: Packet::Publish { .. }, .. } if client.as_deref() == Some("display"))
+        })
+        .map(|e| e.t_us)
+        .collect();
+    assert_eq!(deliveries.len(), 10);
+    // Held one after another, the ten would spread over about three seconds.
+    let spread = Duration::from_micros(deliveries[9] - deliveries[0]);
+    assert!(
+        spread < Duration::from_millis(300),
+        "deliveries spread over {spread:?}"
+    );
     broker.stop().await.unwrap();
 }

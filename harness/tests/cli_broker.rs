@@ -11,10 +11,11 @@ use assert_cmd::prelude::*;
 use hil::trace::{BrokerAction, Event, EventBody, Packet};
 use support::{hil_exe, Client, DEADLINE};
 
-/// A running `hil broker` and the URL it printed.
+/// A running `hil broker`, the URL it printed, and the rest of its stdout as it comes.
 struct BrokerProcess {
     child: Child,
     url: String,
+    more_stdout: mpsc::Receiver<String>,
 }
 
 impl BrokerProcess {
@@ -27,20 +28,22 @@ impl BrokerProcess {
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
+        let (tx, more_stdout) = mpsc::channel();
+        // To the end of stdout: anything after the URL breaks the one-line contract, and
+        // `signal` checks that nothing came.
         std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            let _ = tx.send(lines.next());
-            // Anything more on stdout would break the one-line contract.
-            let _ = tx.send(lines.next());
+            for line in BufReader::new(stdout).lines() {
+                let _ = tx.send(line.expect("utf-8 line"));
+            }
         });
-        let first = rx
+        let url = more_stdout
             .recv_timeout(DEADLINE)
             .expect("a line within the deadline");
-        let url = first.expect("stdout line").expect("utf-8 line");
-        let second = rx.recv_timeout(Duration::from_millis(0));
-        assert!(second.is_err(), "only one line on stdout, got {second:?}");
-        BrokerProcess { child, url }
+        BrokerProcess {
+            child,
+            url,
+            more_stdout,
+        }
     }
 
     fn addr(&self) -> std::net::SocketAddr {
@@ -66,7 +69,22 @@ impl BrokerProcess {
             std::thread::sleep(Duration::from_millis(10));
         }
         let child = std::mem::replace(&mut self.child, Command::new("true").spawn().unwrap());
-        child.wait_with_output().unwrap()
+        let output = child.wait_with_output().unwrap();
+        let mut more = Vec::new();
+        loop {
+            match self.more_stdout.recv_timeout(DEADLINE) {
+                Ok(line) => more.push(line),
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("stdout still open {DEADLINE:?} after hil broker exited")
+                }
+            }
+        }
+        assert!(
+            more.is_empty(),
+            "only one line on stdout, then also {more:?}"
+        );
+        output
     }
 }
 

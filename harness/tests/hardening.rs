@@ -35,8 +35,15 @@ async fn ten_thousand_mutated_frames_leave_the_broker_serving() {
         16,
         Duration::from_millis(50),
     ));
+    // Far beyond what the run takes even in a debug build on a loaded runner: reached,
+    // it means the fuzz (or the tap) hangs.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     let mut exchanged = 0;
     while !fuzz.is_finished() {
+        if tokio::time::Instant::now() > deadline {
+            fuzz.abort();
+            panic!("the fuzz run did not finish within 120s ({exchanged} messages exchanged meanwhile)");
+        }
         talker
             .client
             .publish("steady", QoS::AtLeastOnce, false, exchanged.to_string())

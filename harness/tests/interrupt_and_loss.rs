@@ -1,5 +1,6 @@
 //! `hil run` under pressure, through the binary: interrupted mid-scenario, a burst of
-//! ten thousand publishes, an output folder that cannot be written or fills up.
+//! ten thousand publishes, an output folder that cannot be written or fills up, and
+//! random faults that a seed replays.
 
 mod support;
 
@@ -22,6 +23,16 @@ fn run_in(dir: &Path, args: &[&str]) -> Output {
         .env("NO_COLOR", "1")
         .output()
         .unwrap()
+}
+
+fn assert_passed(output: &Output) {
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 /// Direct children of `pid`, from /proc.
@@ -71,6 +82,17 @@ fn trace_lines(path: &Path) -> Vec<serde_json::Value> {
 
 #[test]
 fn sigint_mid_run_exits_130_with_reports_traces_and_no_children_left() {
+    interrupt_mid_run("INT");
+}
+
+#[test]
+fn sigterm_mid_run_exits_130_with_reports_traces_and_no_children_left() {
+    interrupt_mid_run("TERM");
+}
+
+/// `hil run` stopped by SIG`signal` while its second scenario waits: the documented
+/// "interrupted" exit, every report and trace complete, no broker engine left behind.
+fn interrupt_mid_run(signal: &str) {
     let dir = tempfile::tempdir().unwrap();
     write(
         dir.path(),
@@ -132,7 +154,7 @@ fn sigint_mid_run_exits_130_with_reports_traces_and_no_children_left() {
         .expect("the broker's address is in the trace");
 
     assert!(Command::new("kill")
-        .args(["-INT", &pid.to_string()])
+        .args(["-s", signal, &pid.to_string()])
         .status()
         .unwrap()
         .success());
@@ -142,7 +164,7 @@ fn sigint_mid_run_exits_130_with_reports_traces_and_no_children_left() {
     });
     let status = status
         .recv_timeout(DEADLINE)
-        .expect("hil exits after SIGINT")
+        .unwrap_or_else(|_| panic!("hil exits after SIG{signal}"))
         .unwrap();
     assert_eq!(status.code(), Some(130));
 
@@ -195,14 +217,7 @@ steps:
   - expect_message: { topic: burst, payload: "x", to: display, count: 10000, within: 30s }
 "#,
     );
-    let output = run_in(dir.path(), &["run", "burst.yaml", "--out", "out"]);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_passed(&run_in(dir.path(), &["run", "burst.yaml", "--out", "out"]));
     let events = trace_lines(&dir.path().join("out/burst/trace.jsonl"));
     let publishes = |client: &str, dir: &str| {
         events
@@ -269,4 +284,84 @@ steps:
     assert_eq!(output.status.code(), Some(3), "{said}");
     assert!(said.contains("No space left on device"), "{said}");
     assert!(said.contains("out/chatty/trace.jsonl"), "{said}");
+}
+
+/// The payloads of the phone's publishes that the tap dropped, in order, and the fault
+/// events of the steps; times are left out.
+fn phone_drop_decisions(trace: &Path) -> (Vec<String>, Vec<String>, usize) {
+    let mut dropped = Vec::new();
+    let mut rules = Vec::new();
+    let mut publishes = 0;
+    let mut last_publish = None;
+    for event in trace_lines(trace) {
+        match event["kind"].as_str() {
+            Some("mqtt")
+                if event["client"] == "phone"
+                    && event["dir"] == "c2b"
+                    && event["packet"] == "publish" =>
+            {
+                publishes += 1;
+                last_publish = event["payload"].as_str().map(str::to_string);
+            }
+            Some("fault") if event["detail"] == "publish to the broker" => {
+                dropped.push(last_publish.clone().expect("a drop follows its publish"));
+            }
+            Some("fault") => rules.push(format!(
+                "{} {}",
+                event["fault"].as_str().unwrap_or_default(),
+                event["detail"].as_str().unwrap_or_default()
+            )),
+            _ => {}
+        }
+    }
+    (dropped, rules, publishes)
+}
+
+#[test]
+fn the_same_seed_drops_and_delays_the_same_frames() {
+    let dir = tempfile::tempdir().unwrap();
+    // One publish at a time, each seen by the tap before the next is sent, so that the
+    // replies (PUBACK, delayed with jitter too) come back between them: their draws must
+    // not shift the phone's.
+    let publishes: String = (0..40)
+        .map(|i| {
+            format!(
+                "  - publish: {{ as: phone, topic: t, payload: \"p{i:02}\", qos: 1 }}\n\
+                 \x20 - expect_trace: {{ events: [{{ kind: mqtt, client: phone, dir: c2b, payload: \"p{i:02}\" }}] }}\n"
+            )
+        })
+        .collect();
+    write(
+        dir.path(),
+        "seeded.yaml",
+        &format!(
+            "name: seeded\ntimeout: 20s\nclients:\n  phone: {{}}\nsteps:\n\
+             \x20 - delay: {{ client: phone, by: 2ms, jitter: 2ms }}\n\
+             \x20 - drop: {{ client: phone, direction: to_broker, ratio: 0.5 }}\n\
+             {publishes}\
+             \x20 - disconnect: {{ client: phone }}\n\
+             \x20 - expect_trace: {{ within: 5s, events: [{{ kind: conn_closed, client: phone }}] }}\n"
+        ),
+    );
+    let decisions = |out: &str| {
+        assert_passed(&run_in(
+            dir.path(),
+            &["run", "seeded.yaml", "--seed", "7", "--out", out],
+        ));
+        phone_drop_decisions(&dir.path().join(out).join("seeded/trace.jsonl"))
+    };
+    let (dropped, rules, publishes) = decisions("first");
+    assert_eq!(publishes, 40, "every publish reached the tap");
+    assert!(
+        !dropped.is_empty() && dropped.len() < 40,
+        "a ratio of 0.5 drops some: {dropped:?}"
+    );
+    assert_eq!(
+        rules,
+        [
+            "delay by 2ms ± 2ms until the end",
+            "drop 0.5 of frames to the broker"
+        ]
+    );
+    assert_eq!(decisions("second"), (dropped, rules, publishes));
 }

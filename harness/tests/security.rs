@@ -116,6 +116,24 @@ fn a_login_is_checked_and_a_wrong_one_refused_with_connack_4() {
     );
 }
 
+/// Runs a shell script in a network namespace of its own (nothing it binds is reachable
+/// from outside) and a scratch folder; what it printed, once it succeeded.
+fn in_own_network(script: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new("unshare")
+        .args(["-rn", "sh", "-c", script])
+        .current_dir(dir.path())
+        .output()
+        .expect("unshare (util-linux) runs");
+    let said = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    said
+}
+
 /// Beyond loopback, in a network namespace of the test's own: without --auth the broker
 /// makes up a login and says it once; clients without it are refused.
 #[test]
@@ -136,18 +154,7 @@ cat log
 "#,
         hil = hil_exe().display()
     );
-    let dir = tempfile::tempdir().unwrap();
-    let output = Command::new("unshare")
-        .args(["-rn", "sh", "-c", &script])
-        .current_dir(dir.path())
-        .output()
-        .expect("unshare (util-linux) runs");
-    let said = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{said}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let said = in_own_network(&script);
     assert!(said.contains("anonymous: refused"), "{said}");
     assert!(said.contains("generated: accepted"), "{said}");
     assert_eq!(
@@ -155,6 +162,33 @@ cat log
         1,
         "said once: {said}"
     );
+}
+
+/// A broker that cannot bind has no login to give: the generated one is said only once
+/// the port is the broker's.
+#[test]
+fn a_broker_that_fails_to_bind_says_no_generated_login() {
+    let script = format!(
+        r#"set -e
+ip link set lo up
+{hil} broker --bind 0.0.0.0 --port 0 --insecure-open >url 2>/dev/null &
+first=$!
+for _ in $(seq 1 200); do [ -s url ] && break; sleep 0.05; done
+port=$(sed 's/.*://' url)
+set +e
+{hil} broker --bind 0.0.0.0 --port "$port" 2>log
+echo "second broker: exit $?"
+kill -INT $first
+wait $first
+echo "--- its stderr"
+cat log
+"#,
+        hil = hil_exe().display()
+    );
+    let said = in_own_network(&script);
+    assert!(said.contains("second broker: exit 3"), "{said}");
+    assert!(said.contains("in use"), "the bind failure is said: {said}");
+    assert!(!said.contains("password"), "{said}");
 }
 
 #[test]

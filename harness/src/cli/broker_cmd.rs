@@ -61,47 +61,79 @@ fn parse_login(text: &str) -> Result<Credentials, String> {
     }
 }
 
-/// The login clients need: as given; generated (and said once) for a bind beyond
-/// loopback; none on loopback or with --insecure-open.
-fn login(args: &Args) -> Option<Credentials> {
+/// A login of the broker's own, for a bind beyond loopback without --auth or
+/// --insecure-open; `None` when clients log in as given, or not at all.
+fn generated_login(args: &Args) -> Result<Option<Credentials>, Failure> {
     if args.auth.is_some() || args.insecure_open || args.bind.is_loopback() {
-        return args.auth.clone();
+        return Ok(None);
     }
-    let password: String = std::iter::repeat_with(fastrand::alphanumeric)
-        .take(20)
-        .collect();
-    let login = Credentials {
+    Ok(Some(Credentials {
         username: "hil".into(),
-        password,
-    };
-    eprintln!(
-        "hil broker: listening beyond loopback; clients log in as user {:?} with password {:?} (choose with --auth, or --insecure-open for none)",
-        login.username, login.password
-    );
-    Some(login)
+        password: generated_password()?,
+    }))
+}
+
+/// Letters and digits from the operating system's random source: this password guards a
+/// broker open to the network, so it must not be guessable from a seed.
+fn generated_password() -> Result<String, Failure> {
+    const ALPHABET: &[u8; 62] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    const LENGTH: usize = 20;
+    // 248 is the largest multiple of 62 below 256: bytes from it up are skipped, so that
+    // every character is equally likely.
+    const FAIR_BELOW: u8 = 248;
+    let mut password = String::with_capacity(LENGTH);
+    let mut bytes = [0u8; 2 * LENGTH];
+    while password.len() < LENGTH {
+        getrandom::fill(&mut bytes).map_err(|e| {
+            Failure::new(
+                Exit::Infrastructure,
+                format!("cannot generate a login password: {e}; choose one with --auth USER:PASS"),
+            )
+        })?;
+        let wanted = LENGTH - password.len();
+        password.extend(
+            bytes
+                .iter()
+                .filter(|byte| **byte < FAIR_BELOW)
+                .take(wanted)
+                .map(|byte| char::from(ALPHABET[usize::from(*byte) % ALPHABET.len()])),
+        );
+    }
+    Ok(password)
 }
 
 pub async fn run(args: Args) -> Result<Exit, Failure> {
+    // Installs the handlers first: a signal during the start-up stops the broker cleanly
+    // once it is up, instead of killing the process with the trace unfinished.
+    let stop = stop_signal();
     let trace = Trace::start(TraceOptions {
         file: args.trace.as_deref(),
         keep_in_memory: false,
     })?;
+    let generated = generated_login(&args)?;
     let config = BrokerConfig {
         listen: SocketAddr::new(args.bind, args.port),
         max_packet_size: args.max_packet_size,
         engine_exe: find_engine_exe()?,
-        login: login(&args),
+        login: args.auth.clone().or_else(|| generated.clone()),
         capture: args.pcap,
         external: None,
         namespace: None,
     };
     let broker = Broker::start(config, trace.clone()).await?;
+    // Only now, bound: a broker that failed to start has no login worth saying.
+    if let Some(login) = &generated {
+        eprintln!(
+            "hil broker: listening beyond loopback; clients log in as user {:?} with password {:?} (choose with --auth, or --insecure-open for none)",
+            login.username, login.password
+        );
+    }
     {
         let mut stdout = std::io::stdout().lock();
         let _ = writeln!(stdout, "{}", broker.url());
         let _ = stdout.flush();
     }
-    let stop = stop_signal().await;
+    let stop = stop.await;
     broker.stop().await?;
     trace.finish()?;
     stop.map(|_| Exit::Success)
@@ -125,5 +157,18 @@ pub fn engine(args: &EngineArgs) -> Exit {
             eprintln!("hil broker engine: {message}");
             Exit::Infrastructure
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::generated_password;
+
+    #[test]
+    fn generated_passwords_are_twenty_letters_and_digits_and_never_repeat() {
+        let first = generated_password().unwrap();
+        assert_eq!(first.len(), 20);
+        assert!(first.chars().all(|c| c.is_ascii_alphanumeric()), "{first}");
+        assert_ne!(first, generated_password().unwrap());
     }
 }

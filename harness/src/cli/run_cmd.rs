@@ -306,6 +306,9 @@ fn copy<'a>(event: &RunEvent<'a>) -> RunEvent<'a> {
 }
 
 pub async fn run(args: RunArgs) -> Result<Exit, Failure> {
+    // Installs the handlers now: from here on, SIGINT or SIGTERM interrupts the run
+    // (reports still written) rather than killing the process.
+    let stop = stop_signal();
     // Everything that can refuse the run (exit 2) comes before the first write, so a
     // refused run leaves earlier reports as they were.
     let loaded = load_all(&args.paths)?;
@@ -366,9 +369,9 @@ pub async fn run(args: RunArgs) -> Result<Exit, Failure> {
     let watcher = {
         let interrupt = interrupt.clone();
         tokio::spawn(async move {
-            let stop = stop_signal().await;
-            interrupt.cancel();
-            stop
+            if stop.await.is_ok() {
+                interrupt.cancel();
+            }
         })
     };
     let (summary, _results) = runner::run(scenarios, &options, &interrupt, &mut reporters).await;

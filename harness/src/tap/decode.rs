@@ -1,6 +1,7 @@
 //! Turning bytes on the wire into trace packets, with rumqttc's MQTT 3.1.1 and 5 codecs.
 
 use std::collections::HashMap;
+use std::ops::Range;
 
 use bytes::{Bytes, BytesMut};
 use rumqttc::mqttbytes::{self, v4};
@@ -107,6 +108,14 @@ impl Decoder {
                 .map(from_v4)
                 .map_err(|e| DecodeError::Invalid(e.to_string())),
             Protocol::V5 => {
+                // MQTT 5 lets DISCONNECT and AUTH leave out everything when the reason is
+                // 0 (sections 3.14.2.1, 3.15.2.1); rumqttc writes DISCONNECT so but cannot
+                // read it back.
+                match &frame[..] {
+                    [0xe0, 0x00] => return Ok(Packet::Disconnect),
+                    [0xf0, 0x00] => return Ok(Packet::Auth),
+                    _ => {}
+                }
                 let max = u32::try_from(self.max_packet_size).ok();
                 let packet = v5::Packet::read(&mut bytes, max)
                     .map_err(|e| DecodeError::Invalid(e.to_string()))?;
@@ -214,33 +223,112 @@ pub fn refusal_connack(protocol: Protocol) -> &'static [u8] {
     }
 }
 
-/// The CONNECT frame with its password replaced by as many `*`, for captures. Other
-/// frames, and a CONNECT without password, come back unchanged.
-pub fn blank_password(frame: &Bytes, protocol: Protocol) -> Bytes {
-    let mut bytes = BytesMut::from(&frame[..]);
-    let mut out = BytesMut::new();
-    let rewritten = match protocol {
-        Protocol::V311 => match v4::Packet::read(&mut bytes, usize::MAX) {
-            Ok(v4::Packet::Connect(mut connect)) if connect.login.is_some() => {
-                if let Some(login) = connect.login.as_mut() {
-                    login.password = "*".repeat(login.password.len());
-                }
-                connect.write(&mut out).is_ok()
+/// The CONNECT frame with its password overwritten by as many `*`, for captures; other
+/// frames, and a CONNECT without password, come back unchanged. The password is
+/// overwritten where it lies, nothing is encoded again, so no failure can hand back the
+/// frame as it was. `None` when the CONNECT's fields cannot be walked to the password:
+/// such a frame must stay out of the capture.
+pub fn blank_password(frame: &Bytes, protocol: Protocol) -> Option<Bytes> {
+    match password_span(frame, protocol)? {
+        Password::Absent => Some(frame.clone()),
+        Password::At(span) => {
+            let mut blanked = BytesMut::from(&frame[..]);
+            blanked[span].fill(b'*');
+            Some(blanked.freeze())
+        }
+    }
+}
+
+enum Password {
+    Absent,
+    At(Range<usize>),
+}
+
+/// Where the password of a CONNECT lies, by walking its fields (MQTT 3.1.1 section 3.1,
+/// MQTT 5 section 3.1); `None` when the frame ends before its flags say it should.
+fn password_span(frame: &[u8], protocol: Protocol) -> Option<Password> {
+    const WILL: u8 = 0x04;
+    const PASSWORD: u8 = 0x40;
+    const USERNAME: u8 = 0x80;
+    let mut fields = Fields { frame, at: 0 };
+    if fields.byte()? >> 4 != 1 {
+        return Some(Password::Absent);
+    }
+    let remaining = fields.varint()?;
+    if fields.at.checked_add(remaining)? != frame.len() {
+        return None;
+    }
+    fields.string()?; // protocol name
+    fields.byte()?; // level
+    let flags = fields.byte()?;
+    fields.skip(2)?; // keep-alive
+    if protocol == Protocol::V5 {
+        fields.properties()?;
+    }
+    fields.string()?; // client id
+    if flags & WILL != 0 {
+        if protocol == Protocol::V5 {
+            fields.properties()?;
+        }
+        fields.string()?; // will topic
+        fields.string()?; // will payload
+    }
+    if flags & USERNAME != 0 {
+        fields.string()?;
+    }
+    if flags & PASSWORD == 0 {
+        return Some(Password::Absent);
+    }
+    fields.string().map(Password::At)
+}
+
+/// A cursor over the fields of one frame; every step fails rather than read past its end.
+struct Fields<'a> {
+    frame: &'a [u8],
+    at: usize,
+}
+
+impl Fields<'_> {
+    fn skip(&mut self, len: usize) -> Option<()> {
+        let end = self
+            .at
+            .checked_add(len)
+            .filter(|end| *end <= self.frame.len())?;
+        self.at = end;
+        Some(())
+    }
+
+    fn byte(&mut self) -> Option<u8> {
+        let byte = *self.frame.get(self.at)?;
+        self.at += 1;
+        Some(byte)
+    }
+
+    /// A variable byte integer: seven bits a byte, at most four bytes.
+    fn varint(&mut self) -> Option<usize> {
+        let mut value = 0usize;
+        for shift in [0, 7, 14, 21] {
+            let byte = self.byte()?;
+            value |= usize::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Some(value);
             }
-            _ => false,
-        },
-        Protocol::V5 => match v5::Packet::read(&mut bytes, None) {
-            Ok(v5::Packet::Connect(connect, will, Some(mut login))) => {
-                login.password = "*".repeat(login.password.len());
-                connect.write(&will, &Some(login), &mut out).is_ok()
-            }
-            _ => false,
-        },
-    };
-    if rewritten {
-        out.freeze()
-    } else {
-        frame.clone()
+        }
+        None
+    }
+
+    /// A length-prefixed string or binary field; the span of its content.
+    fn string(&mut self) -> Option<Range<usize>> {
+        let len = u16::from_be_bytes([self.byte()?, self.byte()?]);
+        let start = self.at;
+        self.skip(usize::from(len))?;
+        Some(start..self.at)
+    }
+
+    /// MQTT 5 properties: a length, then that many bytes.
+    fn properties(&mut self) -> Option<()> {
+        let len = self.varint()?;
+        self.skip(len)
     }
 }
 
@@ -362,15 +450,96 @@ mod tests {
         );
     }
 
+    fn v5_connect_with_will(password: &[u8]) -> Bytes {
+        let connect = v5::Connect {
+            keep_alive: 10,
+            client_id: "lamp".into(),
+            clean_start: true,
+            properties: Some(v5::ConnectProperties {
+                session_expiry_interval: Some(60),
+                ..v5::ConnectProperties::new()
+            }),
+        };
+        let will = v5::LastWill::new(
+            "living_room_lights/status",
+            "offline",
+            rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+            true,
+            None,
+        );
+        let login = v5::Login::new("user", "placeholder");
+        let mut buf = BytesMut::new();
+        connect.write(&Some(will), &Some(login), &mut buf).unwrap();
+        // The password is last: swap in raw bytes, which need not be UTF-8.
+        buf.truncate(buf.len() - "placeholder".len() - 2);
+        buf.extend_from_slice(&(password.len() as u16).to_be_bytes());
+        buf.extend_from_slice(password);
+        let remaining = buf.len() - 2;
+        assert!(remaining < 128, "one length byte");
+        buf[1] = remaining as u8;
+        buf.freeze()
+    }
+
+    /// Only the password's own bytes changed, each to `*`.
+    fn assert_only_password_blanked(frame: &[u8], blanked: &[u8], password: &[u8]) {
+        assert_eq!(blanked.len(), frame.len());
+        let start = frame.len() - password.len();
+        assert_eq!(&frame[..start], &blanked[..start]);
+        assert!(blanked[start..].iter().all(|b| *b == b'*'));
+    }
+
     #[test]
     fn captures_get_the_password_blanked_and_nothing_else_changed() {
         let frame = v4_connect("lamp", Some("s3cret"));
-        let blanked = blank_password(&frame, Protocol::V311);
-        assert_eq!(blanked.len(), frame.len());
-        assert!(!blanked.windows(6).any(|w| w == b"s3cret"));
-        assert!(blanked.windows(6).any(|w| w == b"******"));
+        let blanked = blank_password(&frame, Protocol::V311).unwrap();
+        assert_only_password_blanked(&frame, &blanked, b"s3cret");
         let plain = v4_connect("lamp", None);
-        assert_eq!(blank_password(&plain, Protocol::V311), plain);
+        assert_eq!(blank_password(&plain, Protocol::V311), Some(plain));
+    }
+
+    #[test]
+    fn a_v5_password_after_properties_and_a_will_is_blanked_even_when_not_utf8() {
+        for password in [&b"hunter2"[..], &[0xff, 0xfe, b'x', 0x00][..]] {
+            let frame = v5_connect_with_will(password);
+            let blanked = blank_password(&frame, Protocol::V5).unwrap();
+            assert_only_password_blanked(&frame, &blanked, password);
+        }
+        let readable = blank_password(&v5_connect_with_will(b"hunter2"), Protocol::V5).unwrap();
+        let packet = Decoder::new(Protocol::V5, 1024).decode(&readable).unwrap();
+        assert!(
+            matches!(&packet, Packet::Connect { client_id, will: Some(_), username: Some(user), .. } if client_id == "lamp" && user == "user"),
+            "{packet:?}"
+        );
+    }
+
+    #[test]
+    fn a_connect_that_cannot_be_walked_to_its_password_is_left_out() {
+        let frame = v4_connect("lamp", Some("s3cret"));
+        // Cut short, with the length byte still claiming the whole frame.
+        assert_eq!(
+            blank_password(&frame.slice(..frame.len() - 3), Protocol::V311),
+            None
+        );
+        // The password's length pointing past the end.
+        let mut overlong = BytesMut::from(&frame[..]);
+        let at = frame.len() - "s3cret".len() - 2;
+        overlong[at..at + 2].copy_from_slice(&200u16.to_be_bytes());
+        assert_eq!(blank_password(&overlong.freeze(), Protocol::V311), None);
+    }
+
+    #[test]
+    fn a_v5_disconnect_or_auth_without_reason_is_read() {
+        let mut decoder = Decoder::new(Protocol::V5, 1024);
+        let mut written = BytesMut::new();
+        v5::Disconnect::new(v5::DisconnectReasonCode::NormalDisconnection)
+            .write(&mut written)
+            .unwrap();
+        assert_eq!(&written[..], [0xe0, 0x00], "rumqttc's own DISCONNECT");
+        assert_eq!(decoder.decode(&written.freeze()), Ok(Packet::Disconnect));
+        assert_eq!(
+            decoder.decode(&Bytes::from_static(&[0xf0, 0x00])),
+            Ok(Packet::Auth)
+        );
     }
 
     #[test]

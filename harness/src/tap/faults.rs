@@ -1,12 +1,14 @@
 //! Faults the tap injects into the connections of one client: partitions, delays,
 //! dropped and duplicated frames. Scenario steps set them; the tap asks, frame by frame,
-//! what to do. Every random choice comes from one generator seeded by the run, so a
-//! `--seed` replays the same faults.
+//! what to do. Every random choice comes from a generator of its own per client and
+//! direction, seeded from the run's seed: a `--seed` replays the same faults, however the
+//! frames of other clients, or the other direction, interleave with them.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -36,18 +38,77 @@ pub struct Faults {
 
 #[derive(Debug)]
 struct State {
-    rng: fastrand::Rng,
+    seed: u64,
     clients: HashMap<String, ClientFaults>,
     /// Live connections by client id, so a partition can cut them.
     live: HashMap<String, Vec<(u64, CancellationToken)>>,
 }
 
-#[derive(Debug, Default)]
+impl State {
+    fn client(&mut self, client: &str) -> &mut ClientFaults {
+        let seed = self.seed;
+        self.clients
+            .entry(client.to_string())
+            .or_insert_with(|| ClientFaults::new(seed, client))
+    }
+}
+
+#[derive(Debug)]
 struct ClientFaults {
     partitioned_until: Option<Instant>,
     delay: Option<Delay>,
     drops: Vec<(Direction, DropAmount)>,
     duplicates: u32,
+    draws: Draws,
+}
+
+impl ClientFaults {
+    fn new(seed: u64, client: &str) -> ClientFaults {
+        ClientFaults {
+            partitioned_until: None,
+            delay: None,
+            drops: Vec::new(),
+            duplicates: 0,
+            draws: Draws::new(seed, client),
+        }
+    }
+}
+
+/// The random choices of one client: a generator per direction, so that the replies
+/// coming back never shift the draws for what the client sends.
+#[derive(Debug)]
+struct Draws {
+    to_broker: fastrand::Rng,
+    to_client: fastrand::Rng,
+}
+
+impl Draws {
+    fn new(seed: u64, client: &str) -> Draws {
+        Draws {
+            to_broker: fastrand::Rng::with_seed(derive_seed(seed, &format!("{client} c2b"))),
+            to_client: fastrand::Rng::with_seed(derive_seed(seed, &format!("{client} b2c"))),
+        }
+    }
+
+    fn towards(&mut self, dir: Direction) -> &mut fastrand::Rng {
+        match dir {
+            Direction::ToBroker => &mut self.to_broker,
+            Direction::ToClient => &mut self.to_client,
+        }
+    }
+}
+
+/// A seed of its own for `label` (a scenario, a client and direction), from the run's
+/// seed. SHA-256 rather than std's hasher, whose output may change between Rust
+/// releases: a seed printed today must replay the same faults with the next toolchain.
+pub fn derive_seed(seed: u64, label: &str) -> u64 {
+    let digest = Sha256::new()
+        .chain_update(seed.to_le_bytes())
+        .chain_update(label.as_bytes())
+        .finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_le_bytes(first)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -61,7 +122,7 @@ impl Faults {
     pub fn new(seed: u64) -> Faults {
         Faults {
             state: Mutex::new(State {
-                rng: fastrand::Rng::with_seed(seed),
+                seed,
                 clients: HashMap::new(),
                 live: HashMap::new(),
             }),
@@ -70,7 +131,11 @@ impl Faults {
 
     /// Seeds every random choice (ratios, jitter) from here on.
     pub fn reseed(&self, seed: u64) {
-        self.state().rng = fastrand::Rng::with_seed(seed);
+        let mut state = self.state();
+        state.seed = seed;
+        for (client, faults) in state.clients.iter_mut() {
+            faults.draws = Draws::new(seed, client);
+        }
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -82,11 +147,7 @@ impl Faults {
     /// Cuts the client's connections and turns its new ones away until `until`.
     pub fn partition(&self, client: &str, until: Instant) {
         let mut state = self.state();
-        state
-            .clients
-            .entry(client.to_string())
-            .or_default()
-            .partitioned_until = Some(until);
+        state.client(client).partitioned_until = Some(until);
         for (_, cut) in state.live.remove(client).unwrap_or_default() {
             cut.cancel();
         }
@@ -108,28 +169,15 @@ impl Faults {
 
     /// Holds every frame of the client, both ways, for `by` ± `jitter`, in order.
     pub fn delay(&self, client: &str, by: Duration, jitter: Duration, until: Option<Instant>) {
-        self.state()
-            .clients
-            .entry(client.to_string())
-            .or_default()
-            .delay = Some(Delay { by, jitter, until });
+        self.state().client(client).delay = Some(Delay { by, jitter, until });
     }
 
     pub fn drop_frames(&self, client: &str, direction: Direction, amount: DropAmount) {
-        self.state()
-            .clients
-            .entry(client.to_string())
-            .or_default()
-            .drops
-            .push((direction, amount));
+        self.state().client(client).drops.push((direction, amount));
     }
 
     pub fn duplicate(&self, client: &str, count: u32) {
-        self.state()
-            .clients
-            .entry(client.to_string())
-            .or_default()
-            .duplicates += count;
+        self.state().client(client).duplicates += count;
     }
 
     /// Registers a live connection of `client`; a partition cancels `cut`.
@@ -150,19 +198,21 @@ impl Faults {
     /// What to do with one frame of `client` going `dir`, and how long to hold it.
     /// Only the message flow (PUBLISH and its acknowledgements) is dropped or
     /// duplicated: a lost CONNECT or PING would test the keep-alive, not delivery.
+    /// Keep-alive pings are held `by` exactly: they come when a timer fires, not when
+    /// the scenario acts, so a draw for them would shift every later draw.
     pub fn fate(&self, client: &str, dir: Direction, packet: &Packet) -> (Fate, Duration) {
         let mut state = self.state();
-        let State { rng, clients, .. } = &mut *state;
-        let Some(faults) = clients.get_mut(client) else {
+        let Some(faults) = state.clients.get_mut(client) else {
             return (Fate::Forward, Duration::ZERO);
         };
+        let keep_alive = matches!(packet, Packet::Pingreq | Packet::Pingresp);
         let hold = match faults.delay {
             Some(delay) if delay.until.is_none_or(|until| Instant::now() < until) => {
                 let jitter = delay.jitter.as_micros() as i64;
-                let offset = if jitter == 0 {
+                let offset = if jitter == 0 || keep_alive {
                     0
                 } else {
-                    rng.i64(-jitter..=jitter)
+                    faults.draws.towards(dir).i64(-jitter..=jitter)
                 };
                 let micros = (delay.by.as_micros() as i64 + offset).max(0);
                 Duration::from_micros(micros as u64)
@@ -190,7 +240,7 @@ impl Faults {
                     *left -= 1;
                     true
                 }
-                DropAmount::Ratio(ratio) => rng.f64() < *ratio,
+                DropAmount::Ratio(ratio) => faults.draws.towards(dir).f64() < *ratio,
             };
             if dropped {
                 return (Fate::Drop, hold);
@@ -290,7 +340,7 @@ mod tests {
     }
 
     #[test]
-    fn delays_stay_within_their_jitter() {
+    fn delays_stay_within_their_jitter_and_pings_get_none() {
         let faults = Faults::new(3);
         faults.delay(
             "phone",
@@ -299,12 +349,59 @@ mod tests {
             None,
         );
         for _ in 0..100 {
-            let (_, hold) = faults.fate("phone", Direction::ToClient, &Packet::Pingresp);
+            let (_, hold) = faults.fate("phone", Direction::ToClient, &publish());
             assert!(
                 hold >= Duration::from_millis(80) && hold <= Duration::from_millis(120),
                 "{hold:?}"
             );
+            let (_, ping_hold) = faults.fate("phone", Direction::ToClient, &Packet::Pingresp);
+            assert_eq!(ping_hold, Duration::from_millis(100));
         }
+    }
+
+    /// The phone's decisions to the broker, with other frames (pings, replies, another
+    /// client's publishes) interleaved or not.
+    fn phone_decisions(interleave: bool) -> Vec<(Fate, Duration)> {
+        let faults = Faults::new(11);
+        faults.reseed(42);
+        for client in ["phone", "lamp"] {
+            faults.delay(
+                client,
+                Duration::from_millis(50),
+                Duration::from_millis(30),
+                None,
+            );
+            faults.drop_frames(client, Direction::ToBroker, DropAmount::Ratio(0.3));
+            faults.drop_frames(client, Direction::ToClient, DropAmount::Ratio(0.3));
+        }
+        (0..64)
+            .map(|i| {
+                if interleave {
+                    for _ in 0..i % 3 {
+                        faults.fate("phone", Direction::ToBroker, &Packet::Pingreq);
+                        faults.fate("phone", Direction::ToClient, &Packet::Puback { pkid: 1 });
+                        faults.fate("lamp", Direction::ToBroker, &publish());
+                    }
+                }
+                faults.fate("phone", Direction::ToBroker, &publish())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn each_client_and_direction_draws_on_its_own() {
+        let alone = phone_decisions(false);
+        assert_eq!(alone, phone_decisions(true));
+        assert!(alone.iter().any(|(fate, _)| *fate == Fate::Drop));
+        assert!(alone.windows(2).any(|pair| pair[0].1 != pair[1].1));
+    }
+
+    #[test]
+    fn derived_seeds_are_fixed_for_good() {
+        // SHA-256 of the seed's little-endian bytes and the label, first eight bytes.
+        assert_eq!(derive_seed(42, "phone c2b"), 10_841_334_252_436_824_190);
+        assert_ne!(derive_seed(42, "phone c2b"), derive_seed(42, "phone b2c"));
+        assert_ne!(derive_seed(42, "phone c2b"), derive_seed(43, "phone c2b"));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 mod decode;
 mod faults;
 
+use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -15,6 +16,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -22,7 +24,7 @@ pub use decode::{
     blank_password, connect_login, connect_protocol, next_frame, refusal_connack, DecodeError,
     Decoder, Protocol,
 };
-pub use faults::{DropAmount, Fate, Faults};
+pub use faults::{derive_seed, DropAmount, Fate, Faults};
 
 use crate::broker::Credentials;
 use crate::namespace::Namespace;
@@ -417,7 +419,13 @@ async fn serve(
         return conn.record_closed(CloseReason::ByBroker, Some(error.to_string()));
     }
     if conn.shared.capture.is_some() {
-        conn.capture(Direction::ToBroker, &blank_password(&frame, protocol));
+        match blank_password(&frame, protocol) {
+            Some(blanked) => conn.capture(Direction::ToBroker, &blanked),
+            None => tracing::warn!(
+                conn = id,
+                "the CONNECT is left out of the capture: its password could not be found to blank it"
+            ),
+        }
     }
 
     let cut = cut.child_token();
@@ -503,24 +511,38 @@ async fn pump(
     mut decoder: Decoder,
     mut buf: BytesMut,
 ) -> End {
+    let mut held = Held::default();
     loop {
+        let arrived = Instant::now();
         let (outgoing, end) = take_complete_frames(conn, dir, &mut decoder, &mut buf);
         for (bytes, hold) in outgoing {
-            if !hold.is_zero() {
-                tokio::time::sleep(hold).await;
+            if bytes.is_empty() {
+                continue;
             }
-            if let Err(error) = tx.write_all(&bytes).await {
-                return End::WriteFailed(error);
+            if hold.is_zero() && held.is_empty() {
+                if let Err(error) = send(conn, dir, &mut tx, &bytes).await {
+                    return End::WriteFailed(error);
+                }
+            } else {
+                held.push_back((bytes, arrived + hold));
             }
-            conn.capture(dir, &bytes);
         }
         if let Some(end) = end {
-            return end;
+            return release_all(conn, dir, &mut tx, held).await.unwrap_or(end);
         }
         if buf.capacity() - buf.len() < 4096 {
             buf.reserve(64 * 1024);
         }
-        let read = rx.read_buf(&mut buf).await;
+        let read = loop {
+            match read_or_release(&mut held, &mut rx, &mut buf).await {
+                Next::Release(bytes) => {
+                    if let Err(error) = send(conn, dir, &mut tx, &bytes).await {
+                        return End::WriteFailed(error);
+                    }
+                }
+                Next::Read(read) => break read,
+            }
+        };
         acknowledge_at_once(&rx);
         match read {
             Ok(0) => {
@@ -531,12 +553,73 @@ async fn pump(
                         &buf,
                     );
                 }
-                return End::Eof;
+                // A held DISCONNECT still goes, so the close stays clean.
+                return release_all(conn, dir, &mut tx, held)
+                    .await
+                    .unwrap_or(End::Eof);
             }
             Ok(_) => {}
             Err(error) => return End::ReadFailed(error),
         }
     }
+}
+
+/// Frames a `delay` holds, each with the time it may go: its own arrival plus its hold.
+/// They go in order, so a frame never overtakes the one before it; reading goes on
+/// meanwhile, so a burst is held once, not once per frame.
+type Held = VecDeque<(BytesMut, Instant)>;
+
+/// Held frames at most; beyond, reading waits (and TCP pushes back on the sender).
+const HELD_LIMIT: usize = 4096;
+
+enum Next {
+    Release(BytesMut),
+    Read(io::Result<usize>),
+}
+
+/// Reads more, or releases the first held frame when its time comes, whichever is first.
+async fn read_or_release(held: &mut Held, rx: &mut OwnedReadHalf, buf: &mut BytesMut) -> Next {
+    let Some(&(_, release_at)) = held.front() else {
+        return Next::Read(rx.read_buf(buf).await);
+    };
+    if held.len() < HELD_LIMIT {
+        tokio::select! {
+            biased;
+            () = tokio::time::sleep_until(release_at) => {}
+            // Cancel-safe: a read that loses the race has taken no bytes.
+            read = rx.read_buf(buf) => return Next::Read(read),
+        }
+    } else {
+        tokio::time::sleep_until(release_at).await;
+    }
+    Next::Release(held.pop_front().map(|(bytes, _)| bytes).unwrap_or_default())
+}
+
+/// Releases every held frame, each at its time; the error of a failed write, if any.
+async fn release_all(
+    conn: &Conn<'_>,
+    dir: Direction,
+    tx: &mut OwnedWriteHalf,
+    held: Held,
+) -> Option<End> {
+    for (bytes, release_at) in held {
+        tokio::time::sleep_until(release_at).await;
+        if let Err(error) = send(conn, dir, tx, &bytes).await {
+            return Some(End::WriteFailed(error));
+        }
+    }
+    None
+}
+
+async fn send(
+    conn: &Conn<'_>,
+    dir: Direction,
+    tx: &mut OwnedWriteHalf,
+    bytes: &[u8],
+) -> io::Result<()> {
+    tx.write_all(bytes).await?;
+    conn.capture(dir, bytes);
+    Ok(())
 }
 
 /// Asks the kernel to acknowledge what was just read without the usual delay. The
@@ -549,13 +632,13 @@ fn acknowledge_at_once(socket: &OwnedReadHalf) {
     let _ = socket;
 }
 
-/// Records every complete frame in `buf` and returns their bytes to forward, plus how the
-/// connection must end when a frame was not acceptable (the frames before it still go).
 /// Bytes to send on, each after holding them for a while (a `delay` fault).
 type Outgoing = Vec<(BytesMut, Duration)>;
 
 /// Records every complete frame in `buf` and says what to send on: without faults, all
-/// of it at once; with faults for this client, frame by frame as the faults decide.
+/// of it at once; with faults for this client, frame by frame as the faults decide. When
+/// a frame is not acceptable, also how the connection must end (the frames before it
+/// still go).
 fn take_complete_frames(
     conn: &Conn<'_>,
     dir: Direction,
