@@ -333,11 +333,11 @@ pub fn normalize(events: &[Arc<Event>]) -> String {
 /// (keep-alive, acknowledgements).
 fn normalized_packet(packet: &Packet) -> Option<String> {
     Some(match packet {
+        // No user name: a login is the run's setting (`--auth`), not the device's doing.
         Packet::Connect {
             protocol,
             clean_session,
             will,
-            username,
             ..
         } => {
             let mut line = format!("connect v{protocol} clean={clean_session}");
@@ -347,9 +347,6 @@ fn normalized_packet(packet: &Packet) -> Option<String> {
                     " will={} {} qos={} retain={}",
                     will.topic, will.payload, will.qos, will.retain
                 );
-            }
-            if let Some(username) = username {
-                let _ = write!(line, " user={username}");
             }
             line
         }

@@ -164,3 +164,36 @@ fn scenarios_run_unchanged_on_a_flashed_board_over_serial() {
         );
     }
 }
+
+/// A board on Wi-Fi cannot reach 127.0.0.1 of the host running hil: it is told the
+/// address the run's brokers listen on (--bind), or the one --advertise names.
+#[test]
+fn bench_boards_are_told_the_address_the_brokers_listen_on() {
+    let (chip, config) = flashed_chip(Chip::Esp32c3);
+    let scenario = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../scenarios/switch_press_publishes.yaml");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            scenario.to_str().unwrap(),
+            "--board",
+            "lamp=bench1",
+            "--config",
+            config.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        hil(chip.dir.path(), &args)
+    };
+    // Nothing listens on 127.0.0.1 at the brokers' ports: only the told address works.
+    let bound = run(&["--bind", "127.0.0.2"]);
+    assert_eq!(bound.status.code(), Some(0), "{}", said(&bound));
+    let advertised = run(&["--bind", "127.0.0.2", "--advertise", "127.0.0.2"]);
+    assert_eq!(advertised.status.code(), Some(0), "{}", said(&advertised));
+    let elsewhere = run(&["--bind", "127.0.0.2", "--advertise", "127.0.0.3"]);
+    assert_eq!(elsewhere.status.code(), Some(1), "{}", said(&elsewhere));
+    assert!(
+        said(&elsewhere).contains("expect_connected"),
+        "{}",
+        said(&elsewhere)
+    );
+}

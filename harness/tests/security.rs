@@ -191,6 +191,37 @@ cat log
     assert!(!said.contains("password"), "{said}");
 }
 
+/// `hil run` beyond loopback, in a network namespace of the test's own: refused without
+/// a login or --insecure-open; with --auth the run's harness clients and simulated
+/// boards log in (the tap refuses anyone else), and the password is in no artifact.
+#[test]
+fn a_run_beyond_loopback_needs_a_login_its_own_actors_use() {
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../scenarios/phone_turns_on_and_sees_switch.yaml");
+    let script = format!(
+        r#"ip link set lo up
+{hil} run {scenario} --bind 0.0.0.0 >open.out 2>&1; echo "no login: exit $?"
+{hil} run {scenario} --bind 0.0.0.0 --board lamp=bench1 --insecure-open >bench.out 2>&1; echo "bench without advertise: exit $?"
+{hil} run {scenario} --bind 0.0.0.0 --auth tester:pw-77aa --out out --junit junit.xml >auth.out 2>&1; echo "login: exit $?"
+cat open.out bench.out auth.out
+grep -rl pw-77aa out junit.xml auth.out && echo "password: written"
+grep -c '"username":"tester"' out/*/trace.jsonl
+"#,
+        hil = hil_exe().display(),
+        scenario = scenario.display()
+    );
+    let said = in_own_network(&script);
+    assert!(said.contains("no login: exit 2"), "{said}");
+    assert!(said.contains("--auth USER:PASS"), "{said}");
+    assert!(said.contains("bench without advertise: exit 2"), "{said}");
+    assert!(said.contains("--advertise ADDR"), "{said}");
+    assert!(said.contains("login: exit 0"), "{said}");
+    assert!(said.contains("1 passed"), "{said}");
+    assert!(!said.contains("password: written"), "{said}");
+    // Three actors log in: the phone, the wall display and the simulated lamp.
+    assert!(said.lines().any(|line| line.trim() == "3"), "{said}");
+}
+
 #[test]
 fn no_password_reaches_any_artifact_of_a_run() {
     const SECRET: &str = "pa55-never-written";

@@ -42,23 +42,11 @@ pub struct Args {
     #[arg(long, default_value_t = DEFAULT_MAX_PACKET_SIZE, value_name = "BYTES")]
     max_packet_size: usize,
     /// Clients must log in as USER with PASS.
-    #[arg(long, value_name = "USER:PASS", value_parser = parse_login)]
+    #[arg(long, value_name = "USER:PASS", value_parser = super::parse_login)]
     auth: Option<Credentials>,
     /// Beyond loopback, let clients in without a login.
     #[arg(long, conflicts_with = "auth")]
     insecure_open: bool,
-}
-
-fn parse_login(text: &str) -> Result<Credentials, String> {
-    match text.split_once(':') {
-        Some((username, password)) if !username.is_empty() && !password.is_empty() => {
-            Ok(Credentials {
-                username: username.to_string(),
-                password: password.to_string(),
-            })
-        }
-        _ => Err("write it as USER:PASS".into()),
-    }
 }
 
 /// A login of the broker's own, for a bind beyond loopback without --auth or

@@ -149,6 +149,19 @@ fn block_on(
     outcome
 }
 
+/// `--auth USER:PASS`.
+fn parse_login(text: &str) -> Result<hil::broker::Credentials, String> {
+    match text.split_once(':') {
+        Some((username, password)) if !username.is_empty() && !password.is_empty() => {
+            Ok(hil::broker::Credentials {
+                username: username.to_string(),
+                password: password.to_string(),
+            })
+        }
+        _ => Err("write it as USER:PASS".into()),
+    }
+}
+
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("HIL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,rumqttd=off"));

@@ -1,6 +1,7 @@
 //! `hil run`, `hil check`, `hil schema`, `hil snapshot`: the scenario commands.
 
 use std::io::IsTerminal;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use hil::board::profile;
@@ -83,6 +84,22 @@ pub struct RunArgs {
     /// (hil/<run>/<n>/…), so many runs can share the broker.
     #[arg(long, value_name = "URL")]
     broker: Option<String>,
+    /// Where the run's brokers listen. A board on Wi-Fi needs an address of this host
+    /// it can reach; beyond loopback, clients must log in (--auth, or --username with
+    /// --broker) unless --insecure-open.
+    #[arg(long, value_name = "ADDR", default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+    bind: IpAddr,
+    /// The address bench boards are told to reach the brokers at; default --bind, and
+    /// needed when --bind is every address (0.0.0.0 or ::).
+    #[arg(long, value_name = "ADDR")]
+    advertise: Option<IpAddr>,
+    /// Clients must log in as USER with PASS: harness clients and simulated boards do;
+    /// a bench board's firmware must be built with the same login.
+    #[arg(long, value_name = "USER:PASS", value_parser = super::parse_login, conflicts_with = "broker")]
+    auth: Option<Credentials>,
+    /// Beyond loopback, let anyone who reaches the brokers in (a closed bench network).
+    #[arg(long, conflicts_with = "auth")]
+    insecure_open: bool,
     /// User name for --broker.
     #[arg(long, requires = "broker")]
     username: Option<String>,
@@ -91,12 +108,55 @@ pub struct RunArgs {
     password_env: Option<String>,
 }
 
-/// The broker config of the run: embedded, or the tap in front of `--broker`.
+/// The broker config of the run: embedded, or the tap in front of `--broker`; and the
+/// login clients and boards present.
 fn broker_config(args: &RunArgs) -> Result<(BrokerConfig, Option<Credentials>), Failure> {
-    let mut config = BrokerConfig::loopback()?;
+    let (mut config, credentials) = broker_target(args)?;
+    config.listen = SocketAddr::new(args.bind, 0);
+    if !args.bind.is_loopback() {
+        // The tap checks the login: the run's own, or the one the external broker wants.
+        config.login = credentials.clone();
+        if config.login.is_none() && !args.insecure_open {
+            return Err(Failure::new(
+                Exit::Usage,
+                format!(
+                    "--bind {} lets other hosts reach the run's brokers: give them a login with \
+                     --auth USER:PASS (or --username with --broker), or pass --insecure-open \
+                     on a closed bench network",
+                    args.bind
+                ),
+            ));
+        }
+    }
+    Ok((config, credentials))
+}
+
+/// What bench boards are told to connect to: --advertise, else the bind address.
+fn broker_host(args: &RunArgs) -> Result<Option<IpAddr>, Failure> {
+    match args.advertise {
+        Some(host) if host.is_unspecified() => Err(Failure::new(
+            Exit::Usage,
+            format!("--advertise {host}: name an address of this host the boards can reach"),
+        )),
+        Some(host) => Ok(Some(host)),
+        None if args.bind.is_unspecified() && !args.boards.is_empty() => Err(Failure::new(
+            Exit::Usage,
+            format!(
+                "--bind {} listens on every address: say which one the bench boards reach \
+                 this host at with --advertise ADDR",
+                args.bind
+            ),
+        )),
+        None => Ok(None),
+    }
+}
+
+fn broker_target(args: &RunArgs) -> Result<(BrokerConfig, Option<Credentials>), Failure> {
+    let config = BrokerConfig::loopback()?;
     let Some(url) = &args.broker else {
-        return Ok((config, None));
+        return Ok((config, args.auth.clone()));
     };
+    let mut config = config;
     config.external = Some(super::broker_addr("--broker", url)?);
     let credentials = match &args.username {
         Some(username) => {
@@ -135,6 +195,7 @@ fn bench_mapping(args: &RunArgs, scenarios: &[Scenario]) -> Result<BenchMapping,
     let mut mapping = BenchMapping {
         roles: Default::default(),
         lock_timeout: args.lock_timeout,
+        broker_host: broker_host(args)?,
     };
     if !args.boards.is_empty() {
         let config =

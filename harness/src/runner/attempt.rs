@@ -2,6 +2,7 @@
 //! order; every wait bounded by its step's deadline and the scenario's timeout.
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,6 +51,9 @@ pub struct BenchMapping {
     pub roles: BTreeMap<String, BenchBoard>,
     /// How long to wait for a bench board another process holds.
     pub lock_timeout: Duration,
+    /// The address bench boards reach the run's brokers at (`hil run --advertise`);
+    /// default the address the brokers listen on.
+    pub broker_host: Option<IpAddr>,
 }
 
 /// What an attempt leaves behind for reports and snapshots.
@@ -319,14 +323,20 @@ impl<'a> World<'a> {
         self.window_start = self.trace.len() as usize;
         for (index, declared) in self.scenario.boards.iter().enumerate() {
             let client_id = self.client_ids[&declared.name].clone();
+            let bench = self.setup.bench.roles.get(&declared.name);
+            let broker = match (bench, self.setup.bench.broker_host) {
+                (Some(_), Some(host)) => SocketAddr::new(host, self.broker.addr().port()),
+                (Some(_), None) => self.broker.addr(),
+                (None, _) => self.local_broker(),
+            };
             let board = Board::start(BoardSetup {
                 name: &declared.name,
                 client_id: &client_id,
                 spec: &declared.spec,
-                broker: self.broker.addr(),
+                broker,
                 trace: self.trace.clone(),
                 seed: self.seed.wrapping_add(index as u64),
-                bench: self.setup.bench.roles.get(&declared.name),
+                bench,
                 lock_timeout: self.setup.bench.lock_timeout,
                 namespace: self.setup.broker.namespace.as_ref(),
                 credentials: self.setup.credentials.as_ref(),
@@ -339,6 +349,17 @@ impl<'a> World<'a> {
         self.run_steps(steps).await?;
         self.steps_end = Some(self.trace.len() as usize);
         Ok(())
+    }
+
+    /// Where this host's own clients and simulated boards connect: the brokers'
+    /// address, or loopback when they listen on every address.
+    fn local_broker(&self) -> SocketAddr {
+        let addr = self.broker.addr();
+        match addr.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, addr.port()).into(),
+            IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, addr.port()).into(),
+            _ => addr,
+        }
     }
 
     fn run_steps<'s>(
@@ -746,7 +767,7 @@ impl<'a> World<'a> {
         let from = self.trace.len() as usize;
         self.clients.insert(
             name.to_string(),
-            Some(HarnessClient::start(self.broker.addr(), &setup)),
+            Some(HarnessClient::start(self.local_broker(), &setup)),
         );
         // Connected and subscribed means: CONNACK, then one SUBACK per filter.
         let id = setup.client_id.clone();
