@@ -33,6 +33,16 @@ static const uint8_t RELAY_PIN = 4;    // GPIO4: not a strapping pin on the C3
 static const uint8_t BUTTON_PIN = 5;   // GPIO5
 #endif
 
+// A broker login built into the firmware, e.g. for `hil run --auth USER:PASS` on a bench:
+// -DMQTT_USER='"bench"' -DMQTT_PASSWORD='"secret"'. Without them the board connects
+// without one.
+#ifndef MQTT_USER
+#define MQTT_USER nullptr
+#endif
+#ifndef MQTT_PASSWORD
+#define MQTT_PASSWORD nullptr
+#endif
+
 // Most relay modules with an opto-coupler input switch on when their input is LOW.
 #ifndef RELAY_ACTIVE_LOW
 #define RELAY_ACTIVE_LOW 0
@@ -231,8 +241,9 @@ static void poll_mqtt() {
         connect_request.wanted = false;
         // PubSubClient keeps the host pointer: connect_request.host stays valid.
         mqtt.setServer(connect_request.host, connect_request.port);
-        mqtt_up = wifi_up && mqtt.connect(connect_request.client_id, connect_request.will_topic,
-                                          connect_request.will_qos, connect_request.will_retain,
+        mqtt_up = wifi_up && mqtt.connect(connect_request.client_id, MQTT_USER, MQTT_PASSWORD,
+                                          connect_request.will_topic, connect_request.will_qos,
+                                          connect_request.will_retain,
                                           connect_request.will_payload);
         if (mqtt_up) {
             lc_mqtt_connected(&controller);
