@@ -31,7 +31,7 @@ venv="${HIL_VENV:-$HOME/.cache/hil/venv}"
 if [ ! -x "$venv/bin/esptool" ]; then
   echo "ci/test.sh: installing esptool into $venv"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet esptool
+  "$venv/bin/pip" install --quiet esptool==5.6.0
 fi
 export HIL_ESPTOOL="$venv/bin/esptool"
 
