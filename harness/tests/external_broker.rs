@@ -64,6 +64,8 @@ fn two_runs_share_one_mosquitto_without_hearing_each_other() {
                 .current_dir(dir.path())
                 .args(["run", ".", "--jobs", "2", "--broker", &broker.url()])
                 .args(["--out", &format!("out-{run}")])
+                .args(["--json", &format!("report-{run}.json")])
+                .args(["--junit", &format!("junit-{run}.xml")])
                 .env("NO_COLOR", "1")
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
@@ -82,6 +84,14 @@ fn two_runs_share_one_mosquitto_without_hearing_each_other() {
         );
     }
     for run in ["a", "b"] {
+        // The reports say what a tap in front of someone else's broker cannot see.
+        for report in [format!("report-{run}.json"), format!("junit-{run}.xml")] {
+            let text = std::fs::read_to_string(dir.path().join(&report)).unwrap();
+            assert!(
+                text.contains("retained messages left by earlier runs"),
+                "{report}: {text}"
+            );
+        }
         let trace = dir.path().join(format!("out-{run}/quiet/trace.jsonl"));
         assert_eq!(
             deliveries_to(&trace, "display"),

@@ -100,6 +100,9 @@ impl Reporter for JunitFile {
 fn junit(results: &[ScenarioResult], summary: &RunSummary) -> Result<Vec<u8>, String> {
     let mut suite = TestSuite::new("hil scenarios");
     suite.add_property(("seed", summary.seed.to_string().as_str()));
+    if let Some(unobserved) = summary.unobserved {
+        suite.add_property(("unobserved", unobserved));
+    }
     for result in results {
         let attempt = result.last();
         let mut status = match result.status {

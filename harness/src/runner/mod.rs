@@ -50,6 +50,13 @@ pub struct RunOptions {
     pub credentials: Option<Credentials>,
 }
 
+/// What the tap in front of an external broker cannot see, said in every report of such
+/// a run.
+pub const EXTERNAL_BLIND_SPOTS: &str = "an external broker: the trace holds this run's own \
+    clients and boards, as the tap in front of the broker saw them; other tenants' traffic, \
+    sessions and retained messages left by earlier runs, and what happens inside the broker \
+    are not observed; snapshots are not compared";
+
 /// What the runner tells reporters, in order.
 #[derive(Debug)]
 pub enum RunEvent<'a> {
@@ -103,6 +110,7 @@ pub async fn run(
     let mut running = JoinSet::new();
     let mut summary = RunSummary {
         seed: options.seed,
+        unobserved: options.broker.external.map(|_| EXTERNAL_BLIND_SPOTS),
         ..RunSummary::default()
     };
     let mut results = Vec::with_capacity(total);

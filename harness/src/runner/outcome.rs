@@ -154,6 +154,9 @@ pub struct RunSummary {
     #[serde(with = "duration_ms")]
     pub duration: Duration,
     pub seed: u64,
+    /// What this run could not see: set when it ran against an external broker.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unobserved: Option<&'static str>,
 }
 
 impl RunSummary {
