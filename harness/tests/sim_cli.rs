@@ -112,7 +112,10 @@ fn a_fleet_gets_distinct_client_ids_and_topics() {
 fn ctrl_c_or_sigterm_exits_130_as_interrupted() {
     let broker = Mosquitto::start();
     for signal in ["INT", "TERM"] {
-        let (sim, lines) = start_sim(&broker, &[]);
+        let (mut sim, lines) = start_sim(&broker, &[]);
+        // Held open until the end: waiting on a child closes its stdin, and that end of
+        // input would be a second, racing reason to stop.
+        let _stdin = sim.stdin.take();
         lines.wait_for("the boot line", |l| l.starts_with("HIL boot"));
         let status = Command::new("kill")
             .args(["-s", signal, &sim.id().to_string()])

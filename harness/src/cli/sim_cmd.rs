@@ -141,8 +141,11 @@ async fn drive(boards: &mut [Board]) -> Result<Exit, Failure> {
     tokio::pin!(stop);
     loop {
         let line = tokio::select! {
-            line = lines.next_line() => line.map_err(|e| Failure::new(Exit::Infrastructure, format!("stdin: {e}")))?,
+            // A signal that came with the end of input (a parent closing our stdin as it
+            // waits) is still an interruption.
+            biased;
             signal = &mut stop => return signal.map(|_| Exit::Interrupted),
+            line = lines.next_line() => line.map_err(|e| Failure::new(Exit::Infrastructure, format!("stdin: {e}")))?,
         };
         let Some(line) = line else {
             return Ok(Exit::Success);
