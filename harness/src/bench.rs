@@ -890,7 +890,10 @@ async fn fleet(options: &BenchOptions, boards: usize) -> io::Result<Vec<Row>> {
         .map_err(io::Error::other)?;
         fleet.push(board);
     }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    // Bounds a fleet that never completes; a big one takes its time (6 500 boards about
+    // 50 s here), so the bound grows with it.
+    let deadline = tokio::time::Instant::now()
+        + Duration::from_secs(60).max(Duration::from_millis(15) * boards as u32);
     let mut cursor = trace.cursor_at(0);
     // Every board subscribed (its SUBACK), plus the phone's.
     count_until(&mut cursor, deadline, boards + 1, |body| {

@@ -50,7 +50,9 @@ fn config(v311: &[SocketAddr], v5: &[SocketAddr], max_packet_size: usize) -> Con
         tls: None,
         next_connection_delay_ms: 0,
         connections: ConnectionSettings {
-            connection_timeout_ms: 10_000,
+            // From accept to CONNECT: a fleet powering on at once is served in turn, and a
+            // connection dropped for waiting only comes back to wait again.
+            connection_timeout_ms: 60_000,
             max_payload_size: max_packet_size,
             max_inflight_count: 100,
             auth: None,

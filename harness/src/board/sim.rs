@@ -24,6 +24,7 @@ const BOUNCE_EDGE: Duration = Duration::from_millis(1);
 /// A finger stays on the button this long.
 const PRESS_LENGTH: Duration = Duration::from_millis(40);
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// From `WiFi.begin` to joined. Real boards take seconds; a little is enough to keep a
 /// rebooted board from reconnecting before the broker has seen its old socket close
 /// (rumqttd can mistake the old connection's end for the new one's).
@@ -532,7 +533,13 @@ impl Board {
             qos_of(request.will_qos),
             request.will_retain,
         ));
-        let (client, eventloop) = rumqttc::AsyncClient::new(options, 64);
+        let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 64);
+        // From the TCP connect to CONNACK. rumqttc's 5 s is too short when thousands of
+        // boards power on at once: the broker answers them in turn, and a board that gave
+        // up reconnects behind the others.
+        eventloop
+            .network_options
+            .set_connection_timeout(CONNECT_TIMEOUT.as_secs());
         Link {
             client,
             eventloop,
