@@ -6,7 +6,7 @@ mod support;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use support::{hil_exe, Lines, Mosquitto};
+use support::{assert_passed, hil_exe, Lines, Mosquitto};
 
 const QUIET: &str = r#"name: quiet
 clients:
@@ -74,14 +74,7 @@ fn two_runs_share_one_mosquitto_without_hearing_each_other() {
         })
         .collect();
     for run in runs {
-        let output = run.wait_with_output().unwrap();
-        assert_eq!(
-            output.status.code(),
-            Some(0),
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+        assert_passed(&run.wait_with_output().unwrap());
     }
     for run in ["a", "b"] {
         // The reports say what a tap in front of someone else's broker cannot see.

@@ -18,11 +18,10 @@ use serialport::TTYPort;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
-use super::profile::{Profile, Sequence};
+use super::profile::{LineStep, Profile, Sequence};
 use crate::chip::control_socket_path;
 use crate::config::{BenchBoard, PortSpec};
-use crate::port::rfc2217::RemoteLines;
-use crate::port::{self, Endpoint, ModemLines, PortName};
+use crate::port::{self, Endpoint, PortName};
 use crate::trace::{BoardChange, EventBody, Trace};
 
 /// How long a read blocks before the reader checks whether it should stop.
@@ -50,8 +49,6 @@ pub struct SerialBoard {
     name: String,
     profile: Profile,
     port: TTYPort,
-    /// A remote port's DTR/RTS; a local port's are ioctls on `port`.
-    remote_lines: Option<RemoteLines>,
     /// Where `control` sequences go, when the profile has them.
     control: Option<PathBuf>,
     trace: Trace,
@@ -181,7 +178,6 @@ impl SerialBoard {
             name: name.to_string(),
             profile,
             port,
-            remote_lines: endpoint.remote_lines(),
             control,
             trace,
             stop,
@@ -358,9 +354,7 @@ impl SerialBoard {
             Sequence::Control(command) => self.control(command).await,
             Sequence::Lines(steps) => {
                 for step in steps {
-                    if let Some(pause) =
-                        step.apply(self.lines()).map_err(|e| self.lines_error(&e))?
-                    {
+                    if let Some(pause) = self.apply(step)? {
                         tokio::time::sleep(pause).await;
                     }
                 }
@@ -370,17 +364,17 @@ impl SerialBoard {
     }
 
     fn set_lines(&mut self, dtr: Option<bool>, rts: Option<bool>) -> Result<(), String> {
-        let step = super::profile::LineStep::Set { dtr, rts };
-        step.apply(self.lines())
-            .map(drop)
-            .map_err(|e| self.lines_error(&e))
+        self.apply(&LineStep::Set { dtr, rts }).map(drop)
     }
 
-    fn lines(&mut self) -> &mut dyn ModemLines {
-        match &mut self.remote_lines {
-            Some(remote) => remote,
-            None => &mut self.port,
-        }
+    /// One step on the board's DTR/RTS: RFC 2217 commands on a remote port, ioctls on
+    /// a local one.
+    fn apply(&mut self, step: &LineStep) -> Result<Option<Duration>, String> {
+        let applied = match self.endpoint.remote_lines() {
+            Some(mut remote) => step.apply(&mut remote),
+            None => step.apply(&mut self.port),
+        };
+        applied.map_err(|e| self.lines_error(&e))
     }
 
     fn lines_error(&self, error: &str) -> String {

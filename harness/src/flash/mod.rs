@@ -27,7 +27,6 @@ use serialport::{ClearBuffer, SerialPort, UsbPortInfo};
 use crate::board::profile::LineStep;
 use crate::chip::{send_control, Control};
 use crate::image::Chip;
-use crate::port::rfc2217::RemoteLines;
 use crate::port::{ModemLines, PortName};
 pub use console::{boot_version, Console, ConsoleError};
 pub use port::{FlashPort, ResetLines};
@@ -155,13 +154,8 @@ fn connect(job: &Job, target: &FlashPort) -> Result<(Connection, UsbPortInfo), F
                 .map_err(FlashError::infrastructure)?;
             ResetBeforeOperation::NoReset
         }
-        (
-            ResetLines::Lines {
-                bootloader, remote, ..
-            },
-            ResetMode::Reset,
-        ) => {
-            run_lines(bootloader, remote, &mut opened.port, target)?;
+        (ResetLines::Lines { bootloader, .. }, ResetMode::Reset) => {
+            run_lines(bootloader, &mut opened.port, target)?;
             ResetBeforeOperation::NoReset
         }
         (ResetLines::Espflash, ResetMode::Reset) => ResetBeforeOperation::DefaultReset,
@@ -219,8 +213,8 @@ fn reset(
                 .map_err(FlashError::infrastructure)?;
             Ok(serial)
         }
-        ResetLines::Lines { reset, remote, .. } => {
-            run_lines(reset, remote, &mut serial, target)?;
+        ResetLines::Lines { reset, .. } => {
+            run_lines(reset, &mut serial, target)?;
             Ok(serial)
         }
         ResetLines::Espflash => {
@@ -249,11 +243,10 @@ fn reset(
 /// local port's own lines.
 fn run_lines(
     steps: &[LineStep],
-    remote: &Option<RemoteLines>,
     local: &mut espflash::connection::Port,
     target: &FlashPort,
 ) -> Result<(), FlashError> {
-    let mut remote = remote.clone();
+    let mut remote = target.remote_lines();
     let lines: &mut dyn ModemLines = match &mut remote {
         Some(remote) => remote,
         None => local,

@@ -40,7 +40,6 @@ pub enum ResetLines {
     Lines {
         bootloader: Vec<LineStep>,
         reset: Vec<LineStep>,
-        remote: Option<RemoteLines>,
     },
 }
 
@@ -83,11 +82,7 @@ impl FlashPort {
         let endpoint =
             Endpoint::open(name, ROM_BAUD, lock_timeout).map_err(FlashError::infrastructure)?;
         let lines = match (sequences, socket) {
-            (Some((bootloader, reset)), _) => ResetLines::Lines {
-                bootloader,
-                reset,
-                remote: endpoint.remote_lines(),
-            },
+            (Some((bootloader, reset)), _) => ResetLines::Lines { bootloader, reset },
             (None, Some(socket)) => ResetLines::Control(socket),
             (None, None) => ResetLines::Espflash,
         };
@@ -106,6 +101,11 @@ impl FlashPort {
 
     pub fn lines(&self) -> &ResetLines {
         &self.lines
+    }
+
+    /// A remote port's DTR/RTS; `None` for a local port, whose lines are its own.
+    pub fn remote_lines(&self) -> Option<RemoteLines> {
+        self.endpoint.remote_lines()
     }
 }
 

@@ -131,23 +131,13 @@ impl Drop for RemotePort {
     }
 }
 
-impl RemoteLines {
-    pub fn set_dtr(&self, on: bool) -> Result<(), String> {
+impl super::ModemLines for RemoteLines {
+    fn set_dtr(&mut self, on: bool) -> Result<(), String> {
         self.shared.command(|client| client.set_dtr(on))
     }
 
-    pub fn set_rts(&self, on: bool) -> Result<(), String> {
-        self.shared.command(|client| client.set_rts(on))
-    }
-}
-
-impl super::ModemLines for RemoteLines {
-    fn set_dtr(&mut self, on: bool) -> Result<(), String> {
-        RemoteLines::set_dtr(self, on)
-    }
-
     fn set_rts(&mut self, on: bool) -> Result<(), String> {
-        RemoteLines::set_rts(self, on)
+        self.shared.command(|client| client.set_rts(on))
     }
 }
 

@@ -14,6 +14,17 @@ use tokio::sync::mpsc;
 /// Generous: these deadlines only bound a failing test, they are not measurements.
 pub const DEADLINE: Duration = Duration::from_secs(10);
 
+/// Fails the test with everything the command printed unless it exited 0.
+pub fn assert_passed(output: &std::process::Output) {
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 pub fn hil_exe() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_hil"))
 }
