@@ -62,30 +62,27 @@ impl FlashPort {
             }
             (None, PortName::Device(_)) => None,
         };
-        let sequences = profile.and_then(|profile| match (&profile.bootloader, &profile.reset) {
-            (Sequence::Lines(bootloader), Sequence::Lines(reset)) => {
-                Some((bootloader.clone(), reset.clone()))
-            }
-            _ => None,
-        });
         // Settled before taking the port, so a bench config mistake touches nothing.
-        let socket = match (&sequences, profile, name) {
-            (Some(_), _, _) => None,
-            (None, Some(profile), _) => {
-                control_socket(name, profile, control).map_err(FlashError::input)?
-            }
-            (None, None, PortName::Device(path)) => {
-                Some(control_socket_path(path)).filter(|socket| socket.exists())
-            }
-            (None, None, PortName::Rfc2217(_)) => None,
+        let lines = match profile {
+            Some(profile) => match (&profile.bootloader, &profile.reset) {
+                (Sequence::Lines(bootloader), Sequence::Lines(reset)) => ResetLines::Lines {
+                    bootloader: bootloader.clone(),
+                    reset: reset.clone(),
+                },
+                _ => match control_socket(name, profile, control).map_err(FlashError::input)? {
+                    Some(socket) => ResetLines::Control(socket),
+                    None => ResetLines::Espflash,
+                },
+            },
+            None => match name {
+                PortName::Device(path) if control_socket_path(path).exists() => {
+                    ResetLines::Control(control_socket_path(path))
+                }
+                _ => ResetLines::Espflash,
+            },
         };
         let endpoint =
             Endpoint::open(name, ROM_BAUD, lock_timeout).map_err(FlashError::infrastructure)?;
-        let lines = match (sequences, socket) {
-            (Some((bootloader, reset)), _) => ResetLines::Lines { bootloader, reset },
-            (None, Some(socket)) => ResetLines::Control(socket),
-            (None, None) => ResetLines::Espflash,
-        };
         Ok(FlashPort { endpoint, lines })
     }
 
