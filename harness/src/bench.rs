@@ -537,9 +537,8 @@ impl RawClient {
 /// A scenario with two harness clients, one publish and one expectation: what the runner
 /// costs when the device answers at once.
 fn mqtt_only_scenario(index: usize) -> crate::scenario::Scenario {
-    use crate::scenario::{
-        Action, ClientDecl, ClientSpec, ExpectMessage, Location, Publish, Scenario, Step,
-    };
+    use crate::scenario::{ClientDecl, ClientSpec, Scenario};
+    use crate::steps::{Action, ExpectMessage, Location, Publish, Step};
     let step = |action| Step {
         location: Location { line: 1, column: 1 },
         action,
@@ -632,7 +631,10 @@ async fn reference_suite(options: &BenchOptions) -> io::Result<Vec<Row>> {
         .map_err(|e| io::Error::other(format!("run hil bench from the repository root: {e}")))?;
     let scenarios = files
         .iter()
-        .map(|file| crate::scenario::load(file).map_err(|e| io::Error::other(e.to_string())))
+        .map(|file| {
+            crate::scenario::load(file, &crate::board::profile::known_names())
+                .map_err(|e| io::Error::other(e.to_string()))
+        })
         .collect::<io::Result<Vec<_>>>()?;
     let (embedded, _) = run_suite(scenarios.clone(), options.broker.clone()).await?;
     let mut rows = vec![Row::target(
@@ -646,9 +648,9 @@ async fn reference_suite(options: &BenchOptions) -> io::Result<Vec<Row>> {
     let portable: Vec<_> = scenarios
         .into_iter()
         .filter(|scenario| {
-            !crate::scenario::all_steps(&scenario.steps)
+            !crate::steps::all_steps(&scenario.steps)
                 .iter()
-                .any(|step| step.action.name() == "broker_restart")
+                .any(|step| matches!(step.action, crate::steps::Action::BrokerRestart(_)))
         })
         .collect();
     let count = portable.len();
@@ -777,8 +779,12 @@ steps:
         - serial_noise: { board: lamp, bytes: 64 }
         - broker_restart: { down_for: 20ms }
 "#;
-    let scenario = crate::scenario::parse(std::path::Path::new("fault-cost.yaml"), text)
-        .map_err(|e| io::Error::other(e.to_string()))?;
+    let scenario = crate::scenario::parse(
+        std::path::Path::new("fault-cost.yaml"),
+        text,
+        &crate::board::profile::known_names(),
+    )
+    .map_err(|e| io::Error::other(e.to_string()))?;
     let setup = crate::runner::AttemptSetup {
         broker: options.broker.clone(),
         seed: 1,
@@ -847,7 +853,7 @@ async fn fuzzing(options: &BenchOptions) -> io::Result<Row> {
 /// `boards` simulated light controllers on one broker: each connects, gets one command
 /// and one press, and every resulting message is observed in the trace.
 async fn fleet(options: &BenchOptions, boards: usize) -> io::Result<Vec<Row>> {
-    use crate::board::{Board, BoardSetup};
+    use crate::board::BoardSetup;
     use crate::scenario::BoardSpec;
     use crate::trace::{Direction, Packet};
 
@@ -874,7 +880,7 @@ async fn fleet(options: &BenchOptions, boards: usize) -> io::Result<Vec<Row>> {
             debounce: None,
             version: None,
         };
-        let board = Board::start(BoardSetup {
+        let board = crate::board::start(BoardSetup {
             name: &format!("b{i}"),
             client_id: &format!("fleet-{i}"),
             spec: &spec,

@@ -156,47 +156,35 @@ impl MessageQuery {
         self.matching(events).count()
     }
 
-    /// The publishes of `events` that satisfy the query, in order. With `to`, a match is
-    /// a delivery to that client; with `from` as well, it must follow a matching publish
-    /// from the publisher.
+    /// The publishes of `events` that satisfy the query, in order.
     pub fn matching<'e>(
         &'e self,
         events: &'e [std::sync::Arc<Event>],
     ) -> impl Iterator<Item = SeenPublish<'e>> + 'e {
-        let mut published_by_sender = self.from.is_none();
+        let mut counter = self.counter();
         events
             .iter()
-            .filter_map(|e| SeenPublish::of(e))
-            .filter(move |publish| {
-                let matches = match publish.dir {
-                    Direction::ToBroker => self.content_matches(publish),
-                    Direction::ToClient => self.delivery_matches(publish),
-                };
-                if !matches {
-                    return false;
-                }
-                match (publish.dir, &self.to) {
-                    (Direction::ToBroker, _)
-                        if self
-                            .from
-                            .as_deref()
-                            .is_some_and(|from| publish.client == Some(from)) =>
-                    {
-                        published_by_sender = true;
-                        self.to.is_none()
-                    }
-                    (Direction::ToBroker, None) => self.from.is_none(),
-                    (Direction::ToClient, Some(to)) => {
-                        publish.client == Some(to.as_str()) && published_by_sender
-                    }
-                    _ => false,
-                }
-            })
+            .filter_map(move |event| counter.see(event).then(|| SeenPublish::of(event)).flatten())
     }
 
+    /// A counter that looks at one event at a time, for waits that see each event once.
+    pub fn counter(&self) -> MatchCounter<'_> {
+        MatchCounter {
+            query: self,
+            published_by_sender: self.from.is_none(),
+            count: 0,
+        }
+    }
+
+    /// `a message on … with …`.
     pub fn describe(&self) -> String {
+        format!("a {}", self.describe_subject())
+    }
+
+    /// `message on … with …`, for phrases such as "no message on …".
+    pub fn describe_subject(&self) -> String {
         let mut text = format!(
-            "a message on {} with {}",
+            "message on {} with {}",
             self.filter,
             self.payload.describe()
         );
@@ -258,6 +246,97 @@ impl MessageQuery {
     }
 }
 
+/// Matches of a [`MessageQuery`], counted as events arrive. With `to`, a match is a
+/// delivery to that client; with `from` as well, it must follow a matching publish from
+/// the publisher.
+#[derive(Debug)]
+pub struct MatchCounter<'q> {
+    query: &'q MessageQuery,
+    published_by_sender: bool,
+    pub count: usize,
+}
+
+impl MatchCounter<'_> {
+    /// Looks at the next event; true when it is a match.
+    pub fn see(&mut self, event: &Event) -> bool {
+        let Some(publish) = SeenPublish::of(event) else {
+            return false;
+        };
+        let query = self.query;
+        let matches = match publish.dir {
+            Direction::ToBroker => query.content_matches(&publish),
+            Direction::ToClient => query.delivery_matches(&publish),
+        };
+        if !matches {
+            return false;
+        }
+        let counted = match (publish.dir, &query.to) {
+            (Direction::ToBroker, _)
+                if query
+                    .from
+                    .as_deref()
+                    .is_some_and(|from| publish.client == Some(from)) =>
+            {
+                self.published_by_sender = true;
+                query.to.is_none()
+            }
+            (Direction::ToBroker, None) => query.from.is_none(),
+            (Direction::ToClient, Some(to)) => {
+                publish.client == Some(to.as_str()) && self.published_by_sender
+            }
+            _ => false,
+        };
+        self.count += usize::from(counted);
+        counted
+    }
+}
+
+/// Whether a client is connected, followed event by event: its latest connection event
+/// is a successful CONNACK, and a SUBACK may have followed it.
+#[derive(Debug)]
+pub struct ConnectionTracker<'c> {
+    client_id: &'c str,
+    connacked: bool,
+    subscribed: bool,
+}
+
+impl<'c> ConnectionTracker<'c> {
+    pub fn new(client_id: &'c str) -> ConnectionTracker<'c> {
+        ConnectionTracker {
+            client_id,
+            connacked: false,
+            subscribed: false,
+        }
+    }
+
+    pub fn see(&mut self, event: &Event) {
+        match &event.body {
+            EventBody::Mqtt {
+                client,
+                dir: Direction::ToClient,
+                packet,
+                ..
+            } if client.as_deref() == Some(self.client_id) => match packet {
+                Packet::Connack { code, .. } => {
+                    (self.connacked, self.subscribed) = (code == "Success", false)
+                }
+                Packet::Suback { .. } => self.subscribed = true,
+                _ => {}
+            },
+            EventBody::ConnClosed { client, .. } if client.as_deref() == Some(self.client_id) => {
+                self.connacked = false
+            }
+            _ => {}
+        }
+    }
+
+    /// Connected; with `must_subscribe`, also subscribed since (a board that has not
+    /// subscribed yet cannot hear a command and is not ready for a scenario).
+    pub fn is_connected(&self, must_subscribe: bool) -> bool {
+        self.connacked && (self.subscribed || !must_subscribe)
+    }
+}
+
 /// Topics that differ by a typo or one level are worth showing as near misses.
 fn similar_topic(topic: &str, filter: &str) -> bool {
     strsim::normalized_levenshtein(topic, filter) >= 0.75
@@ -270,81 +349,170 @@ pub fn event_json(event: &Event) -> Value {
     serde_json::to_value(event).unwrap_or(Value::Null)
 }
 
-/// How far an `expect_trace` got: entries found in order, and the first entry whose
-/// event came too soon or too late after the previous one.
+/// One entry of an `expect_trace`: a partial event (a JSON object compared as a subset of
+/// the event) and, optionally, bounds on the time since the previous entry's event. The
+/// gap is read once, when the scenario is loaded.
 #[derive(Debug, Clone, PartialEq)]
-pub struct TraceProgress {
-    pub found: usize,
-    pub gap_miss: Option<GapMiss>,
+pub struct TraceEntry {
+    pub partial: Value,
+    pub gap: Option<Gap>,
 }
 
+/// `gap: { min: 200ms, max: 300ms }`; either bound may be left out.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Gap {
+    pub min: Duration,
+    /// `None`: any time later.
+    pub max: Option<Duration>,
+}
+
+impl TraceEntry {
+    /// Reads an entry as written: a map, with an optional `gap`.
+    pub fn from_value(mut value: Value) -> Result<TraceEntry, String> {
+        let Some(map) = value.as_object_mut() else {
+            return Err(format!(
+                "a trace entry is a map of event fields, not `{value}`: e.g. `{{ kind: relay, on: true }}`"
+            ));
+        };
+        let gap = match map.remove("gap") {
+            None => None,
+            Some(Value::Object(bounds)) => {
+                let bound = |name: &str| match bounds.get(name) {
+                    None => Ok(None),
+                    Some(Value::String(text)) => humantime::parse_duration(text)
+                        .map(Some)
+                        .map_err(|e| format!("`gap.{name}: {text}`: {e} (write it like 250ms)")),
+                    Some(other) => Err(format!(
+                        "`gap.{name}: {other}`: write a duration like 250ms"
+                    )),
+                };
+                if let Some(unknown) = bounds
+                    .keys()
+                    .find(|key| !matches!(key.as_str(), "min" | "max"))
+                {
+                    return Err(format!("`gap.{unknown}`: a gap has only `min` and `max`"));
+                }
+                Some(Gap {
+                    min: bound("min")?.unwrap_or(Duration::ZERO),
+                    max: bound("max")?,
+                })
+            }
+            Some(_) => return Err("`gap` is a map: `gap: { min: 200ms, max: 300ms }`".into()),
+        };
+        Ok(TraceEntry {
+            partial: value,
+            gap,
+        })
+    }
+
+    /// The entry as written.
+    pub fn to_value(&self) -> Value {
+        let mut value = self.partial.clone();
+        if let (Some(gap), Some(map)) = (self.gap, value.as_object_mut()) {
+            let mut bounds = serde_json::Map::new();
+            if gap.min > Duration::ZERO {
+                bounds.insert(
+                    "min".into(),
+                    humantime::format_duration(gap.min).to_string().into(),
+                );
+            }
+            if let Some(max) = gap.max {
+                bounds.insert(
+                    "max".into(),
+                    humantime::format_duration(max).to_string().into(),
+                );
+            }
+            map.insert("gap".into(), Value::Object(bounds));
+        }
+        value
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for TraceEntry {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        TraceEntry::from_value(Value::deserialize(deserializer)?).map_err(serde::de::Error::custom)
+    }
+}
+
+impl serde::Serialize for TraceEntry {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.to_value().serialize(serializer)
+    }
+}
+
+impl schemars::JsonSchema for TraceEntry {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "TraceEntry".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "object",
+            "description": "A partial trace event; `gap: { min, max }` bounds the time since the previous entry's event"
+        })
+    }
+}
+
+/// An entry whose event came too soon or too late after the previous entry's.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GapMiss {
     pub entry: usize,
     pub measured: Duration,
-    pub min: Duration,
-    pub max: Duration,
+    pub gap: Gap,
 }
 
-/// The `gap: {min, max}` of an entry (time since the previous entry's event), if any.
-pub fn entry_gap(partial: &Value) -> Result<Option<(Duration, Duration)>, String> {
-    let Some(gap) = partial.get("gap") else {
-        return Ok(None);
-    };
-    let bound = |name: &str, default: Duration| match gap.get(name) {
-        None => Ok(default),
-        Some(Value::String(text)) => humantime::parse_duration(text)
-            .map_err(|e| format!("`gap.{name}: {text}`: {e} (write it like 250ms)")),
-        Some(other) => Err(format!(
-            "`gap.{name}: {other}`: write a duration like 250ms"
-        )),
-    };
-    if !gap.is_object() {
-        return Err("`gap` is a map: `gap: { min: 200ms, max: 300ms }`".into());
+/// Finds `expect_trace` entries in order (not necessarily adjacent), one event at a time.
+#[derive(Debug)]
+pub struct SubsequenceMatcher<'e> {
+    entries: &'e [TraceEntry],
+    /// Entries found so far.
+    pub found: usize,
+    previous_at: Option<u64>,
+    pub gap_miss: Option<GapMiss>,
+}
+
+impl<'e> SubsequenceMatcher<'e> {
+    pub fn new(entries: &'e [TraceEntry]) -> SubsequenceMatcher<'e> {
+        SubsequenceMatcher {
+            entries,
+            found: 0,
+            previous_at: None,
+            gap_miss: None,
+        }
     }
-    Ok(Some((
-        bound("min", Duration::ZERO)?,
-        bound("max", Duration::MAX)?,
-    )))
-}
 
-/// Finds `partials` in order (not necessarily adjacent) in `events`. An entry with a
-/// `gap` must follow the previous entry's event within it; the first event matching the
-/// entry decides, so a wrong gap is reported, not skipped over.
-pub fn subsequence_found(events: &[std::sync::Arc<Event>], partials: &[Value]) -> TraceProgress {
-    let mut found = 0;
-    let mut previous_at: Option<u64> = None;
-    for event in events {
-        let Some(partial) = partials.get(found) else {
-            break;
-        };
-        let mut content = partial.clone();
-        if let Some(map) = content.as_object_mut() {
-            map.remove("gap");
+    /// Looks at the next event; true once the matcher has its answer (all found, or a
+    /// gap missed), after which later events change nothing.
+    pub fn see(&mut self, event: &Event) -> bool {
+        if self.is_decided() {
+            return true;
         }
-        if !json_contains(&event_json(event), &content) {
-            continue;
+        let entry = &self.entries[self.found];
+        if !json_contains(&event_json(event), &entry.partial) {
+            return false;
         }
-        if let (Some(at), Ok(Some((min, max)))) = (previous_at, entry_gap(partial)) {
+        if let (Some(at), Some(gap)) = (self.previous_at, entry.gap) {
             let measured = Duration::from_micros(event.t_us.saturating_sub(at));
-            if measured < min || measured > max {
-                return TraceProgress {
-                    found,
-                    gap_miss: Some(GapMiss {
-                        entry: found,
-                        measured,
-                        min,
-                        max,
-                    }),
-                };
+            if measured < gap.min || gap.max.is_some_and(|max| measured > max) {
+                self.gap_miss = Some(GapMiss {
+                    entry: self.found,
+                    measured,
+                    gap,
+                });
+                return true;
             }
         }
-        previous_at = Some(event.t_us);
-        found += 1;
+        self.previous_at = Some(event.t_us);
+        self.found += 1;
+        self.is_decided()
     }
-    TraceProgress {
-        found,
-        gap_miss: None,
+
+    pub fn is_complete(&self) -> bool {
+        self.found == self.entries.len()
+    }
+
+    fn is_decided(&self) -> bool {
+        self.is_complete() || self.gap_miss.is_some()
     }
 }
 
@@ -449,6 +617,24 @@ mod tests {
         );
     }
 
+    fn entries(values: &[Value]) -> Vec<TraceEntry> {
+        values
+            .iter()
+            .map(|value| TraceEntry::from_value(value.clone()).unwrap())
+            .collect()
+    }
+
+    fn found(events: &[Arc<Event>], entries: &[TraceEntry]) -> SubsequenceMatcher<'static> {
+        let entries: &'static [TraceEntry] = Box::leak(entries.to_vec().into_boxed_slice());
+        let mut matcher = SubsequenceMatcher::new(entries);
+        for event in events {
+            if matcher.see(event) {
+                break;
+            }
+        }
+        matcher
+    }
+
     #[test]
     fn trace_subsequences_skip_unrelated_events() {
         let events = vec![
@@ -456,32 +642,75 @@ mod tests {
             publish(2, "lamp", Direction::ToBroker, "b", "2"),
             publish(3, "lamp", Direction::ToBroker, "c", "3"),
         ];
-        let partials = [json!({"topic": "a"}), json!({"topic": "c", "payload": "3"})];
-        assert_eq!(subsequence_found(&events, &partials).found, 2);
-        let reversed = [json!({"topic": "c"}), json!({"topic": "a"})];
-        assert_eq!(subsequence_found(&events, &reversed).found, 1);
+        let in_order = entries(&[json!({"topic": "a"}), json!({"topic": "c", "payload": "3"})]);
+        assert!(found(&events, &in_order).is_complete());
+        let reversed = entries(&[json!({"topic": "c"}), json!({"topic": "a"})]);
+        assert_eq!(found(&events, &reversed).found, 1);
     }
 
     #[test]
     fn gaps_between_entries_are_held_to_their_bounds() {
-        // Events 1 ms apart.
+        // Events 2 ms apart.
         let events = vec![
             publish(1, "lamp", Direction::ToBroker, "a", "1"),
             publish(3, "lamp", Direction::ToBroker, "b", "2"),
         ];
-        let within = [
+        let within = entries(&[
             json!({"topic": "a"}),
             json!({"topic": "b", "gap": {"min": "1ms", "max": "3ms"}}),
-        ];
-        assert_eq!(subsequence_found(&events, &within).found, 2);
-        let too_soon = [
+        ]);
+        assert!(found(&events, &within).is_complete());
+        let too_soon = entries(&[
             json!({"topic": "a"}),
             json!({"topic": "b", "gap": {"min": "5ms"}}),
-        ];
-        let progress = subsequence_found(&events, &too_soon);
-        assert_eq!(progress.found, 1);
-        let miss = progress.gap_miss.unwrap();
+        ]);
+        let matcher = found(&events, &too_soon);
+        assert_eq!(matcher.found, 1);
+        let miss = matcher.gap_miss.unwrap();
         assert_eq!(miss.measured, Duration::from_millis(2));
-        assert_eq!(miss.min, Duration::from_millis(5));
+        assert_eq!(miss.gap.min, Duration::from_millis(5));
+    }
+
+    #[test]
+    fn gaps_are_read_once_and_written_back_as_they_were() {
+        let written = json!({"kind": "relay", "gap": {"min": "200ms", "max": "300ms"}});
+        let entry = TraceEntry::from_value(written.clone()).unwrap();
+        assert_eq!(entry.partial, json!({"kind": "relay"}));
+        assert_eq!(entry.to_value(), written);
+        for bad in [
+            json!({"gap": "200ms"}),
+            json!({"gap": {"min": 200}}),
+            json!({"gap": {"least": "1ms"}}),
+            json!("relay"),
+        ] {
+            assert!(TraceEntry::from_value(bad.clone()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_counter_sees_each_event_once_and_agrees_with_a_whole_scan() {
+        let events = vec![
+            publish(1, "lamp", Direction::ToBroker, "living_room_lights", "on"),
+            publish(
+                2,
+                "display",
+                Direction::ToClient,
+                "living_room_lights",
+                "on",
+            ),
+            publish(3, "lamp", Direction::ToBroker, "living_room_lights", "on"),
+            publish(
+                4,
+                "display",
+                Direction::ToClient,
+                "living_room_lights",
+                "on",
+            ),
+        ];
+        let query = query("on", Some("lamp"), Some("display"));
+        let mut counter = query.counter();
+        let seen: Vec<bool> = events.iter().map(|e| counter.see(e)).collect();
+        assert_eq!(seen, [false, true, false, true]);
+        assert_eq!(counter.count, query.count_matches(&events));
     }
 }

@@ -21,5 +21,6 @@ pub mod report;
 pub mod runner;
 pub mod scenario;
 pub mod snapshot;
+pub mod steps;
 pub mod tap;
 pub mod trace;

@@ -9,7 +9,7 @@ use std::process::Command;
 
 use chip_support::{hil_exe, image, VirtualChip};
 use hil::image::Chip;
-use hil::scenario::Action;
+use hil::steps::Action;
 
 /// Any broker will do for the chip's first boot: the run points it at its own.
 const BOOT_BROKER: &str = "mqtt://127.0.0.1:9";
@@ -84,8 +84,8 @@ fn sim_only_for_lamp() -> Vec<String> {
     files
         .into_iter()
         .filter(|path| {
-            let scenario = hil::scenario::load(path).unwrap();
-            hil::scenario::all_steps(&scenario.steps)
+            let scenario = hil::scenario::load(path, &hil::board::profile::known_names()).unwrap();
+            hil::steps::all_steps(&scenario.steps)
                 .iter()
                 .any(|step| match &step.action {
                     Action::Wifi(wifi) => wifi.board == "lamp",
@@ -95,7 +95,11 @@ fn sim_only_for_lamp() -> Vec<String> {
                     _ => false,
                 })
         })
-        .map(|path| hil::scenario::load(&path).unwrap().name)
+        .map(|path| {
+            hil::scenario::load(&path, &hil::board::profile::known_names())
+                .unwrap()
+                .name
+        })
         .collect()
 }
 

@@ -14,7 +14,8 @@ fn reference_scenarios_pass_and_match_their_snapshots() {
         .build()
         .unwrap();
     insta::glob!("../../scenarios", "*.yaml", |path| {
-        let scenario = hil::scenario::load(path).unwrap_or_else(|e| panic!("{}", e.render(false)));
+        let scenario = hil::scenario::load(path, &hil::board::profile::known_names())
+            .unwrap_or_else(|e| panic!("{}", e.render(false)));
         let setup = AttemptSetup {
             broker: support::config(),
             seed: 7,

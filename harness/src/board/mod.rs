@@ -1,11 +1,13 @@
-//! Boards under test. A scenario's board steps go through [`Board`]; what a board does
-//! (serial lines, relay changes) goes into the trace, where expectations read it.
+//! Boards under test. A scenario's board steps go through the [`Board`] trait; what a
+//! board does (serial lines, relay changes) goes into the trace, where expectations read it.
 
 pub mod profile;
 pub mod serial;
 pub mod sim;
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::time::Duration;
 
 use crate::broker::Credentials;
@@ -34,136 +36,86 @@ pub struct BoardSetup<'a> {
     pub credentials: Option<&'a Credentials>,
 }
 
-/// A board a scenario drives.
-pub enum Board {
-    /// The light-controller firmware core running on the host.
-    Sim(SimBoard),
-    /// A board on a serial port, driven through its profile.
-    Serial(Box<SerialBoard>),
-}
+/// What a step's future resolves to.
+pub type BoardFuture<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
 
-impl Board {
-    /// Powers the board on (or resets it); it boots and connects by itself.
-    pub async fn start(setup: BoardSetup<'_>) -> Result<Board, String> {
-        // What the board sends on the wire: with a namespace, prefixed client id and topic.
-        let (client_id, topic) = match setup.namespace {
-            Some(namespace) => (
-                namespace.client_id(setup.client_id),
-                Some(
-                    namespace.topic(
-                        setup
-                            .spec
-                            .topic
-                            .as_deref()
-                            .unwrap_or(hil_firmware::DEFAULT_TOPIC),
-                    ),
-                ),
-            ),
-            None => (setup.client_id.to_string(), setup.spec.topic.clone()),
-        };
-        if let Some(bench) = setup.bench {
-            return SerialBoard::start(serial::SerialSetup {
-                name: setup.name,
-                client_id: &client_id,
-                topic: topic.as_deref(),
-                debounce: setup.spec.debounce,
-                bench,
-                broker: setup.broker,
-                trace: setup.trace,
-                lock_timeout: setup.lock_timeout,
-            })
-            .await
-            .map(|board| Board::Serial(Box::new(board)));
-        }
-        match setup.spec.profile.as_str() {
-            profile::SIM => Ok(Board::Sim(SimBoard::start(sim::SimSetup {
-                name: setup.name.to_string(),
-                client_id,
-                topic,
-                credentials: setup.credentials.cloned(),
-                debounce: setup.spec.debounce,
-                version: setup.spec.version.clone(),
-                broker: setup.broker,
-                trace: setup.trace,
-                seed: setup.seed,
-                storage: None,
-            }))),
-            other => Err(format!(
-                "board {}: profile {other:?} needs a bench board; map it with `hil run --board {}=BENCH_BOARD`, or use `profile: sim`",
-                setup.name, setup.name
-            )),
-        }
-    }
-
-    /// How this board's serial lines read (boot line, relay, state).
-    pub fn patterns(&self) -> profile::Patterns {
-        match self {
-            Board::Sim(_) => profile::Patterns::light_controller().clone(),
-            Board::Serial(board) => board.patterns().clone(),
-        }
-    }
-
+/// What a scenario's steps ask of a board, whatever plays it: the simulated board, a
+/// board on a serial port. What the board does in return (serial lines, relay changes)
+/// goes into the trace, where expectations read it.
+pub trait Board: Send + Sync {
     /// A press of the wall switch, with `bounce` extra contact edges.
-    pub async fn press(&mut self, bounce: u32) -> Result<(), String> {
-        match self {
-            Board::Sim(board) => board.send(sim::Command::Press { bounce }).await,
-            Board::Serial(board) => board.press(bounce).await,
-        }
-    }
+    fn press(&mut self, bounce: u32) -> BoardFuture<'_>;
 
     /// Types a line on the serial console.
-    pub async fn send_serial(&mut self, line: &str) -> Result<(), String> {
-        match self {
-            Board::Sim(board) => board.send(sim::Command::Serial(line.to_string())).await,
-            Board::Serial(board) => board.send_serial(line).await,
-        }
-    }
-
-    pub async fn reset(&mut self) -> Result<(), String> {
-        match self {
-            Board::Sim(board) => board.send(sim::Command::Reset).await,
-            Board::Serial(board) => board.reset().await,
-        }
-    }
-
-    /// Power off, wait `off_for`, power on. Returns once power is back.
-    pub async fn power_cycle(&mut self, off_for: Duration) -> Result<(), String> {
-        match self {
-            Board::Sim(board) => {
-                board.send(sim::Command::PowerOff).await?;
-                tokio::time::sleep(off_for).await;
-                board.send(sim::Command::PowerOn).await
-            }
-            Board::Serial(board) => board.power_cycle(off_for).await,
-        }
-    }
-
-    pub async fn wifi(&mut self, up: bool) -> Result<(), String> {
-        match self {
-            Board::Sim(board) => board.send(sim::Command::Wifi { up }).await,
-            Board::Serial(board) => board.wifi(up).await,
-        }
-    }
+    fn send_serial<'a>(&'a mut self, line: &'a str) -> BoardFuture<'a>;
 
     /// Random bytes on the serial console input, as from a noisy line.
-    pub async fn serial_noise(&mut self, bytes: &[u8]) -> Result<(), String> {
-        match self {
-            Board::Sim(board) => {
-                // The console reads lines: the noise arrives as the lines it contains.
-                let text = String::from_utf8_lossy(bytes);
-                for line in text.lines() {
-                    board.send(sim::Command::Serial(line.to_string())).await?;
-                }
-                Ok(())
-            }
-            Board::Serial(board) => board.write_raw(bytes).await,
-        }
-    }
+    fn serial_noise<'a>(&'a mut self, bytes: &'a [u8]) -> BoardFuture<'a>;
 
-    pub async fn stop(self) {
-        match self {
-            Board::Sim(board) => board.stop().await,
-            Board::Serial(board) => board.stop().await,
-        }
+    /// RAM lost, stored configuration kept.
+    fn reset(&mut self) -> BoardFuture<'_>;
+
+    /// Power off, wait `off_for`, power on. Returns once power is back.
+    fn power_cycle(&mut self, off_for: Duration) -> BoardFuture<'_>;
+
+    /// The board's network link up or down.
+    fn wifi(&mut self, up: bool) -> BoardFuture<'_>;
+
+    /// The firmware version a serial line announces, when it is the boot line.
+    fn boot_version(&self, line: &str) -> Option<String>;
+
+    /// Powers the board off for good and lets go of what it holds (its port).
+    fn stop(self: Box<Self>) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+}
+
+/// Powers the board on (or resets it); it boots and connects by itself.
+pub async fn start(setup: BoardSetup<'_>) -> Result<Box<dyn Board>, String> {
+    // What the board sends on the wire: with a namespace, prefixed client id and topic.
+    let (client_id, topic) = match setup.namespace {
+        Some(namespace) => (
+            namespace.client_id(setup.client_id),
+            Some(
+                namespace.topic(
+                    setup
+                        .spec
+                        .topic
+                        .as_deref()
+                        .unwrap_or(hil_firmware::DEFAULT_TOPIC),
+                ),
+            ),
+        ),
+        None => (setup.client_id.to_string(), setup.spec.topic.clone()),
+    };
+    if let Some(bench) = setup.bench {
+        let board = SerialBoard::start(serial::SerialSetup {
+            name: setup.name,
+            client_id: &client_id,
+            topic: topic.as_deref(),
+            debounce: setup.spec.debounce,
+            bench,
+            broker: setup.broker,
+            trace: setup.trace,
+            lock_timeout: setup.lock_timeout,
+        })
+        .await?;
+        return Ok(Box::new(board));
+    }
+    match setup.spec.profile.as_str() {
+        profile::SIM => Ok(Box::new(SimBoard::start(sim::SimSetup {
+            name: setup.name.to_string(),
+            client_id,
+            topic,
+            credentials: setup.credentials.cloned(),
+            debounce: setup.spec.debounce,
+            version: setup.spec.version.clone(),
+            broker: setup.broker,
+            trace: setup.trace,
+            seed: setup.seed,
+            storage: None,
+        }))),
+        other => Err(format!(
+            "board {}: profile {other:?} needs a bench board; map it with `hil run --board {}=BENCH_BOARD`, or use `profile: sim`",
+            setup.name, setup.name
+        )),
     }
 }

@@ -543,3 +543,37 @@ mod tests {
         assert_eq!(control_socket(&remote, &lines, None), Ok(None));
     }
 }
+
+impl super::Board for SerialBoard {
+    fn press(&mut self, bounce: u32) -> super::BoardFuture<'_> {
+        Box::pin(SerialBoard::press(self, bounce))
+    }
+
+    fn send_serial<'a>(&'a mut self, line: &'a str) -> super::BoardFuture<'a> {
+        Box::pin(SerialBoard::send_serial(self, line))
+    }
+
+    fn serial_noise<'a>(&'a mut self, bytes: &'a [u8]) -> super::BoardFuture<'a> {
+        Box::pin(self.write_raw(bytes))
+    }
+
+    fn reset(&mut self) -> super::BoardFuture<'_> {
+        Box::pin(SerialBoard::reset(self))
+    }
+
+    fn power_cycle(&mut self, off_for: Duration) -> super::BoardFuture<'_> {
+        Box::pin(SerialBoard::power_cycle(self, off_for))
+    }
+
+    fn wifi(&mut self, up: bool) -> super::BoardFuture<'_> {
+        Box::pin(SerialBoard::wifi(self, up))
+    }
+
+    fn boot_version(&self, line: &str) -> Option<String> {
+        self.patterns().boot_version(line).map(str::to_string)
+    }
+
+    fn stop(self: Box<Self>) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        Box::pin(SerialBoard::stop(*self))
+    }
+}

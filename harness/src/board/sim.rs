@@ -97,6 +97,53 @@ impl SimBoard {
     }
 }
 
+impl super::Board for SimBoard {
+    fn press(&mut self, bounce: u32) -> super::BoardFuture<'_> {
+        Box::pin(self.send(Command::Press { bounce }))
+    }
+
+    fn send_serial<'a>(&'a mut self, line: &'a str) -> super::BoardFuture<'a> {
+        Box::pin(self.send(Command::Serial(line.to_string())))
+    }
+
+    fn serial_noise<'a>(&'a mut self, bytes: &'a [u8]) -> super::BoardFuture<'a> {
+        Box::pin(async move {
+            // The console reads lines: the noise arrives as the lines it contains.
+            let text = String::from_utf8_lossy(bytes);
+            for line in text.lines() {
+                self.send(Command::Serial(line.to_string())).await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn reset(&mut self) -> super::BoardFuture<'_> {
+        Box::pin(self.send(Command::Reset))
+    }
+
+    fn power_cycle(&mut self, off_for: Duration) -> super::BoardFuture<'_> {
+        Box::pin(async move {
+            self.send(Command::PowerOff).await?;
+            tokio::time::sleep(off_for).await;
+            self.send(Command::PowerOn).await
+        })
+    }
+
+    fn wifi(&mut self, up: bool) -> super::BoardFuture<'_> {
+        Box::pin(self.send(Command::Wifi { up }))
+    }
+
+    fn boot_version(&self, line: &str) -> Option<String> {
+        Patterns::light_controller()
+            .boot_version(line)
+            .map(str::to_string)
+    }
+
+    fn stop(self: Box<Self>) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        Box::pin(SimBoard::stop(*self))
+    }
+}
+
 /// What the firmware asked for during one call, for the task to carry out.
 enum Request {
     Connect(ConnectRequest),

@@ -266,7 +266,7 @@ fn load_all(paths: &[PathBuf]) -> Result<Vec<Scenario>, Failure> {
     let mut scenarios = Vec::new();
     let mut invalid = 0;
     for file in files {
-        match scenario::load(&file) {
+        match scenario::load(&file, &profile::known_names()) {
             Ok(scenario) => scenarios.push(scenario),
             Err(error) => {
                 invalid += 1;

@@ -99,7 +99,7 @@ pub async fn run(args: SimArgs) -> Result<Exit, Failure> {
             "lamp".to_string()
         };
         let client_id = format!("hil-sim-{i}");
-        let board = Board::start(BoardSetup {
+        let board = hil::board::start(BoardSetup {
             name: &name,
             client_id: &client_id,
             spec: &spec,
@@ -135,7 +135,7 @@ pub async fn run(args: SimArgs) -> Result<Exit, Failure> {
 }
 
 /// Reads commands until `quit`, end of input, or a signal.
-async fn drive(boards: &mut [Board]) -> Result<Exit, Failure> {
+async fn drive(boards: &mut [Box<dyn Board>]) -> Result<Exit, Failure> {
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let stop = stop_signal();
     tokio::pin!(stop);

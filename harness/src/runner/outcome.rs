@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::scenario::Location;
+use crate::steps::Mismatch;
 
 /// How a scenario ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -58,6 +59,16 @@ pub struct Failure {
 }
 
 impl Failure {
+    /// A step's mismatch, told at the step.
+    pub fn at_step(step: Option<StepRef>, mismatch: Mismatch) -> Failure {
+        Failure {
+            step,
+            expected: mismatch.expected,
+            observed: mismatch.observed,
+            near_misses: mismatch.near_misses,
+        }
+    }
+
     /// One line: `file:line:col: step: expected …; observed …`.
     pub fn headline(&self) -> String {
         let place = match &self.step {

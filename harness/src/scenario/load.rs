@@ -7,20 +7,21 @@ use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::de::{MapAccess, Visitor};
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::model::{opt_duration, DurationText};
 use super::{
-    locate, validate, Action, BoardDecl, BoardSpec, ClientDecl, ClientSpec, Location, Scenario,
+    locate, validate, BoardDecl, BoardSpec, ClientDecl, ClientSpec, Location, Scenario,
     ScenarioError, Step,
 };
+use crate::steps::all_steps;
+use crate::steps::duration::{self, DurationText};
 
 /// Larger files are refused unread: a scenario is a page of YAML, not a data set.
 pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A scenario file as written, before validation.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(
     title = "hil scenario",
@@ -30,17 +31,21 @@ pub struct ScenarioFile {
     /// Unique within a run; names the output folder and the snapshot.
     pub name: String,
     /// Deadline for the whole scenario (default 30s).
-    #[serde(default, deserialize_with = "opt_duration::deserialize")]
+    #[serde(
+        default,
+        with = "duration::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schemars(with = "Option<DurationText>")]
     pub timeout: Option<Duration>,
     /// Compare the normalized trace with `snapshots/<name>.snap`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub snapshot: bool,
     /// Boards under test, by role name.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Actors::is_empty")]
     pub boards: Actors<BoardSpec>,
     /// Harness-owned MQTT clients, by name.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Actors::is_empty")]
     pub clients: Actors<ClientSpec>,
     pub steps: Vec<Step>,
 }
@@ -48,6 +53,24 @@ pub struct ScenarioFile {
 /// A YAML map of actors, in file order, each with where its name is written.
 #[derive(Debug)]
 pub struct Actors<T>(pub Vec<(String, Location, T)>);
+
+impl<T> Actors<T> {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Each actor in flow style, one per line: `lamp: { profile: sim }`.
+impl<T: Serialize> Serialize for Actors<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (name, _, spec) in &self.0 {
+            map.serialize_entry(name, &serde_saphyr::FlowMap(spec))?;
+        }
+        map.end()
+    }
+}
 
 impl<T> Default for Actors<T> {
     fn default() -> Self {
@@ -90,8 +113,9 @@ impl<T: JsonSchema> JsonSchema for Actors<T> {
     }
 }
 
-/// Reads, parses and validates one scenario file.
-pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+/// Reads, parses and validates one scenario file; `profiles` are the board profiles its
+/// boards may name.
+pub fn load(path: &Path, profiles: &[&str]) -> Result<Scenario, ScenarioError> {
     let file = std::fs::File::open(path).map_err(|e| {
         ScenarioError::new(path, format!("cannot read the file: {e}"))
             .help("check the path and its permissions")
@@ -121,11 +145,11 @@ pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
         .at(&shown, Location { line, column })
         .help("scenario files are UTF-8 YAML; is this a binary file?")
     })?;
-    parse(path, &text)
+    parse(path, &text, profiles)
 }
 
 /// Parses and validates scenario text that came from `path`.
-pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
+pub fn parse(path: &Path, text: &str, profiles: &[&str]) -> Result<Scenario, ScenarioError> {
     if text.trim().is_empty() {
         return Err(ScenarioError::new(path, "the file is empty").help(
             "a scenario needs at least `name:` and `steps:`; `hil schema` prints the format",
@@ -183,7 +207,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
             .collect(),
         steps: file.steps,
     };
-    validate::check(&scenario).map_err(|problem| {
+    validate::check(&scenario, profiles).map_err(|problem| {
         let at = problem.location.unwrap_or(Location { line: 1, column: 1 });
         // The field is looked for up to the next step, so another step's is never taken.
         let next_step = all_steps(&scenario.steps)
@@ -363,14 +387,30 @@ pub fn json_schema() -> serde_json::Value {
     serde_json::to_value(schemars::schema_for!(ScenarioFile)).expect("a schema is JSON")
 }
 
-/// All steps, in `repeat` blocks too, depth first.
-pub fn all_steps(steps: &[Step]) -> Vec<&Step> {
-    let mut out = Vec::new();
-    for step in steps {
-        out.push(step);
-        if let Action::Repeat(repeat) = &step.action {
-            out.extend(all_steps(&repeat.steps));
-        }
-    }
-    out
+/// The scenario as a file: what `load` reads back to the same scenario (steps compare
+/// equal; their locations are the new file's).
+pub fn to_yaml(scenario: &Scenario) -> Result<String, serde_saphyr::SerializeError> {
+    let file = ScenarioFile {
+        name: scenario.name.clone(),
+        timeout: (scenario.timeout != DEFAULT_TIMEOUT).then_some(scenario.timeout),
+        snapshot: scenario.snapshot,
+        boards: Actors(
+            scenario
+                .boards
+                .iter()
+                .map(|board| (board.name.clone(), board.location, board.spec.clone()))
+                .collect(),
+        ),
+        clients: Actors(
+            scenario
+                .clients
+                .iter()
+                .map(|client| (client.name.clone(), client.location, client.spec.clone()))
+                .collect(),
+        ),
+        steps: scenario.steps.clone(),
+    };
+    let mut options = serde_saphyr::SerializerOptions::default();
+    options.indent_step = 2;
+    serde_saphyr::to_string_with_options(&file, options)
 }

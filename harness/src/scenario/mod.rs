@@ -8,5 +8,5 @@ mod model;
 mod validate;
 
 pub use error::ScenarioError;
-pub use load::{all_steps, discover, json_schema, load, parse, ScenarioFile, MAX_FILE_BYTES};
+pub use load::{discover, json_schema, load, parse, to_yaml, ScenarioFile, MAX_FILE_BYTES};
 pub use model::*;

@@ -176,7 +176,8 @@ impl Trace {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn get(&self, index: usize) -> Option<Arc<Event>> {
+    /// The event at `index` (0-based), if recorded and kept in memory.
+    pub fn event(&self, index: usize) -> Option<Arc<Event>> {
         self.lock().log.as_ref()?.get(index).cloned()
     }
 }
@@ -195,7 +196,7 @@ impl Cursor {
             // Mark the current count as seen *before* looking, so an event recorded
             // between the look and the wait still wakes the wait.
             self.recorded.borrow_and_update();
-            if let Some(event) = self.trace.get(self.next) {
+            if let Some(event) = self.trace.event(self.next) {
                 self.next += 1;
                 return Some(event);
             }

@@ -1,0 +1,64 @@
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::duration::{self, DurationText};
+use super::{Checks, Needs, Role, Scene, StepError, StepKind, Window};
+use crate::expect::ConnectionTracker;
+
+/// A client or board is connected (a board: and subscribed, so it can hear a command).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectConnected {
+    /// A harness client or a board (a board is an MQTT client too).
+    pub client: String,
+    /// Deadline (default 1s).
+    #[serde(
+        default = "duration::default_within",
+        with = "duration",
+        skip_serializing_if = "duration::is_default_within"
+    )]
+    #[schemars(with = "DurationText")]
+    pub within: Duration,
+}
+
+impl StepKind for ExpectConnected {
+    const NAME: &'static str = "expect_connected";
+
+    fn role(&self) -> Role<'_> {
+        Role::Expectation
+    }
+
+    fn check(&self, checks: &mut Checks<'_>) {
+        checks.actor("client", &self.client);
+        checks.duration("within", self.within);
+    }
+
+    fn needs(&self) -> Needs<'_> {
+        Needs::NOTHING
+    }
+
+    async fn run<S: Scene>(&self, scene: &mut S) -> Result<(), StepError> {
+        let client_id = scene.client_id(&self.client);
+        let must_subscribe = scene.is_board(&self.client);
+        let mut tracker = ConnectionTracker::new(&client_id);
+        let mut watch = scene.watch(Window::WholeTrace);
+        let connected = watch
+            .until_settled(self.within, |batch| {
+                batch.iter().for_each(|event| tracker.see(event));
+                tracker.is_connected(must_subscribe)
+            })
+            .await;
+        if connected {
+            return Ok(());
+        }
+        Err(StepError::failed(
+            format!("{} to be connected", self.client),
+            format!(
+                "it was not connected within {}",
+                humantime::format_duration(self.within)
+            ),
+        ))
+    }
+}
