@@ -477,19 +477,55 @@ pub fn check(args: &CheckArgs) -> Result<Exit, Failure> {
     Ok(Exit::Success)
 }
 
-/// Print the JSON Schema of scenario files (for editors: validation and completion).
+/// Print the JSON Schema of scenario files (for editors: validation and completion), or
+/// rewrite the step table of a README from the steps' own docs.
 ///
-/// Example:
+/// Examples:
 ///   hil schema > hil-scenario.schema.json
+///   hil schema --readme scenarios/README.md
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
-pub struct SchemaArgs {}
+pub struct SchemaArgs {
+    /// Rewrite the step table of this Markdown file (between its `<!-- steps: … -->`
+    /// markers) instead of printing the schema.
+    #[arg(long, value_name = "FILE")]
+    readme: Option<PathBuf>,
+}
 
-pub fn schema(_args: &SchemaArgs) -> Result<Exit, Failure> {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&scenario::json_schema()).expect("a schema serializes")
-    );
+pub fn schema(args: &SchemaArgs) -> Result<Exit, Failure> {
+    let Some(readme) = &args.readme else {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&scenario::json_schema()).expect("a schema serializes")
+        );
+        return Ok(Exit::Success);
+    };
+    let text = std::fs::read_to_string(readme).map_err(|e| {
+        Failure::new(
+            Exit::Usage,
+            format!("cannot read {}: {e}", readme.display()),
+        )
+    })?;
+    let Some(updated) = hil::steps::with_table(&text) else {
+        return Err(Failure::new(
+            Exit::Usage,
+            format!(
+                "{} has no step table markers; add `{}` and `{}` lines where the table goes",
+                readme.display(),
+                hil::steps::TABLE_BEGIN,
+                hil::steps::TABLE_END
+            ),
+        ));
+    };
+    if updated != text {
+        std::fs::write(readme, updated).map_err(|e| {
+            Failure::new(
+                Exit::Infrastructure,
+                format!("cannot write {}: {e}", readme.display()),
+            )
+        })?;
+    }
+    println!("{}: step table up to date", readme.display());
     Ok(Exit::Success)
 }
 
