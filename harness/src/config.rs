@@ -21,23 +21,11 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::board::profile::{Profile, ProfileError};
+pub use crate::board::BenchBoard;
 pub use crate::port::PortSpec;
 
 /// The file `hil` looks for in the working directory.
 pub const FILE_NAME: &str = "hil.toml";
-
-/// One board on the bench, ready to open.
-#[derive(Debug, Clone)]
-pub struct BenchBoard {
-    pub name: String,
-    pub port: PortSpec,
-    pub profile: Profile,
-    pub firmware: Option<PathBuf>,
-    pub address: u32,
-    /// The control socket for a profile that resets through one (`control` sequences),
-    /// when it is not beside the port (`PORT.ctl`): a remote port has no "beside".
-    pub control: Option<PathBuf>,
-}
 
 /// Why the bench config cannot be used.
 #[derive(Debug, thiserror::Error)]

@@ -20,6 +20,7 @@ pub mod port;
 pub mod report;
 pub mod runner;
 pub mod scenario;
+pub mod seed;
 pub mod snapshot;
 pub mod steps;
 pub mod tap;

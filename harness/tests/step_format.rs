@@ -22,9 +22,18 @@ fn every_reference_scenario_reads_back_to_the_same_steps_from_its_own_yaml() {
         let reread = hil::scenario::parse(&file, &written, &profiles)
             .unwrap_or_else(|e| panic!("{}\n{written}\n{}", file.display(), e.render(false)));
         let actions = |scenario: &hil::scenario::Scenario| -> Vec<hil::steps::Action> {
-            scenario.steps.iter().map(|step| step.action.clone()).collect()
+            scenario
+                .steps
+                .iter()
+                .map(|step| step.action.clone())
+                .collect()
         };
-        assert_eq!(actions(&reread), actions(&loaded), "{}\n{written}", file.display());
+        assert_eq!(
+            actions(&reread),
+            actions(&loaded),
+            "{}\n{written}",
+            file.display()
+        );
         assert_eq!(reread.name, loaded.name);
         assert_eq!(reread.timeout, loaded.timeout);
         assert_eq!(reread.snapshot, loaded.snapshot);
@@ -81,6 +90,10 @@ fn the_schema_describes_each_step_with_its_doc() {
     let text = schema.to_string();
     for doc in docs {
         let summary = serde_json::to_string(&doc.summary).unwrap();
-        assert!(text.contains(&summary), "{} not described: {summary}", doc.name);
+        assert!(
+            text.contains(&summary),
+            "{} not described: {summary}",
+            doc.name
+        );
     }
 }

@@ -7,17 +7,32 @@ pub mod sim;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::time::Duration;
 
 use crate::broker::Credentials;
-use crate::config::BenchBoard;
 use crate::namespace::Namespace;
+use crate::port::PortSpec;
 use crate::scenario::BoardSpec;
 use crate::trace::Trace;
+use profile::Profile;
 
 pub use serial::SerialBoard;
 pub use sim::SimBoard;
+
+/// One board on the bench, ready to open.
+#[derive(Debug, Clone)]
+pub struct BenchBoard {
+    pub name: String,
+    pub port: PortSpec,
+    pub profile: Profile,
+    pub firmware: Option<PathBuf>,
+    pub address: u32,
+    /// The control socket for a profile that resets through one (`control` sequences),
+    /// when it is not beside the port (`PORT.ctl`): a remote port has no "beside".
+    pub control: Option<PathBuf>,
+}
 
 /// Where and how a scenario's board role is played.
 pub struct BoardSetup<'a> {

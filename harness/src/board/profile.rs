@@ -20,14 +20,15 @@
 //! relay = '^relay (?P<state>on|off)$'
 //! ```
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use regex::Regex;
 use serde::Deserialize;
 
+use crate::chip::control_socket_path;
 use crate::image::Chip;
-use crate::port::ModemLines;
+use crate::port::{ModemLines, PortName};
 use crate::trace::EventBody;
 
 /// The profiles that ship with hil (`fixtures/boards/`).
@@ -206,6 +207,28 @@ pub struct ProfileError {
 }
 
 impl Profile {
+    /// Where a board with this profile takes `control` sequences: the configured socket,
+    /// else the one beside a local port (`PORT.ctl`). A remote port has no "beside".
+    pub fn control_socket(
+        &self,
+        port: &PortName,
+        configured: Option<&Path>,
+    ) -> Result<Option<PathBuf>, String> {
+        let uses_control = [&self.reset, &self.bootloader]
+            .iter()
+            .any(|sequence| matches!(sequence, Sequence::Control(_)));
+        match (configured, port) {
+            (Some(socket), _) => Ok(Some(socket.to_path_buf())),
+            (None, PortName::Device(path)) => Ok(Some(control_socket_path(path))),
+            (None, PortName::Rfc2217(_)) if uses_control => Err(format!(
+                "profile {} resets the board through a control socket, which a remote port ({port}) \
+                 has no place for: set `control = \"PATH\"` for this board in hil.toml",
+                self.name
+            )),
+            (None, PortName::Rfc2217(_)) => Ok(None),
+        }
+    }
+
     /// A bundled profile by name.
     pub fn bundled(name: &str) -> Option<Profile> {
         let (_, text) = BUNDLED.iter().find(|(bundled, _)| *bundled == name)?;

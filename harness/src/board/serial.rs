@@ -19,8 +19,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
 use super::profile::{LineStep, Profile, Sequence};
-use crate::chip::control_socket_path;
-use crate::config::{BenchBoard, PortSpec};
+use super::BenchBoard;
+use crate::port::PortSpec;
 use crate::port::{self, Endpoint, PortName};
 use crate::trace::{BoardChange, EventBody, Trace};
 
@@ -101,28 +101,6 @@ pub fn resolve_port(bench: &BenchBoard) -> Result<PortName, String> {
     }
 }
 
-/// Where a board whose profile has `control` sequences takes them: the configured
-/// socket, else the one beside a local port (`PORT.ctl`). A remote port has no "beside".
-pub fn control_socket(
-    port: &PortName,
-    profile: &Profile,
-    configured: Option<&std::path::Path>,
-) -> Result<Option<PathBuf>, String> {
-    let uses_control = [&profile.reset, &profile.bootloader]
-        .iter()
-        .any(|sequence| matches!(sequence, Sequence::Control(_)));
-    match (configured, port) {
-        (Some(socket), _) => Ok(Some(socket.to_path_buf())),
-        (None, PortName::Device(path)) => Ok(Some(control_socket_path(path))),
-        (None, PortName::Rfc2217(_)) if uses_control => Err(format!(
-            "profile {} resets the board through a control socket, which a remote port ({port}) \
-             has no place for: set `control = \"PATH\"` for this board in hil.toml",
-            profile.name
-        )),
-        (None, PortName::Rfc2217(_)) => Ok(None),
-    }
-}
-
 /// Where the board is and how to reach its reset lines.
 pub struct PortSetup<'a> {
     pub name: &'a str,
@@ -147,7 +125,7 @@ impl SerialBoard {
             trace,
             lock_timeout,
         } = setup;
-        let control = control_socket(port_name, &profile, control)?;
+        let control = profile.control_socket(port_name, control)?;
         let endpoint = {
             let (port_name, baud) = (port_name.clone(), profile.baud);
             tokio::task::spawn_blocking(move || Endpoint::open(&port_name, baud, lock_timeout))
@@ -529,18 +507,18 @@ mod tests {
         let pty = Profile::bundled("sim-pty").unwrap();
         let local = PortName::Device("/tmp/bench/lamp".into());
         assert_eq!(
-            control_socket(&local, &pty, None),
+            pty.control_socket(&local, None),
             Ok(Some(PathBuf::from("/tmp/bench/lamp.ctl")))
         );
         let remote = PortName::Rfc2217("bench:4000".into());
-        let error = control_socket(&remote, &pty, None).unwrap_err();
+        let error = pty.control_socket(&remote, None).unwrap_err();
         assert!(error.contains("control = "), "{error}");
         assert_eq!(
-            control_socket(&remote, &pty, Some(std::path::Path::new("/run/c3.ctl"))),
+            pty.control_socket(&remote, Some(std::path::Path::new("/run/c3.ctl"))),
             Ok(Some(PathBuf::from("/run/c3.ctl")))
         );
         let lines = Profile::bundled("nodemcu-esp8266").unwrap();
-        assert_eq!(control_socket(&remote, &lines, None), Ok(None));
+        assert_eq!(lines.control_socket(&remote, None), Ok(None));
     }
 }
 

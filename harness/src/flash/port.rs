@@ -10,7 +10,6 @@ use serialport::{SerialPortType, UsbPortInfo};
 
 use super::FlashError;
 use crate::board::profile::{LineStep, Profile, Sequence};
-use crate::board::serial::control_socket;
 use crate::chip::control_socket_path;
 use crate::port::rfc2217::RemoteLines;
 use crate::port::{Endpoint, PortName};
@@ -69,7 +68,10 @@ impl FlashPort {
                     bootloader: bootloader.clone(),
                     reset: reset.clone(),
                 },
-                _ => match control_socket(name, profile, control).map_err(FlashError::input)? {
+                _ => match profile
+                    .control_socket(name, control)
+                    .map_err(FlashError::input)?
+                {
                     Some(socket) => ResetLines::Control(socket),
                     None => ResetLines::Espflash,
                 },

@@ -175,7 +175,7 @@ async fn run_scenario(
         credentials: options.credentials.clone(),
         // From the name, not the index: a scenario replays the same faults whatever
         // --filter or --partition left around it.
-        seed: crate::tap::derive_seed(options.seed, &scenario.name),
+        seed: crate::seed::derive_seed(options.seed, &scenario.name),
         out_dir: out_dir.clone(),
         pcap: options.pcap,
         bench: Arc::new(options.bench.clone()),

@@ -427,7 +427,10 @@ async fn expect_trace_finds_entries_in_order_and_holds_gaps() {
     );
     let failed = mismatch(scene.play(&too_slow).await);
     assert!(failed.observed.starts_with("entry 2 came "), "{failed:?}");
-    assert!(failed.observed.ends_with("expected 0s to 5ms"), "{failed:?}");
+    assert!(
+        failed.observed.ends_with("expected 0s to 5ms"),
+        "{failed:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]

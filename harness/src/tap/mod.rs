@@ -24,7 +24,7 @@ pub use decode::{
     blank_password, connect_login, connect_protocol, next_frame, refusal_connack, DecodeError,
     Decoder, Protocol,
 };
-pub use faults::{derive_seed, DropAmount, Fate, Faults};
+pub use faults::{DropAmount, Fate, Faults};
 
 use crate::broker::Credentials;
 use crate::namespace::Namespace;
