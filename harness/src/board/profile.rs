@@ -126,6 +126,10 @@ pub struct Patterns {
     /// `state` group: the connection state.
     pub state: Regex,
     pub warning: Regex,
+    /// The firmware's answer to the `config` command when it stored the settings.
+    pub config_saved: Regex,
+    /// Its answer when it refused them.
+    pub config_refused: Regex,
 }
 
 impl Default for Patterns {
@@ -137,6 +141,8 @@ impl Default for Patterns {
             relay: regex(r"^HIL relay=(?P<state>on|off)\b"),
             state: regex(r"^HIL state=(?P<state>\w+)"),
             warning: regex(r"^HIL warn=(?P<warning>\S+)"),
+            config_saved: regex(r"^HIL config saved"),
+            config_refused: regex(r"^HIL warn=bad_config"),
         }
     }
 }
@@ -177,6 +183,50 @@ impl Patterns {
     }
 }
 
+/// Settings the firmware stores with its `config` command, by key, in order. The keys
+/// are the firmware's (`firmware/README.md`); the profile says how to send them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Settings(Vec<(&'static str, String)>);
+
+impl Settings {
+    /// What a board needs to join a run: where the broker is, who it is.
+    pub fn for_run(
+        broker: std::net::SocketAddr,
+        client_id: &str,
+        topic: Option<&str>,
+        debounce: Option<Duration>,
+    ) -> Settings {
+        let mut settings = Settings::default();
+        settings.set("broker", broker.to_string());
+        settings.set("client_id", client_id.to_string());
+        if let Some(topic) = topic {
+            settings.set("topic", topic.to_string());
+        }
+        if let Some(debounce) = debounce {
+            settings.set("debounce_ms", debounce.as_millis().to_string());
+        }
+        settings
+    }
+
+    pub fn set(&mut self, key: &'static str, value: String) {
+        self.0.push((key, value));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// As the firmware's console takes them: `key=value` pairs.
+    fn pairs(&self) -> String {
+        let pairs: Vec<String> = self
+            .0
+            .iter()
+            .map(|(key, value)| format!("{key}={value}"))
+            .collect();
+        pairs.join(" ")
+    }
+}
+
 /// Console commands; `{settings}` in `config` becomes `key=value` pairs.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -185,6 +235,13 @@ pub struct Commands {
     pub status: String,
     pub reboot: String,
     pub config: String,
+}
+
+impl Commands {
+    /// The console line that stores `settings`.
+    pub fn config_line(&self, settings: &Settings) -> String {
+        self.config.replace("{settings}", &settings.pairs())
+    }
 }
 
 impl Default for Commands {
@@ -435,6 +492,8 @@ struct PatternsFile {
     relay: Option<String>,
     state: Option<String>,
     warning: Option<String>,
+    config_saved: Option<String>,
+    config_refused: Option<String>,
 }
 
 impl PatternsFile {
@@ -460,6 +519,18 @@ impl PatternsFile {
             relay: compile("relay", self.relay, defaults.relay, Some("state"))?,
             state: compile("state", self.state, defaults.state, Some("state"))?,
             warning: compile("warning", self.warning, defaults.warning, None)?,
+            config_saved: compile(
+                "config_saved",
+                self.config_saved,
+                defaults.config_saved,
+                None,
+            )?,
+            config_refused: compile(
+                "config_refused",
+                self.config_refused,
+                defaults.config_refused,
+                None,
+            )?,
         })
     }
 }

@@ -18,7 +18,7 @@ use serialport::TTYPort;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
-use super::profile::{LineStep, Profile, Sequence};
+use super::profile::{LineStep, Patterns, Profile, Sequence, Settings};
 use super::BenchBoard;
 use crate::port::PortSpec;
 use crate::port::{self, Endpoint, PortName};
@@ -184,36 +184,30 @@ impl SerialBoard {
                 patterns.boot_version(line).is_some()
             })
             .await?;
-        let mut settings = vec![
-            format!("broker={}", setup.broker),
-            format!("client_id={}", setup.client_id),
-        ];
-        if let Some(topic) = setup.topic {
-            settings.push(format!("topic={topic}"));
-        }
-        if let Some(debounce) = setup.debounce {
-            settings.push(format!("debounce_ms={}", debounce.as_millis()));
-        }
+        let settings =
+            Settings::for_run(setup.broker, setup.client_id, setup.topic, setup.debounce);
         board.configure(&settings).await?;
         Ok(board)
     }
 
-    /// Stores `key=value` settings with the firmware's `config` command and waits for
-    /// the firmware to confirm them. Returns the confirmation line.
-    pub async fn configure(&mut self, settings: &[String]) -> Result<String, String> {
-        let command = self
-            .profile
-            .commands
-            .config
-            .replace("{settings}", &settings.join(" "));
+    /// Stores settings with the profile's `config` command and waits for the firmware
+    /// to confirm them (the profile's `config_saved` pattern). Returns the confirmation.
+    pub async fn configure(&mut self, settings: &Settings) -> Result<String, String> {
+        let command = self.profile.commands.config_line(settings);
         let from = self.trace.len() as usize;
         self.send_serial(&command).await?;
-        self.wait_for_line(from, CONTROL_DEADLINE, "`HIL config saved`", |_, line| {
-            line.starts_with("HIL config saved") || line.starts_with("HIL warn=bad_config")
-        })
+        let answers = |patterns: &Patterns, line: &str| {
+            patterns.config_saved.is_match(line) || patterns.config_refused.is_match(line)
+        };
+        self.wait_for_line(
+            from,
+            CONTROL_DEADLINE,
+            "its confirmation of the settings",
+            answers,
+        )
         .await
         .and_then(|line| {
-            if line.starts_with("HIL warn") {
+            if self.profile.patterns.config_refused.is_match(&line) {
                 Err(format!("board {} refused the settings: {line}", self.name))
             } else {
                 Ok(line)

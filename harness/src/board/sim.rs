@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::profile::Patterns;
+use super::profile::{Commands, Patterns, Settings};
 use crate::broker::Credentials;
 use crate::trace::{BoardChange, EventBody, Trace};
 
@@ -257,16 +257,12 @@ impl Hal for SimHal {
 /// firmware's own `config` console command, on a bench before the board is installed:
 /// the run then starts from a board that boots straight into its configuration.
 fn provision(setup: &SimSetup) -> Vec<u8> {
-    let mut settings = vec![
-        format!("broker={}", setup.broker),
-        format!("client_id={}", setup.client_id),
-    ];
-    if let Some(topic) = &setup.topic {
-        settings.push(format!("topic={topic}"));
-    }
-    if let Some(debounce) = setup.debounce {
-        settings.push(format!("debounce_ms={}", debounce.as_millis()));
-    }
+    let settings = Settings::for_run(
+        setup.broker,
+        &setup.client_id,
+        setup.topic.as_deref(),
+        setup.debounce,
+    );
     let bench = SimHal {
         board: setup.name.clone(),
         // The bench's console output is not part of the run.
@@ -281,7 +277,7 @@ fn provision(setup: &SimSetup) -> Vec<u8> {
     let mut firmware = Controller::new(bench, hil_firmware::VERSION);
     // The console answers only once the firmware runs.
     firmware.boot();
-    firmware.serial_input(format!("config {}", settings.join(" ")));
+    firmware.serial_input(Commands::default().config_line(&settings));
     firmware.into_hal().eeprom
 }
 

@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use hil::board::profile::{self, Profile};
+use hil::board::profile::{self, Profile, Settings};
 use hil::board::serial::{self, PortSetup, SerialBoard};
 use hil::config::BenchConfig;
 use hil::exit::Exit;
@@ -244,13 +244,12 @@ async fn print_lines(trace: Trace, color: bool) {
 }
 
 pub async fn provision(args: ProvisionArgs) -> Result<Exit, Failure> {
-    let mut settings = Vec::new();
+    let mut settings = Settings::default();
     if let Some(ssid) = &args.ssid {
-        settings.push(format!("ssid={ssid}"));
+        settings.set("ssid", ssid.clone());
     }
     if !args.no_password {
-        let password = password(&args.password_env)?;
-        settings.push(format!("password={password}"));
+        settings.set("password", password(&args.password_env)?);
     }
     for (key, value) in [
         ("broker", &args.broker),
@@ -258,7 +257,7 @@ pub async fn provision(args: ProvisionArgs) -> Result<Exit, Failure> {
         ("topic", &args.topic),
     ] {
         if let Some(value) = value {
-            settings.push(format!("{key}={value}"));
+            settings.set(key, value.clone());
         }
     }
     if settings.is_empty() {
