@@ -8,7 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
+
+use futures_util::FutureExt;
 
 use bytes::Bytes;
 use tokio::time::Instant;
@@ -126,7 +129,7 @@ pub async fn run(
     let mut world = Stage::new(scenario, setup, broker, trace.clone());
 
     let outcome = tokio::select! {
-        outcome = tokio::time::timeout(scenario.timeout, world.play()) => match outcome {
+        outcome = tokio::time::timeout(scenario.timeout, panic_as_error(world.play())) => match outcome {
             Ok(outcome) => outcome,
             Err(_) => Err(StepError::failed(
                 format!("the scenario to finish within its timeout of {}", humantime::format_duration(scenario.timeout)),
@@ -154,7 +157,7 @@ pub async fn run(
         (Err(StepError::Harness(observed)), _) => (
             Status::Error,
             Some(Failure {
-                step: None,
+                step: current_step,
                 expected: "the harness to keep working".into(),
                 observed,
                 near_misses: Vec::new(),
@@ -204,6 +207,26 @@ fn needs_simulator(scenario: &Scenario, bench: &BenchMapping) -> Option<String> 
             bench_board.name
         ))
     })
+}
+
+/// A panic inside a scenario ends that scenario as a harness error with the panic's
+/// message (and its trace so far); the other scenarios of the run go on.
+async fn panic_as_error(
+    play: impl Future<Output = Result<(), StepError>>,
+) -> Result<(), StepError> {
+    match AssertUnwindSafe(play).catch_unwind().await {
+        Ok(outcome) => outcome,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|text| text.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".into());
+            Err(StepError::Harness(format!(
+                "the harness panicked: {message}"
+            )))
+        }
+    }
 }
 
 fn tail(events: &[Arc<Event>]) -> Vec<String> {
@@ -590,4 +613,24 @@ fn subscriptions_for(client: &str, steps: &[Step]) -> Vec<String> {
     filters.sort();
     filters.dedup();
     filters
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panic_becomes_a_harness_error_with_its_message() {
+        let text = panic_as_error(async { panic!("board table corrupt") }).await;
+        assert!(
+            matches!(&text, Err(StepError::Harness(m)) if m == "the harness panicked: board table corrupt"),
+            "{text:?}"
+        );
+        let formatted = panic_as_error(async { panic!("step {}", 3) }).await;
+        assert!(
+            matches!(&formatted, Err(StepError::Harness(m)) if m.ends_with("step 3")),
+            "{formatted:?}"
+        );
+        assert!(panic_as_error(async { Ok(()) }).await.is_ok());
+    }
 }
