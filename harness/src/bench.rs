@@ -864,7 +864,7 @@ async fn fleet(options: &BenchOptions, boards: usize) -> io::Result<Vec<Row>> {
     let started = Instant::now();
     let phone_setup = crate::runner::ClientSetup {
         client_id: "fleet-phone".into(),
-        protocol: 4,
+        protocol: crate::tap::Protocol::V311,
         subscriptions: vec!["fleet/+".into()],
         namespace: None,
         credentials: None,

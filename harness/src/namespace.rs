@@ -43,10 +43,6 @@ impl Namespace {
         format!("{}{client_id}", self.client_prefix)
     }
 
-    pub fn strip_client_id(&self, client_id: &mut String) {
-        strip(client_id, &self.client_prefix);
-    }
-
     /// The packet as the scenario wrote it: topics, filters, the will topic and the
     /// client id without the prefixes.
     pub fn strip(&self, packet: &mut Packet) {

@@ -388,10 +388,8 @@ pub(crate) fn located(text: &str, error: &toml::de::Error) -> String {
     let message = error.message();
     match error.span() {
         Some(span) => {
-            let before = &text[..span.start.min(text.len())];
-            let line = before.matches('\n').count() + 1;
-            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-            format!("line {line}, column {column}: {message}")
+            let at = crate::steps::Location::at_offset(text, span.start);
+            format!("line {}, column {}: {message}", at.line, at.column)
         }
         None => message.to_string(),
     }

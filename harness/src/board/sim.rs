@@ -288,7 +288,7 @@ struct Link {
     connected: bool,
 }
 
-struct Board {
+struct SimulatedDevice {
     setup: SimSetup,
     firmware: Option<Controller<SimHal>>,
     /// Kept across power cycles while the firmware (RAM) is not.
@@ -305,7 +305,7 @@ struct Board {
 async fn run(setup: SimSetup, mut inbox: mpsc::Receiver<(Command, oneshot::Sender<()>)>) {
     let stored = setup.storage.as_ref().and_then(|s| s.stored.clone());
     let eeprom = stored.unwrap_or_else(|| provision(&setup));
-    let mut board = Board {
+    let mut board = SimulatedDevice {
         setup,
         firmware: None,
         eeprom,
@@ -389,7 +389,7 @@ async fn poll_link(link: &mut Option<Link>) -> Result<rumqttc::Event, rumqttc::C
     }
 }
 
-impl Board {
+impl SimulatedDevice {
     fn record(&self, change: BoardChange) {
         self.setup.trace.record(EventBody::Board {
             board: self.setup.name.clone(),

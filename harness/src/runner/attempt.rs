@@ -25,7 +25,7 @@ use crate::broker::{Broker, BrokerConfig};
 use crate::config::BenchBoard;
 use crate::scenario::Scenario;
 use crate::steps::{all_steps, Role, Scene, Step, StepError, Watch, Window};
-use crate::tap::Faults;
+use crate::tap::{Faults, Protocol};
 use crate::trace::{render_rows, Direction, Event, EventBody, Packet, Row, Trace, TraceOptions};
 
 /// How long harness clients may take to connect and subscribe before step 1.
@@ -292,7 +292,10 @@ impl<'a> Stage<'a> {
                 client.name.clone(),
                 ClientSetup {
                     client_id,
-                    protocol: client.spec.protocol.unwrap_or(4),
+                    protocol: match client.spec.protocol {
+                        Some(5) => Protocol::V5,
+                        _ => Protocol::V311,
+                    },
                     subscriptions: subscriptions_for(&client.name, &scenario.steps),
                     namespace: setup.broker.namespace.clone(),
                     credentials: setup.credentials.clone(),

@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 
 use crate::broker::Credentials;
 use crate::namespace::Namespace;
+use crate::tap::Protocol;
 
 /// Pause between reconnect attempts after the connection is lost.
 const RECONNECT_DELAY: Duration = Duration::from_millis(100);
@@ -22,8 +23,7 @@ const MAX_PACKET: usize = 4 * 1024 * 1024;
 pub struct ClientSetup {
     /// As the scenario knows it; on a shared broker the namespace prefixes it on the wire.
     pub client_id: String,
-    /// 4 = MQTT 3.1.1, 5 = MQTT 5.
-    pub protocol: u8,
+    pub protocol: Protocol,
     /// Filters to subscribe to, again after every reconnect.
     pub subscriptions: Vec<String>,
     pub namespace: Option<Namespace>,
@@ -72,7 +72,7 @@ impl HarnessClient {
             .iter()
             .map(|filter| wire_topic(setup.namespace.as_ref(), filter))
             .collect();
-        let (handle, task) = if setup.protocol == 5 {
+        let (handle, task) = if setup.protocol == Protocol::V5 {
             let mut options = rumqttc::v5::MqttOptions::new(client_id, host, broker.port());
             options.set_clean_start(setup.clean_session);
             if let Some(credentials) = &setup.credentials {

@@ -134,8 +134,7 @@ pub fn load(path: &Path, profiles: &[&str]) -> Result<Scenario, ScenarioError> {
     let text = String::from_utf8(bytes).map_err(|e| {
         let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
         let text = String::from_utf8_lossy(valid).into_owned();
-        let line = text.matches('\n').count() + 1;
-        let column = text.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        let Location { line, column } = Location::at_offset(&text, text.len());
         // The snippet shows the bad byte as U+FFFD, where the caret points.
         let shown = String::from_utf8_lossy(e.as_bytes());
         ScenarioError::new(
@@ -164,11 +163,7 @@ pub fn parse(path: &Path, text: &str, profiles: &[&str]) -> Result<Scenario, Sce
         .char_indices()
         .find(|(_, c)| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
     {
-        let before = &text[..index];
-        let at = Location {
-            line: before.matches('\n').count() + 1,
-            column: before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1,
-        };
+        let at = Location::at_offset(text, index);
         return Err(ScenarioError::new(
             path,
             format!("control character U+{:04X} in the text", control as u32),

@@ -34,7 +34,7 @@ pub fn field_value(
         let value = after.len() - after.trim_start_matches([' ', '\t']).len();
         let value_here = !after[value..].starts_with(['\n', '\r', '#']) && value < after.len();
         let target = if value_here { searched + value } else { at };
-        return Some(location(text, start + target));
+        return Some(Location::at_offset(text, start + target));
     }
     None
 }
@@ -51,14 +51,6 @@ fn offset(text: &str, at: Location) -> Option<usize> {
         .nth(at.column.saturating_sub(1))
         .map_or(text.len() - line_start, |(index, _)| index);
     Some(line_start + column)
-}
-
-fn location(text: &str, offset: usize) -> Location {
-    let before = &text[..offset];
-    Location {
-        line: before.matches('\n').count() + 1,
-        column: before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1,
-    }
 }
 
 #[cfg(test)]

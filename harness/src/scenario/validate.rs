@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 
 use super::{Location, Scenario};
-use crate::steps::{all_steps, Cast, Checks, MAX_DURATION};
+use crate::steps::{all_steps, Checks, DeclaredActors, MAX_DURATION};
 
 pub(super) struct Problem {
     pub message: String,
@@ -104,7 +104,7 @@ pub(super) fn check(scenario: &Scenario, profiles: &[&str]) -> Result<(), Proble
             "a scenario runs at most 1h",
         ));
     }
-    let cast = Cast {
+    let cast = DeclaredActors {
         boards: scenario.boards.iter().map(|b| b.name.clone()).collect(),
         clients: scenario.clients.iter().map(|c| c.name.clone()).collect(),
     };

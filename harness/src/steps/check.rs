@@ -19,14 +19,14 @@ pub struct Problem {
 
 /// The actors a scenario declares: who its steps may name.
 #[derive(Debug, Clone, Default)]
-pub struct Cast {
+pub struct DeclaredActors {
     pub boards: BTreeSet<String>,
     pub clients: BTreeSet<String>,
 }
 
 /// Collects the problems of one step.
 pub struct Checks<'c> {
-    cast: &'c Cast,
+    cast: &'c DeclaredActors,
     problems: Vec<Problem>,
 }
 
@@ -40,7 +40,7 @@ fn declared<'n>(names: impl Iterator<Item = &'n String>) -> String {
 }
 
 impl<'c> Checks<'c> {
-    pub fn new(cast: &'c Cast) -> Checks<'c> {
+    pub fn new(cast: &'c DeclaredActors) -> Checks<'c> {
         Checks {
             cast,
             problems: Vec::new(),

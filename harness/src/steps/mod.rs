@@ -20,7 +20,7 @@ use schemars::JsonSchema;
 use serde::de::{DeserializeOwned, EnumAccess, VariantAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-pub use check::{Cast, Checks, Problem, MAX_DURATION};
+pub use check::{Checks, DeclaredActors, Problem, MAX_DURATION};
 pub use docs::{markdown_table, with_table, FieldDoc, StepDoc, TABLE_BEGIN, TABLE_END};
 pub use scene::{Mismatch, Scene, StepError, Watch, Window};
 
@@ -29,6 +29,17 @@ pub use scene::{Mismatch, Scene, StepError, Watch, Window};
 pub struct Location {
     pub line: usize,
     pub column: usize,
+}
+
+impl Location {
+    /// Where byte `offset` of `text` stands (columns count characters).
+    pub fn at_offset(text: &str, offset: usize) -> Location {
+        let before = &text[..offset.min(text.len())];
+        Location {
+            line: before.matches('\n').count() + 1,
+            column: before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1,
+        }
+    }
 }
 
 /// How a step relates to the expectation window (see scenarios/README.md, "When does an

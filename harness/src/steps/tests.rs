@@ -240,7 +240,7 @@ fn later(trace: &Trace, after: Duration, body: EventBody) {
 }
 
 fn step(yaml: &str) -> Action {
-    let cast = Cast {
+    let cast = DeclaredActors {
         boards: BTreeSet::from(["lamp".to_string()]),
         clients: BTreeSet::from(["phone".to_string()]),
     };
@@ -460,9 +460,9 @@ async fn pauses_are_counted_and_disconnect_fails_for_a_client_not_connected() {
         .play(&step("disconnect: { client: phone }"))
         .await
         .unwrap();
-    let cast = Cast {
+    let cast = DeclaredActors {
         clients: BTreeSet::from(["phone".to_string(), "display".to_string()]),
-        ..Cast::default()
+        ..DeclaredActors::default()
     };
     let display: Action = serde_saphyr::from_str("disconnect: { client: display }").unwrap();
     let mut checks = Checks::new(&cast);
@@ -474,7 +474,7 @@ async fn pauses_are_counted_and_disconnect_fails_for_a_client_not_connected() {
 
 #[test]
 fn checks_name_every_problem_of_a_step_with_its_field() {
-    let cast = Cast {
+    let cast = DeclaredActors {
         boards: BTreeSet::from(["lamp".to_string()]),
         clients: BTreeSet::from(["phone".to_string()]),
     };
