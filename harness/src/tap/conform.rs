@@ -304,7 +304,10 @@ impl Conformance {
                     )
                 }
             };
-        let refused: Vec<bool> = filters.iter().map(|(filter, _)| refuses(filter)).collect();
+        let refused: Vec<bool> = filters
+            .iter()
+            .map(|(filter, _)| refuses(filter) || engine_closes_over(filter))
+            .collect();
         let refused_filters: Vec<String> = filters
             .iter()
             .zip(&refused)
@@ -402,6 +405,12 @@ impl Conformance {
         }
         out.freeze()
     }
+}
+
+/// rumqttd ends the whole connection for a filter starting with `$` (other than a shared
+/// subscription's `$share/`): refusing that one filter is what the specification allows.
+fn engine_closes_over(filter: &str) -> bool {
+    filter.starts_with('$') && !filter.starts_with("$share/")
 }
 
 fn v5_qos(qos: mqttbytes::QoS) -> rumqttc::v5::mqttbytes::QoS {
