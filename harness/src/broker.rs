@@ -183,6 +183,7 @@ impl Broker {
             capture.clone(),
             config.namespace.clone(),
             config.login.clone(),
+            config.external.is_none(),
         )
         .map_err(|source| BrokerError::Bind {
             addr: config.listen,
@@ -251,6 +252,7 @@ impl Broker {
         if let Some(old) = engine.take() {
             old.kill().await;
         }
+        self.tap.forget_sessions();
         self.record(BrokerAction::Down);
         // The fresh engine starts while the broker is down, so that the outage lasts
         // `down_for`, not `down_for` plus a process start.

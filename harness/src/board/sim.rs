@@ -148,16 +148,6 @@ impl super::Board for SimBoard {
 enum Request {
     Connect(ConnectRequest),
     Disconnect,
-    Publish {
-        topic: String,
-        payload: Bytes,
-        qos: u8,
-        retain: bool,
-    },
-    Subscribe {
-        topic: String,
-        qos: u8,
-    },
     WifiBegin,
     Restart,
 }
@@ -173,6 +163,29 @@ struct SimHal {
     /// Where stored records also go, when the storage is kept outside the board.
     writes: Option<mpsc::UnboundedSender<Vec<u8>>>,
     requests: VecDeque<Request>,
+    /// The MQTT client of the current link. Publishes and subscriptions go straight into
+    /// its queue, so the firmware learns at once, as from PubSubClient, whether they were
+    /// taken.
+    mqtt: Option<rumqttc::AsyncClient>,
+}
+
+impl SimHal {
+    /// A request the client did not take: the firmware is told (false) and the trace
+    /// says why, so nothing is lost without a word.
+    fn refused(&self, what: &str, topic: &str, error: Option<rumqttc::ClientError>) -> bool {
+        let warning = match error {
+            None => format!("{what}_without_connection topic={topic}"),
+            Some(rumqttc::ClientError::TryRequest(_)) => {
+                format!("{what}_queue_full topic={topic}")
+            }
+            Some(_) => format!("{what}_connection_gone topic={topic}"),
+        };
+        self.trace.record(EventBody::BoardWarning {
+            board: self.board.clone(),
+            warning,
+        });
+        false
+    }
 }
 
 impl Hal for SimHal {
@@ -184,21 +197,24 @@ impl Hal for SimHal {
     }
 
     fn publish(&mut self, topic: &str, payload: &[u8], qos: u8, retain: bool) -> bool {
-        self.requests.push_back(Request::Publish {
-            topic: topic.to_string(),
-            payload: Bytes::copy_from_slice(payload),
-            qos,
-            retain,
-        });
-        true
+        let Some(mqtt) = &self.mqtt else {
+            return self.refused("publish", topic, None);
+        };
+        let payload = Bytes::copy_from_slice(payload);
+        match mqtt.try_publish(topic, qos_of(qos), retain, payload) {
+            Ok(()) => true,
+            Err(error) => self.refused("publish", topic, Some(error)),
+        }
     }
 
     fn subscribe(&mut self, topic: &str, qos: u8) -> bool {
-        self.requests.push_back(Request::Subscribe {
-            topic: topic.to_string(),
-            qos,
-        });
-        true
+        let Some(mqtt) = &self.mqtt else {
+            return self.refused("subscribe", topic, None);
+        };
+        match mqtt.try_subscribe(topic, qos_of(qos)) {
+            Ok(()) => true,
+            Err(error) => self.refused("subscribe", topic, Some(error)),
+        }
     }
 
     fn connect(&mut self, request: &ConnectRequest) {
@@ -273,6 +289,7 @@ fn provision(setup: &SimSetup) -> Vec<u8> {
         eeprom: Vec::new(),
         writes: None,
         requests: VecDeque::new(),
+        mqtt: None,
     };
     let mut firmware = Controller::new(bench, hil_firmware::VERSION);
     // The console answers only once the firmware runs.
@@ -406,6 +423,7 @@ impl SimulatedDevice {
             eeprom: self.eeprom.clone(),
             writes: self.setup.storage.as_ref().map(|s| s.writes.clone()),
             requests: VecDeque::new(),
+            mqtt: None,
         };
         let version = self
             .setup
@@ -475,11 +493,19 @@ impl SimulatedDevice {
                     }
                 } else {
                     // The access point is gone: the TCP connection dies without a FIN.
-                    self.link = None;
+                    self.end_link();
                     self.with_firmware(|fw| fw.wifi(false));
                 }
             }
         }
+    }
+
+    /// Ends the link; from now on the firmware's publishes are refused as unconnected.
+    fn end_link(&mut self) -> Option<Link> {
+        if let Some(firmware) = self.firmware.as_mut() {
+            firmware.hal_mut().mqtt = None;
+        }
+        self.link.take()
     }
 
     fn link_event(&mut self, event: Result<rumqttc::Event, rumqttc::ConnectionError>) {
@@ -496,7 +522,7 @@ impl SimulatedDevice {
             }
             Ok(_) => {}
             Err(_) => {
-                let was_connected = self.link.take().is_some_and(|link| link.connected);
+                let was_connected = self.end_link().is_some_and(|link| link.connected);
                 self.with_firmware(|fw| {
                     if was_connected {
                         fw.mqtt_lost()
@@ -531,25 +557,16 @@ impl SimulatedDevice {
                         self.wifi_joins_at = Some(Instant::now() + WIFI_JOIN);
                     }
                 }
-                Request::Connect(request) => self.link = Some(self.open_link(&request)),
+                Request::Connect(request) => {
+                    let link = self.open_link(&request);
+                    if let Some(firmware) = self.firmware.as_mut() {
+                        firmware.hal_mut().mqtt = Some(link.client.clone());
+                    }
+                    self.link = Some(link);
+                }
                 Request::Disconnect => {
-                    if let Some(link) = self.link.take() {
+                    if let Some(link) = self.end_link() {
                         let _ = link.client.try_disconnect();
-                    }
-                }
-                Request::Publish {
-                    topic,
-                    payload,
-                    qos,
-                    retain,
-                } => {
-                    if let Some(link) = &self.link {
-                        let _ = link.client.try_publish(topic, qos_of(qos), retain, payload);
-                    }
-                }
-                Request::Subscribe { topic, qos } => {
-                    if let Some(link) = &self.link {
-                        let _ = link.client.try_subscribe(topic, qos_of(qos));
                     }
                 }
                 Request::Restart => {
@@ -596,5 +613,66 @@ fn qos_of(qos: u8) -> rumqttc::QoS {
         0 => rumqttc::QoS::AtMostOnce,
         1 => rumqttc::QoS::AtLeastOnce,
         _ => rumqttc::QoS::ExactlyOnce,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hal(trace: &Trace, mqtt: Option<rumqttc::AsyncClient>) -> SimHal {
+        SimHal {
+            board: "lamp".into(),
+            trace: trace.clone(),
+            clock: Instant::now(),
+            rng: fastrand::Rng::with_seed(1),
+            eeprom: Vec::new(),
+            writes: None,
+            requests: VecDeque::new(),
+            mqtt,
+        }
+    }
+
+    fn warnings(trace: &Trace) -> Vec<String> {
+        trace
+            .events_from(0)
+            .iter()
+            .filter_map(|event| match &event.body {
+                EventBody::BoardWarning { warning, .. } => Some(warning.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_publish_the_client_cannot_queue_is_refused_with_a_warning() {
+        let trace = Trace::in_memory();
+        let options = rumqttc::MqttOptions::new("lamp", "127.0.0.1", 1);
+        // An event loop never polled: nothing leaves the queue.
+        let (client, _eventloop) = rumqttc::AsyncClient::new(options, 4);
+        let mut hal = hal(&trace, Some(client));
+        let taken: Vec<bool> = (0..5)
+            .map(|_| hal.publish("lamp/state", b"on", 1, false))
+            .collect();
+        assert_eq!(taken, [true, true, true, true, false]);
+        assert!(!hal.subscribe("lamp/set", 1));
+        assert_eq!(
+            warnings(&trace),
+            [
+                "publish_queue_full topic=lamp/state",
+                "subscribe_queue_full topic=lamp/set"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_publish_without_a_connection_is_refused_with_a_warning() {
+        let trace = Trace::in_memory();
+        let mut hal = hal(&trace, None);
+        assert!(!hal.publish("lamp/state", b"on", 0, false));
+        assert_eq!(
+            warnings(&trace),
+            ["publish_without_connection topic=lamp/state"]
+        );
     }
 }

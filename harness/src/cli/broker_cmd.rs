@@ -23,6 +23,7 @@ use super::{stop_signal, Failure};
 /// Examples:
 ///   hil broker --port 1883 --trace broker.jsonl --pcap broker.pcap
 ///   hil broker --bind 0.0.0.0 --auth bench:s3cret
+///   hil broker --deny-subscribe 'secret/#'
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
@@ -47,6 +48,10 @@ pub struct Args {
     /// Beyond loopback, let clients in without a login.
     #[arg(long, conflicts_with = "auth")]
     insecure_open: bool,
+    /// Refuse subscriptions to filters FILTER matches (SUBACK 0x80 in MQTT 3.1.1, 0x87 in
+    /// MQTT 5), to test how a device takes a refusal. Repeatable.
+    #[arg(long, value_name = "FILTER")]
+    deny_subscribe: Vec<String>,
 }
 
 /// A login of the broker's own, for a bind beyond loopback without --auth or
@@ -109,6 +114,9 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
         namespace: None,
     };
     let broker = Broker::start(config, trace.clone()).await?;
+    for filter in &args.deny_subscribe {
+        broker.faults().deny_subscribe(filter);
+    }
     // Only now, bound: a broker that failed to start has no login worth saying.
     if let Some(login) = &generated {
         eprintln!(

@@ -42,6 +42,8 @@ struct State {
     clients: HashMap<String, ClientFaults>,
     /// Live connections by client id, so a partition can cut them.
     live: HashMap<String, Vec<(u64, CancellationToken)>>,
+    /// Filters whose subscriptions the broker refuses, for every client.
+    denied_subscriptions: Vec<String>,
 }
 
 impl State {
@@ -112,6 +114,7 @@ impl Faults {
                 seed,
                 clients: HashMap::new(),
                 live: HashMap::new(),
+                denied_subscriptions: Vec::new(),
             }),
         }
     }
@@ -174,6 +177,17 @@ impl Faults {
             .entry(client.to_string())
             .or_default()
             .push((conn, cut));
+    }
+
+    /// A live connection of `client` opened after `conn`, which took its session over.
+    pub fn newer_connection(&self, client: &str, conn: u64) -> Option<u64> {
+        self.state()
+            .live
+            .get(client)?
+            .iter()
+            .map(|(id, _)| *id)
+            .filter(|id| *id > conn)
+            .max()
     }
 
     pub fn unregister(&self, client: &str, conn: u64) {
@@ -241,6 +255,30 @@ impl Faults {
             return (Fate::Twice, hold);
         }
         (Fate::Forward, hold)
+    }
+
+    /// From now on, a subscription to a filter that `filter` matches (as if the requested
+    /// filter were a topic: `secret/#` covers `secret/a` and `secret/#`) is refused with
+    /// SUBACK 0x80 (MQTT 3.1.1) or 0x87 "not authorized" (MQTT 5), for every client.
+    /// Subscriptions granted before stay.
+    pub fn deny_subscribe(&self, filter: &str) {
+        let mut state = self.state();
+        if !state.denied_subscriptions.iter().any(|f| f == filter) {
+            state.denied_subscriptions.push(filter.to_string());
+        }
+    }
+
+    /// Ends a [`Faults::deny_subscribe`].
+    pub fn allow_subscribe(&self, filter: &str) {
+        self.state().denied_subscriptions.retain(|f| f != filter);
+    }
+
+    /// Whether a subscription to `requested` is refused.
+    pub fn refuses_subscription(&self, requested: &str) -> bool {
+        self.state()
+            .denied_subscriptions
+            .iter()
+            .any(|denied| super::topic::matches(denied, requested))
     }
 
     /// Whether any fault is set for `client` (the fast path skips the rest).

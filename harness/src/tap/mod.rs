@@ -2,8 +2,11 @@
 //! it decodes both directions, records each packet in the trace, then forwards the exact
 //! bytes to the broker engine (or back to the client).
 
+mod conform;
 mod decode;
 mod faults;
+mod ledger;
+mod topic;
 
 use std::collections::VecDeque;
 use std::io;
@@ -16,6 +19,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -24,7 +28,10 @@ pub use decode::{
     blank_password, connect_login, connect_protocol, next_frame, refusal_connack, DecodeError,
     Decoder, Protocol,
 };
+pub use conform::with_qos;
 pub use faults::{DropAmount, Fate, Faults};
+
+use conform::{Conformance, Sessions, Verdict};
 
 use crate::broker::Credentials;
 use crate::namespace::Namespace;
@@ -37,6 +44,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const PARTITIONED: &str = "partitioned";
 /// Bytes of offending data kept in a `malformed` event.
 const EXCERPT_BYTES: usize = 16;
+/// The keep-alive the engine is asked for: the tap keeps each client's own (rumqttd
+/// refuses 0, which turns the mechanism off), so the engine must never time out first.
+const ENGINE_KEEP_ALIVE: u16 = u16::MAX;
 
 /// Listeners the engine opens per protocol. rumqttd's accept loop pauses for a timer
 /// tick after every accept, so one listener admits about a connection a millisecond;
@@ -96,6 +106,10 @@ struct Shared {
     /// When set, a client must log in with exactly these.
     login: Option<Credentials>,
     faults: Arc<Faults>,
+    /// Set when the tap keeps the specification where the engine does not (the embedded
+    /// rumqttd); an external broker's own behaviour is what its users test.
+    conform: bool,
+    sessions: Sessions,
     /// `None` while the broker is down: connections are then turned away.
     upstream: Mutex<Option<Upstream>>,
     /// Cancelled to cut every open connection (restart, stop); replaced afterwards.
@@ -113,6 +127,7 @@ impl Tap {
         capture: Option<Arc<Capture>>,
         namespace: Option<Namespace>,
         login: Option<Credentials>,
+        conform: bool,
     ) -> io::Result<Tap> {
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
@@ -122,6 +137,8 @@ impl Tap {
             namespace,
             login,
             faults: Arc::new(Faults::new(0)),
+            conform,
+            sessions: Sessions::default(),
             upstream: Mutex::new(None),
             cut: Mutex::new(CancellationToken::new()),
             next_conn: AtomicU64::new(1),
@@ -159,6 +176,11 @@ impl Tap {
     /// Points new connections at `upstream`, or turns them away while it is `None`.
     pub fn set_upstream(&self, upstream: Option<Upstream>) {
         *lock(&self.shared.upstream) = upstream;
+    }
+
+    /// Forgets every session the tap followed, when the engine holding them ends.
+    pub fn forget_sessions(&self) {
+        self.shared.sessions.clear();
     }
 
     /// Closes every open connection (each gets a `conn_closed` event with reason `cut`).
@@ -225,6 +247,17 @@ async fn accept_loop(
     }
 }
 
+/// Notes what the close reason needs: the engine's CONNACK, the client's last packet.
+fn note_progress(conn: &Conn<'_>, dir: Direction, packet: &Packet) {
+    match (dir, packet) {
+        (Direction::ToClient, Packet::Connack { code, .. }) => {
+            *lock(&conn.connack) = Some(code.clone());
+        }
+        (Direction::ToBroker, packet) => *lock(&conn.last_sent) = packet.name(),
+        _ => {}
+    }
+}
+
 fn towards(dir: Direction) -> &'static str {
     match dir {
         Direction::ToBroker => "to the broker",
@@ -255,12 +288,74 @@ enum End {
 struct Conn<'a> {
     id: u64,
     client: Option<String>,
+    protocol: Protocol,
     shared: &'a Shared,
     /// Set when the client sent DISCONNECT, so the close that follows counts as clean.
     disconnect_sent: AtomicBool,
+    /// The engine's CONNACK code, once it came.
+    connack: Mutex<Option<String>>,
+    /// The last packet the client sent, to say after what the engine closed.
+    last_sent: Mutex<&'static str>,
+    /// When the client last sent anything, for its keep-alive.
+    last_heard: Mutex<Instant>,
+    conformance: Option<Mutex<Conformance>>,
+    /// Frames the tap itself sends: towards the engine, towards the client.
+    answers_to_broker: mpsc::UnboundedSender<Bytes>,
+    answers_to_client: mpsc::UnboundedSender<Bytes>,
 }
 
 impl Conn<'_> {
+    fn answer(&self, dir: Direction, frame: Bytes) {
+        let answers = match dir {
+            Direction::ToBroker => &self.answers_to_broker,
+            Direction::ToClient => &self.answers_to_client,
+        };
+        // The receiving pump lives as long as the connection; after, nothing is owed.
+        let _ = answers.send(frame);
+    }
+
+    /// What becomes of a frame, by the specification where the engine does not keep it.
+    fn judge(&self, dir: Direction, frame: &Bytes, packet: &Packet) -> Option<conform::Action> {
+        let mut conformance = lock(self.conformance.as_ref()?);
+        let sessions = &self.shared.sessions;
+        Some(match dir {
+            Direction::ToBroker => {
+                let faults = &self.shared.faults;
+                conformance.to_broker(frame, packet, sessions, &|filter| {
+                    faults.refuses_subscription(filter)
+                })
+            }
+            Direction::ToClient => conformance.to_client(frame, packet, sessions),
+        })
+    }
+
+    /// Why the engine closed the connection, from what came before.
+    fn engine_close_reason(&self) -> (CloseReason, Option<String>) {
+        let client = self.client.as_deref().unwrap_or_default();
+        if let Some(newer) = self.shared.faults.newer_connection(client, self.id) {
+            return (
+                CloseReason::TakenOver,
+                Some(format!("connection {newer} connected with the same client id")),
+            );
+        }
+        match lock(&self.connack).as_deref() {
+            None => (
+                CloseReason::EngineRefused,
+                Some("the engine closed the connection before CONNACK".into()),
+            ),
+            Some(code) if code != "Success" => {
+                (CloseReason::EngineRefused, Some(format!("CONNACK {code}")))
+            }
+            Some(_) => (
+                CloseReason::ProtocolError,
+                Some(format!(
+                    "the engine closed the connection after the client's {}",
+                    *lock(&self.last_sent)
+                )),
+            ),
+        }
+    }
+
     fn record_malformed(&self, dir: Direction, reason: String, bytes: &[u8]) {
         self.shared.trace.record(EventBody::Malformed {
             conn: self.id,
@@ -326,11 +421,20 @@ async fn serve(
     if let Some(capture) = &shared.capture {
         capture.opened(id, peer);
     }
+    let (answers_to_broker, broker_answers) = mpsc::unbounded_channel();
+    let (answers_to_client, client_answers) = mpsc::unbounded_channel();
     let mut conn = Conn {
         id,
         client: None,
+        protocol: Protocol::V311,
         shared: &shared,
         disconnect_sent: AtomicBool::new(false),
+        connack: Mutex::new(None),
+        last_sent: Mutex::new("connect"),
+        last_heard: Mutex::new(Instant::now()),
+        conformance: None,
+        answers_to_broker,
+        answers_to_client,
     };
     let mut from_client = BytesMut::with_capacity(4096);
     let opening = tokio::select! {
@@ -356,6 +460,7 @@ async fn serve(
         }
         Ok(Ok(opening)) => opening,
     };
+    conn.protocol = protocol;
     let mut to_broker = Decoder::new(protocol, shared.max_packet_size);
     let mut connect = match to_broker.decode(&frame) {
         Ok(connect) => connect,
@@ -367,8 +472,25 @@ async fn serve(
     if let Some(namespace) = &shared.namespace {
         namespace.strip(&mut connect);
     }
-    if let Packet::Connect { client_id, .. } = &connect {
+    let mut keep_alive = 0;
+    let mut will = None;
+    if let Packet::Connect {
+        client_id,
+        keep_alive: asked,
+        will: asked_will,
+        clean_session,
+        ..
+    } = &connect
+    {
         conn.client = Some(client_id.clone());
+        keep_alive = *asked;
+        will = asked_will.clone();
+        if shared.conform {
+            conn.conformance = Some(Mutex::new(Conformance::new(protocol, client_id)));
+            if *clean_session {
+                shared.sessions.clean(client_id);
+            }
+        }
     }
     conn.record_packet(Direction::ToBroker, connect);
     let client_id = conn.client.clone().unwrap_or_default();
@@ -415,7 +537,12 @@ async fn serve(
         }
     };
     let _ = broker.set_nodelay(true);
-    if let Err(error) = broker.write_all(&frame).await {
+    let engine_connect = if shared.conform {
+        conform::with_keep_alive(&frame, ENGINE_KEEP_ALIVE)
+    } else {
+        frame.clone()
+    };
+    if let Err(error) = broker.write_all(&engine_connect).await {
         return conn.record_closed(CloseReason::ByBroker, Some(error.to_string()));
     }
     if conn.shared.capture.is_some() {
@@ -433,27 +560,67 @@ async fn serve(
     let (client_rx, client_tx) = client.into_split();
     let (broker_rx, broker_tx) = broker.into_split();
     let to_client = Decoder::new(protocol, shared.max_packet_size);
+    *lock(&conn.last_heard) = Instant::now();
+    let keep_alive_watch = async {
+        match keep_alive {
+            0 => std::future::pending().await,
+            _ if !shared.conform => std::future::pending().await,
+            seconds => keep_alive_expired(&conn, seconds).await,
+        }
+    };
     let (reason, detail) = tokio::select! {
-        end = pump(&conn, Direction::ToBroker, client_rx, broker_tx, to_broker, from_client) => match end {
+        end = pump(&conn, Direction::ToBroker, client_rx, broker_tx, to_broker, from_client, broker_answers) => match end {
             End::Eof if conn.disconnect_sent.load(Ordering::Relaxed) => (CloseReason::Clean, None),
             End::Eof => (CloseReason::ByPeer, Some("closed without DISCONNECT".into())),
             End::ReadFailed(error) => (CloseReason::Error, Some(error.to_string())),
             End::WriteFailed(error) => (CloseReason::ByBroker, Some(error.to_string())),
             End::Malformed => (CloseReason::Malformed, None),
         },
-        end = pump(&conn, Direction::ToClient, broker_rx, client_tx, to_client, BytesMut::new()) => match end {
+        end = pump(&conn, Direction::ToClient, broker_rx, client_tx, to_client, BytesMut::new(), client_answers) => match end {
             End::Eof if conn.disconnect_sent.load(Ordering::Relaxed) => (CloseReason::Clean, None),
-            End::Eof => (CloseReason::ByBroker, None),
-            End::ReadFailed(error) => (CloseReason::ByBroker, Some(error.to_string())),
+            End::Eof => conn.engine_close_reason(),
+            End::ReadFailed(error) => {
+                let (reason, detail) = conn.engine_close_reason();
+                (reason, Some(format!("{}: {error}", detail.unwrap_or_default())))
+            }
             End::WriteFailed(error) => (CloseReason::Error, Some(error.to_string())),
             End::Malformed => (CloseReason::Malformed, None),
         },
         () = cut.cancelled() => (CloseReason::Cut, None),
+        silent_for = keep_alive_watch => (
+            CloseReason::KeepAliveTimeout,
+            Some(format!("nothing from the client for {silent_for:?}, 1.5 × its keep-alive of {keep_alive} s")),
+        ),
     };
     shared.faults.unregister(&client_id, id);
+    if let Some(will) = will.filter(|_| shared.conform && reason != CloseReason::Clean) {
+        // The engine publishes the will when its socket closes, just below.
+        shared.sessions.ledger.published(
+            &will.topic,
+            &will.payload.0,
+            will.retain,
+            ledger::Origin {
+                qos: will.qos,
+                client: client_id.clone(),
+            },
+        );
+    }
     conn.record_closed(reason, detail);
     // Both sockets close here, when they drop. A client that vanished thus vanishes for
     // the broker too, without DISCONNECT, so its will fires as it would without the tap.
+}
+
+/// Waits until the client has been silent for 1.5 times its keep-alive (MQTT 3.1.1 and 5,
+/// section 3.1.2.10); returns how long that is.
+async fn keep_alive_expired(conn: &Conn<'_>, keep_alive: u16) -> Duration {
+    let allowed = Duration::from_millis(u64::from(keep_alive) * 1500);
+    loop {
+        let deadline = *lock(&conn.last_heard) + allowed;
+        if Instant::now() >= deadline {
+            return allowed;
+        }
+        tokio::time::sleep_until(deadline).await;
+    }
 }
 
 enum Opening {
@@ -510,6 +677,7 @@ async fn pump(
     mut tx: OwnedWriteHalf,
     mut decoder: Decoder,
     mut buf: BytesMut,
+    mut answers: mpsc::UnboundedReceiver<Bytes>,
 ) -> End {
     let mut held = Held::default();
     loop {
@@ -534,7 +702,7 @@ async fn pump(
             buf.reserve(64 * 1024);
         }
         let read = loop {
-            match read_or_release(&mut held, &mut rx, &mut buf).await {
+            match read_or_release(&mut held, &mut rx, &mut buf, &mut answers).await {
                 Next::Release(bytes) => {
                     if let Err(error) = send(conn, dir, &mut tx, &bytes).await {
                         return End::WriteFailed(error);
@@ -544,6 +712,9 @@ async fn pump(
             }
         };
         acknowledge_at_once(&rx);
+        if dir == Direction::ToBroker {
+            *lock(&conn.last_heard) = Instant::now();
+        }
         match read {
             Ok(0) => {
                 if !buf.is_empty() {
@@ -577,17 +748,28 @@ enum Next {
     Read(io::Result<usize>),
 }
 
-/// Reads more, or releases the first held frame when its time comes, whichever is first.
-async fn read_or_release(held: &mut Held, rx: &mut OwnedReadHalf, buf: &mut BytesMut) -> Next {
+/// Reads more, sends a frame the tap answers itself, or releases the first held frame
+/// when its time comes, whichever is first. An answer goes out as soon as it is made (it
+/// overtakes held frames, as an ack from the broker's side would).
+async fn read_or_release(
+    held: &mut Held,
+    rx: &mut OwnedReadHalf,
+    buf: &mut BytesMut,
+    answers: &mut mpsc::UnboundedReceiver<Bytes>,
+) -> Next {
     let Some(&(_, release_at)) = held.front() else {
-        return Next::Read(rx.read_buf(buf).await);
+        return tokio::select! {
+            // Cancel-safe both: a read that loses the race has taken no bytes.
+            read = rx.read_buf(buf) => Next::Read(read),
+            Some(answer) = answers.recv() => Next::Release(BytesMut::from(&answer[..])),
+        };
     };
     if held.len() < HELD_LIMIT {
         tokio::select! {
             biased;
             () = tokio::time::sleep_until(release_at) => {}
-            // Cancel-safe: a read that loses the race has taken no bytes.
             read = rx.read_buf(buf) => return Next::Read(read),
+            Some(answer) = answers.recv() => return Next::Release(BytesMut::from(&answer[..])),
         }
     } else {
         tokio::time::sleep_until(release_at).await;
@@ -671,9 +853,43 @@ fn take_complete_frames(
                 conn.record_malformed(dir, DecodeError::SecondConnect.to_string(), &frame);
                 return (outgoing, Some(End::Malformed));
             }
-            Ok(packet) => {
+            Ok(mut packet) => {
                 if dir == Direction::ToBroker && matches!(packet, Packet::Disconnect) {
                     conn.disconnect_sent.store(true, Ordering::Relaxed);
+                }
+                note_progress(conn, dir, &packet);
+                let mut frame = frame;
+                if let Some(action) = conn.judge(dir, &frame, &packet) {
+                    if let Some((to, answer)) = action.answer {
+                        if to == Direction::ToClient {
+                            if let Ok(sent) = Decoder::new(conn.protocol, usize::MAX).decode(&answer) {
+                                conn.record_packet(to, sent);
+                            }
+                        }
+                        conn.answer(to, answer);
+                    }
+                    for filter in action.refused {
+                        conn.record_fault("deny_subscribe", format!("subscription to {filter} refused"));
+                    }
+                    match action.verdict {
+                        Verdict::Forward => {}
+                        Verdict::Replace(replacement) => {
+                            // What the client receives is recorded; what it sent, as sent.
+                            if dir == Direction::ToClient {
+                                match decoder.decode(&replacement) {
+                                    Ok(changed) => packet = changed,
+                                    Err(reason) => tracing::warn!(%reason, "a changed frame does not decode"),
+                                }
+                            }
+                            frame = replacement;
+                        }
+                        Verdict::Withhold => {
+                            if dir == Direction::ToBroker {
+                                conn.record_packet(dir, packet);
+                            }
+                            continue;
+                        }
+                    }
                 }
                 let (fate, hold) = if faulty {
                     conn.shared.faults.fate(client, dir, &packet)

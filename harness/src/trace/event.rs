@@ -155,6 +155,15 @@ pub enum CloseReason {
     Error,
     /// The harness cut it (broker restart or stop).
     Cut,
+    /// The client sent nothing for 1.5 times its keep-alive; the broker closed the
+    /// connection and published its will.
+    KeepAliveTimeout,
+    /// The engine turned the CONNECT down (closed before or after a refusing CONNACK).
+    EngineRefused,
+    /// The engine closed an established connection: the detail says after which packet.
+    ProtocolError,
+    /// A new connection with the same client id took the session over.
+    TakenOver,
 }
 
 /// The MQTT packets the tap decodes, with the fields worth asserting on.
