@@ -6,6 +6,7 @@
 //! The `flash` rows (`flash.rs`) flash a virtual chip over a pty.
 
 mod flash;
+mod waits;
 
 use std::io;
 use std::net::SocketAddr;
@@ -93,11 +94,12 @@ impl Row {
 }
 
 /// The groups of rows, in table order; `hil bench --only GROUP` runs one.
-pub const GROUPS: [&str; 9] = [
+pub const GROUPS: [&str; 10] = [
     "broker",
     "latency",
     "throughput",
     "scenarios",
+    "waits",
     "suite",
     "faults",
     "fuzzing",
@@ -131,6 +133,9 @@ pub async fn run(options: &BenchOptions, groups: &[String]) -> Vec<Row> {
     }
     if wanted("scenarios") {
         add("scenarios", scenario_suite(options).await);
+    }
+    if wanted("waits") {
+        add("waits", waits::rows().await);
     }
     if wanted("suite") {
         add("suite", reference_suite(options).await);

@@ -327,7 +327,11 @@ impl Conformance {
         let mut action = if refused_filters.is_empty() {
             Action::forward()
         } else if refused.iter().all(|r| *r) {
-            let pending = self.pending.remove(&pkid).map(|p| p.filters).unwrap_or_default();
+            let pending = self
+                .pending
+                .remove(&pkid)
+                .map(|p| p.filters)
+                .unwrap_or_default();
             let codes = vec![None; pending.len()];
             Action::new(Verdict::Withhold)
                 .answering(Direction::ToClient, self.suback_frame(pkid, &codes))
@@ -527,7 +531,10 @@ pub fn with_qos(frame: &[u8], qos: u8) -> Bytes {
 /// and the tap keeps the client's keep-alive itself).
 pub fn with_keep_alive(frame: &Bytes, keep_alive: u16) -> Bytes {
     let (header_len, _) = fixed_header(frame);
-    let name_len = usize::from(u16::from_be_bytes([frame[header_len], frame[header_len + 1]]));
+    let name_len = usize::from(u16::from_be_bytes([
+        frame[header_len],
+        frame[header_len + 1],
+    ]));
     // Protocol name, level byte, flags byte, then the keep-alive.
     let at = header_len + 2 + name_len + 2;
     let mut out = BytesMut::from(&frame[..]);
@@ -572,7 +579,13 @@ mod tests {
         let changed = with_keep_alive(&connect.freeze(), 600);
         let decoded = Decoder::new(Protocol::V311, 1024).decode(&changed);
         assert!(
-            matches!(decoded, Ok(Packet::Connect { keep_alive: 600, .. })),
+            matches!(
+                decoded,
+                Ok(Packet::Connect {
+                    keep_alive: 600,
+                    ..
+                })
+            ),
             "{decoded:?}"
         );
     }

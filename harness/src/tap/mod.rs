@@ -24,11 +24,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use conform::with_qos;
 pub use decode::{
     blank_password, connect_login, connect_protocol, next_frame, refusal_connack, DecodeError,
     Decoder, Protocol,
 };
-pub use conform::with_qos;
 pub use faults::{DropAmount, Fate, Faults};
 
 use conform::{Conformance, Sessions, Verdict};
@@ -335,7 +335,9 @@ impl Conn<'_> {
         if let Some(newer) = self.shared.faults.newer_connection(client, self.id) {
             return (
                 CloseReason::TakenOver,
-                Some(format!("connection {newer} connected with the same client id")),
+                Some(format!(
+                    "connection {newer} connected with the same client id"
+                )),
             );
         }
         match lock(&self.connack).as_deref() {
@@ -862,14 +864,19 @@ fn take_complete_frames(
                 if let Some(action) = conn.judge(dir, &frame, &packet) {
                     if let Some((to, answer)) = action.answer {
                         if to == Direction::ToClient {
-                            if let Ok(sent) = Decoder::new(conn.protocol, usize::MAX).decode(&answer) {
+                            if let Ok(sent) =
+                                Decoder::new(conn.protocol, usize::MAX).decode(&answer)
+                            {
                                 conn.record_packet(to, sent);
                             }
                         }
                         conn.answer(to, answer);
                     }
                     for filter in action.refused {
-                        conn.record_fault("deny_subscribe", format!("subscription to {filter} refused"));
+                        conn.record_fault(
+                            "deny_subscribe",
+                            format!("subscription to {filter} refused"),
+                        );
                     }
                     match action.verdict {
                         Verdict::Forward => {}
@@ -878,7 +885,9 @@ fn take_complete_frames(
                             if dir == Direction::ToClient {
                                 match decoder.decode(&replacement) {
                                     Ok(changed) => packet = changed,
-                                    Err(reason) => tracing::warn!(%reason, "a changed frame does not decode"),
+                                    Err(reason) => {
+                                        tracing::warn!(%reason, "a changed frame does not decode")
+                                    }
                                 }
                             }
                             frame = replacement;
