@@ -554,6 +554,7 @@ fn mqtt_only_scenario(index: usize) -> crate::scenario::Scenario {
         path: format!("bench/{index}.yaml").into(),
         timeout: Duration::from_secs(10),
         snapshot: false,
+        tags: Vec::new(),
         boards: Vec::new(),
         clients: vec![client("phone"), client("display")],
         steps: vec![
@@ -580,18 +581,11 @@ fn mqtt_only_scenario(index: usize) -> crate::scenario::Scenario {
     }
 }
 
-/// Collects results without printing.
-struct Quiet;
-
-impl crate::runner::Reporter for Quiet {
-    fn report(&mut self, _event: crate::runner::RunEvent<'_>) {}
-}
-
 /// Runs `scenarios` with two jobs on `broker`; every one must pass.
 async fn run_suite(
     scenarios: Vec<crate::scenario::Scenario>,
     broker: BrokerConfig,
-) -> io::Result<(Duration, Vec<crate::runner::ScenarioResult>)> {
+) -> io::Result<(Duration, Vec<std::sync::Arc<crate::runner::ScenarioResult>>)> {
     use crate::runner::{self, RunOptions, Status};
     let total = scenarios.len();
     let run_options = RunOptions {
@@ -603,14 +597,16 @@ async fn run_suite(
         out_dir: None,
         pcap: false,
         snapshot_all: false,
-        snapshot_policy: crate::snapshot::SnapshotPolicy::Nothing,
+        snapshot_policy: crate::snapshot::SnapshotPolicy::WriteNothing("the bench compares no snapshot"),
         bench: runner::BenchMapping::default(),
         run_id: crate::namespace::Namespace::run_id(1),
         credentials: None,
     };
     let interrupt = tokio_util::sync::CancellationToken::new();
     let started = Instant::now();
-    let (summary, results) = runner::run(scenarios, &run_options, &interrupt, &mut Quiet).await;
+    // Nobody listens: the bench reads the results.
+    let (events, _) = std::sync::mpsc::channel();
+    let (summary, results) = runner::run(scenarios, &run_options, &interrupt, &events).await;
     let wall = started.elapsed();
     if summary.passed != total {
         let first = results.iter().find(|r| r.status != Status::Passed);

@@ -36,6 +36,9 @@ pub struct ScenarioFile {
     /// Compare the normalized trace with `snapshots/<name>.snap`.
     #[serde(default)]
     pub snapshot: bool,
+    /// Labels for picking suites, e.g. `[smoke, faults]` (`hil run --tag smoke`).
+    #[serde(default)]
+    pub tags: Vec<String>,
     /// Boards under test, by role name.
     #[serde(default)]
     pub boards: Actors<BoardSpec>,
@@ -161,6 +164,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
         path: path.to_path_buf(),
         timeout: file.timeout.unwrap_or(DEFAULT_TIMEOUT),
         snapshot: file.snapshot,
+        tags: file.tags,
         boards: file
             .boards
             .0
