@@ -494,14 +494,24 @@ pub struct PendingSelection {
     pub available: Vec<String>,
 }
 
-/// Which of `pending` the names choose: a name chooses every pending snapshot whose file
-/// name contains it, or contains its slug (`"phone turns on"` chooses
-/// `phone-turns-on.snap.new`); all are chosen when `names` is empty.
+/// Whether `name` names the pending snapshot `stem`: a part of the file name, or the
+/// scenario's words in order (`phone turns on` names
+/// `phone-turns-the-lights-on.snap.new`).
+fn names_snapshot(name: &str, stem: &str) -> bool {
+    let words: Vec<String> = slug(name).split('-').map(str::to_string).collect();
+    let mut stem_words = stem.split('-');
+    let in_order = !slug(name).is_empty()
+        && words
+            .iter()
+            .all(|word| stem_words.any(|stem_word| stem_word == word));
+    (!name.is_empty() && stem.contains(name)) || in_order
+}
+
+/// Which of `pending` the names choose (see [`names_snapshot`]); all when `names` is
+/// empty.
 pub fn select_pending(root: &Path, pending: &[PathBuf], names: &[String]) -> PendingSelection {
     let chooses = |name: &String, path: &PathBuf| {
-        pending_name(path).is_some_and(|stem| {
-            stem.contains(name.as_str()) || (!slug(name).is_empty() && stem.contains(&slug(name)))
-        })
+        pending_name(path).is_some_and(|stem| names_snapshot(name, stem))
     };
     PendingSelection {
         chosen: pending
@@ -706,6 +716,17 @@ mod tests {
         let file = format_file(Path::new("scenarios/a.yaml"), "line 1\nline 2\n");
         assert!(file.starts_with("---\nsource: scenarios/a.yaml\n"));
         assert_eq!(contents(&file), "line 1\nline 2\n");
+    }
+
+    #[test]
+    fn names_choose_snapshots_by_part_or_by_words_in_order() {
+        let stem = "phone-turns-the-lights-on-and-sees-the-switch";
+        for name in ["phone turns on", "lights-on", "Phone Turns The Lights On", "switch"] {
+            assert!(names_snapshot(name, stem), "{name}");
+        }
+        for name in ["turns phone", "phone turns off", "", "lamp"] {
+            assert!(!names_snapshot(name, stem), "{name}");
+        }
     }
 
     #[test]
