@@ -430,7 +430,7 @@ fn verdict(summary: &RunSummary, interrupted: bool) -> Exit {
 /// Prints each invalid file's error with file:line:col and a snippet; exit 2 if any.
 ///
 /// Example:
-///   hil check scenarios/ fixtures/more.yaml
+///   hil check scenarios/phone_turns_off.yaml scenarios/qos1_delivery.yaml
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct CheckArgs {
