@@ -597,7 +597,9 @@ async fn run_suite(
         out_dir: None,
         pcap: false,
         snapshot_all: false,
-        snapshot_policy: crate::snapshot::SnapshotPolicy::WriteNothing("the bench compares no snapshot"),
+        snapshot_policy: crate::snapshot::SnapshotPolicy::WriteNothing(
+            "the bench compares no snapshot",
+        ),
         bench: runner::BenchMapping::default(),
         run_id: crate::namespace::Namespace::run_id(1),
         credentials: None,

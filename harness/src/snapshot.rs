@@ -528,7 +528,10 @@ pub fn select_pending(root: &Path, pending: &[PathBuf], names: &[String]) -> Pen
             .iter()
             .map(|path| {
                 let shown = path.strip_prefix(root).unwrap_or(path).to_string_lossy();
-                shown.strip_suffix(".snap.new").unwrap_or(&shown).to_string()
+                shown
+                    .strip_suffix(".snap.new")
+                    .unwrap_or(&shown)
+                    .to_string()
             })
             .collect(),
     }
@@ -721,7 +724,12 @@ mod tests {
     #[test]
     fn names_choose_snapshots_by_part_or_by_words_in_order() {
         let stem = "phone-turns-the-lights-on-and-sees-the-switch";
-        for name in ["phone turns on", "lights-on", "Phone Turns The Lights On", "switch"] {
+        for name in [
+            "phone turns on",
+            "lights-on",
+            "Phone Turns The Lights On",
+            "switch",
+        ] {
             assert!(names_snapshot(name, stem), "{name}");
         }
         for name in ["turns phone", "phone turns off", "", "lamp"] {

@@ -17,8 +17,8 @@ pub enum Command {
     /// Colour on a terminal unless NO_COLOR is set.
     ///
     /// Examples:
-    ///   hil trace show out/phone-turns-the-lights-off/trace.jsonl --client phone --topic 'living_room_lights/#'
-    ///   hil trace show out/phone-turns-the-lights-off/trace.jsonl --board lamp --kind serial --kind relay
+    ///   hil trace show out/phone-turns-the-lights-off/trace.jsonl --topic 'living_room_lights/#'
+    ///   hil trace show out/phone-turns-the-lights-off/trace.jsonl --board lamp --kind relay
     #[command(verbatim_doc_comment)]
     Show(ShowArgs),
 }

@@ -144,7 +144,8 @@ impl<F: Format> Reporter for ReportFile<F> {
                 self.started = Some(Instant::now());
                 self.summary.seed = *seed;
                 self.summary.unobserved = *unobserved;
-                self.unwritten.push_str(&self.format.preamble(&self.summary));
+                self.unwritten
+                    .push_str(&self.format.preamble(&self.summary));
             }
             RunEvent::ScenarioStarted { .. } => return,
             RunEvent::ScenarioFinished(result) => {

@@ -219,7 +219,10 @@ fn write_serial_logs(dir: &std::path::Path, events: &[Arc<Event>]) {
     for event in events {
         if let EventBody::Serial { board, line } = &event.body {
             let log = logs.entry(board.as_str()).or_default();
-            log.push_str(&format!("{:>10.3} ms  {line}\n", event.t_us as f64 / 1000.0));
+            log.push_str(&format!(
+                "{:>10.3} ms  {line}\n",
+                event.t_us as f64 / 1000.0
+            ));
         }
     }
     for (board, log) in logs {

@@ -18,9 +18,9 @@ use tokio_util::sync::CancellationToken;
 
 pub use attempt::{run as run_attempt, AttemptRun, AttemptSetup, BenchMapping};
 pub use client::{ClientSetup, HarnessClient};
+pub use outcome::{Attempt, Failure, NotRun, RunSummary, ScenarioResult, Status, StepRef};
 pub use roles::map_roles;
 pub use select::{Partition, Selection};
-pub use outcome::{Attempt, Failure, NotRun, RunSummary, ScenarioResult, Status, StepRef};
 
 use crate::broker::BrokerConfig;
 use crate::broker::Credentials;
@@ -160,8 +160,7 @@ pub async fn run(
         if stopped_by.is_none() {
             if interrupt.is_cancelled() {
                 stopped_by = Some("the run was interrupted before it started".into());
-            } else if options.fail_fast && matches!(result.status, Status::Failed | Status::Error)
-            {
+            } else if options.fail_fast && matches!(result.status, Status::Failed | Status::Error) {
                 stopped_by = Some(format!(
                     "not started: fail-fast stopped the run when {:?} {}",
                     result.name,

@@ -281,7 +281,9 @@ impl TraceFilter {
             };
             Err(format!("no {what} {wanted:?} in this trace; {present}"))
         };
-        named(&self.client, "client", &|e| client_of(e).map(str::to_string))?;
+        named(&self.client, "client", &|e| {
+            client_of(e).map(str::to_string)
+        })?;
         named(&self.board, "board", &|e| board_of(e).map(str::to_string))?;
         for kind in &self.kinds {
             let kind = Some(kind.clone());
