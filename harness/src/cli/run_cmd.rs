@@ -323,7 +323,11 @@ pub async fn run(args: RunArgs) -> Result<Exit, Failure> {
     let bench = bench_mapping(&args, &scenarios)?;
     let (broker, credentials) = broker_config(&args)?;
     if let (Some(url), Some(addr)) = (&args.broker, broker.external) {
-        reach(url, addr).await?;
+        // Once, before any scenario: a dead address is one clear error, not every
+        // client failing to connect in turn.
+        runner::reach(addr).await.map_err(|why| {
+            Failure::new(Exit::Infrastructure, format!("cannot reach {url}: {why}"))
+        })?;
     }
     let report_failure = |path: &Path, e: std::io::Error| {
         Failure::new(
@@ -390,27 +394,6 @@ pub async fn run(args: RunArgs) -> Result<Exit, Failure> {
         return Err(Failure::new(Exit::Infrastructure, error));
     }
     Ok(verdict(&summary, interrupt.is_cancelled()))
-}
-
-/// How long the external broker has to accept a connection before the run gives up.
-const REACH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// `--broker`'s broker accepts connections, checked once before any scenario: a dead
-/// address is one clear error, not every client failing to connect in turn.
-async fn reach(url: &str, addr: SocketAddr) -> Result<(), Failure> {
-    let failed =
-        |why: String| Failure::new(Exit::Infrastructure, format!("cannot reach {url}: {why}"));
-    match tokio::time::timeout(REACH_TIMEOUT, tokio::net::TcpStream::connect(addr)).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-            Err(failed("connection refused".into()))
-        }
-        Ok(Err(e)) => Err(failed(e.to_string())),
-        Err(_) => Err(failed(format!(
-            "no answer within {}",
-            humantime::format_duration(REACH_TIMEOUT)
-        ))),
-    }
 }
 
 fn verdict(summary: &RunSummary, interrupted: bool) -> Exit {

@@ -85,6 +85,24 @@ pub enum RunEvent {
 /// on their own thread (`report::ReportThread`).
 pub type RunEvents = std::sync::mpsc::Sender<RunEvent>;
 
+/// How long an external broker has to accept a connection before a run gives up on it.
+pub const REACH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Whether the broker at `addr` accepts a connection; why not, in words, if it does not.
+pub async fn reach(addr: std::net::SocketAddr) -> Result<(), String> {
+    match tokio::time::timeout(REACH_TIMEOUT, tokio::net::TcpStream::connect(addr)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            Err("connection refused".into())
+        }
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!(
+            "no answer within {}",
+            humantime::format_duration(REACH_TIMEOUT)
+        )),
+    }
+}
+
 /// A file-system safe name for a scenario: its output folder and snapshot file.
 pub fn slug(name: &str) -> String {
     let mut slug = String::new();
