@@ -356,3 +356,118 @@ impl Format for Json {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::runner::{Attempt, Failure};
+
+    fn result(index: usize) -> ScenarioResult {
+        let failed = index % 2 == 1;
+        ScenarioResult {
+            name: format!("scenario <{index}> & \"more\""),
+            path: PathBuf::from(format!("s{index}.yaml")),
+            status: if failed {
+                Status::Failed
+            } else {
+                Status::Passed
+            },
+            attempts: vec![Attempt {
+                status: if failed {
+                    Status::Failed
+                } else {
+                    Status::Passed
+                },
+                duration: Duration::from_millis(index as u64 + 1),
+                waited: Duration::ZERO,
+                failure: failed.then(|| Failure {
+                    step: None,
+                    expected: "a message".into(),
+                    observed: "none <in time>".into(),
+                    near_misses: Vec::new(),
+                }),
+                trace_tail: vec!["0.000 ms  hil  started".into()],
+                skip_reason: None,
+            }],
+            trace_file: None,
+            snapshot: None,
+        }
+    }
+
+    /// Every XML event of `xml`, failing on the first that is not well-formed.
+    fn well_formed(xml: &str) {
+        let mut reader = quick_xml::Reader::from_str(xml);
+        loop {
+            match reader.read_event() {
+                Ok(quick_xml::events::Event::Eof) => return,
+                Ok(_) => {}
+                Err(error) => panic!("not well-formed ({error}): {xml}"),
+            }
+        }
+    }
+
+    #[test]
+    fn both_reports_are_valid_after_every_scenario() {
+        let dir = tempfile::tempdir().unwrap();
+        let (json_path, junit_path) = (dir.path().join("r.json"), dir.path().join("j.xml"));
+        let mut json = JsonFile::create(json_path.clone()).unwrap();
+        let mut junit = JunitFile::create(junit_path.clone()).unwrap();
+        let check = |entries: usize| {
+            let report: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+            assert_eq!(report["scenarios"].as_array().unwrap().len(), entries);
+            let xml = std::fs::read_to_string(&junit_path).unwrap();
+            well_formed(&xml);
+            assert!(xml.contains(&format!(" tests=\"{entries}\" ")), "{xml}");
+            assert_eq!(xml.matches("<testcase ").count(), entries, "{xml}");
+        };
+        check(0);
+        let mut send = |event: RunEvent| {
+            json.report(&event);
+            json.caught_up();
+            junit.report(&event);
+            junit.caught_up();
+        };
+        send(RunEvent::Started {
+            total: 5,
+            jobs: 1,
+            seed: 7,
+            unobserved: Some("what 'they' <do>"),
+        });
+        check(0);
+        for index in 0..4 {
+            send(RunEvent::ScenarioFinished(Arc::new(result(index))));
+            check(index + 1);
+        }
+        send(RunEvent::NotRun(Arc::new(NotRun {
+            name: "later".into(),
+            path: PathBuf::from("later.yaml"),
+            reason: "not started".into(),
+        })));
+        check(5);
+        let summary = RunSummary {
+            passed: 2,
+            failed: 2,
+            not_run: 1,
+            duration: Duration::from_millis(3),
+            seed: 7,
+            ..RunSummary::default()
+        };
+        send(RunEvent::Finished(summary));
+        check(5);
+        assert_eq!(json.error(), None);
+        assert_eq!(junit.error(), None);
+        let xml = std::fs::read_to_string(&junit_path).unwrap();
+        assert!(
+            xml.contains("failures=\"2\"") && xml.contains("skipped=\"1\""),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("name=\"scenario &lt;1&gt; &amp; &quot;more&quot;\""),
+            "{xml}"
+        );
+    }
+}

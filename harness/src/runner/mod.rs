@@ -314,6 +314,19 @@ async fn compare_snapshot(
         .map_err(|e| format!("the snapshot comparison stopped: {e}"))?
 }
 
+/// The command that finds `new_file`: plain `hil snapshot accept` searches below the
+/// working directory, so a file elsewhere needs its folder named.
+fn accept_command(new_file: &std::path::Path) -> String {
+    let below = new_file.is_relative()
+        && !new_file
+            .components()
+            .any(|part| part == std::path::Component::ParentDir);
+    match new_file.parent() {
+        Some(folder) if !below => format!("hil snapshot accept --dir {}", folder.display()),
+        _ => "hil snapshot accept".into(),
+    }
+}
+
 fn snapshot_failure(outcome: &SnapshotOutcome) -> Failure {
     let (file, observed, new_version) = match outcome {
         SnapshotOutcome::Missing { file, new_version } => (file, "no snapshot yet", new_version),
@@ -324,8 +337,9 @@ fn snapshot_failure(outcome: &SnapshotOutcome) -> Failure {
     };
     let observed = match new_version {
         NewVersion::Written(new_file) => format!(
-            "{observed}; wrote {} (accept with `hil snapshot accept`, or `cargo insta accept`)",
-            new_file.display()
+            "{observed}; wrote {} (accept with `{}`, or `cargo insta accept`)",
+            new_file.display(),
+            accept_command(new_file)
         ),
         NewVersion::Withheld(why) => format!("{observed}; {why}"),
     };
@@ -341,6 +355,23 @@ fn snapshot_failure(outcome: &SnapshotOutcome) -> Failure {
 #[cfg(test)]
 mod tests {
     use super::slug;
+
+    #[test]
+    fn the_accept_hint_names_the_folder_of_a_file_outside_the_working_directory() {
+        use std::path::Path;
+        assert_eq!(
+            super::accept_command(Path::new("sc/snapshots/x.snap.new")),
+            "hil snapshot accept"
+        );
+        assert_eq!(
+            super::accept_command(Path::new("../sc/snapshots/x.snap.new")),
+            "hil snapshot accept --dir ../sc/snapshots"
+        );
+        assert_eq!(
+            super::accept_command(Path::new("/tmp/sc/snapshots/x.snap.new")),
+            "hil snapshot accept --dir /tmp/sc/snapshots"
+        );
+    }
 
     #[test]
     fn slugs_are_lowercase_words_joined_by_dashes() {
