@@ -5,50 +5,10 @@
 mod support;
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Output, Stdio};
 
-use assert_cmd::Command;
-use support::{hil_exe, Lines, Mosquitto};
-
-/// A folder of scenario files for one test.
-struct Suite {
-    dir: tempfile::TempDir,
-}
-
-impl Suite {
-    fn new() -> Suite {
-        Suite {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn add(&self, file: &str, text: &str) -> &Suite {
-        let path = self.path(file);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, text).unwrap();
-        self
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(hil_exe());
-        command
-            .current_dir(self.dir.path())
-            .args(args)
-            .env("NO_COLOR", "1")
-            .env_remove("INSTA_UPDATE")
-            .env_remove("CI");
-        command
-    }
-
-    fn hil(&self, args: &[&str]) -> Output {
-        self.command(args).output().unwrap()
-    }
-}
+use support::{hil_exe, Lines, Mosquitto, Suite};
 
 fn said(output: &Output) -> String {
     format!(
@@ -644,7 +604,7 @@ fn copy_scenarios(to: &Path) {
 #[test]
 fn every_example_in_the_help_texts_works() {
     let suite = Suite::new();
-    copy_scenarios(suite.dir.path());
+    copy_scenarios(suite.dir());
     let found = examples();
     for (example, _) in NOT_RUN_HERE {
         assert!(

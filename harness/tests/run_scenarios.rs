@@ -5,43 +5,11 @@ mod chip_support;
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use chip_support::VirtualChip;
 use hil::image::Chip;
-use support::hil_exe;
-
-/// A folder of scenario files for one test.
-struct Suite {
-    dir: tempfile::TempDir,
-}
-
-impl Suite {
-    fn new() -> Suite {
-        Suite {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn add(&self, file: &str, text: &str) -> &Suite {
-        std::fs::write(self.path(file), text).unwrap();
-        self
-    }
-
-    fn hil(&self, args: &[&str]) -> Output {
-        Command::new(hil_exe())
-            .current_dir(self.dir.path())
-            .args(args)
-            .env("NO_COLOR", "1")
-            .env_remove("INSTA_UPDATE")
-            .output()
-            .unwrap()
-    }
-}
+use support::Suite;
 
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
