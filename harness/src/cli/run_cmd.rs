@@ -33,7 +33,7 @@ use super::{stop_signal, Failure};
 #[command(verbatim_doc_comment)]
 pub struct RunArgs {
     /// Scenario files or folders.
-    #[arg(default_value = "scenarios")]
+    #[arg(default_value = DEFAULT_FOLDER)]
     paths: Vec<PathBuf>,
     /// Scenarios to run at once (1 or more), each isolated on its own broker.
     #[arg(long, short, default_value_t = 2, value_parser = parse_jobs)]
@@ -223,14 +223,15 @@ fn parse_jobs(text: &str) -> Result<usize, String> {
 /// Where scenario commands look when given no PATHS.
 const DEFAULT_FOLDER: &str = "scenarios";
 
-/// Loads every scenario under `paths`; all errors are reported before giving up.
-fn load_all(paths: &[PathBuf]) -> Result<Vec<Scenario>, Failure> {
+/// Loads every scenario under `paths` for `hil COMMAND`; all errors are reported before
+/// giving up.
+fn load_all(command: &str, paths: &[PathBuf]) -> Result<Vec<Scenario>, Failure> {
     if paths == [PathBuf::from(DEFAULT_FOLDER)] && !Path::new(DEFAULT_FOLDER).exists() {
         return Err(Failure::new(
             Exit::Usage,
             format!(
                 "there is no {DEFAULT_FOLDER}/ folder here, and PATHS default to {DEFAULT_FOLDER}/: \
-                 name scenario files or folders, e.g. `hil run lamp.yaml` or `hil run tests/`"
+                 name scenario files or folders, e.g. `hil {command} lamp.yaml` or `hil {command} tests/`"
             ),
         ));
     }
@@ -302,7 +303,7 @@ pub async fn run(args: RunArgs) -> Result<Exit, Failure> {
     let stop = stop_signal();
     // Everything that can refuse the run (exit 2) comes before the first write, so a
     // refused run leaves earlier reports as they were.
-    let loaded = load_all(&args.paths)?;
+    let loaded = load_all("run", &args.paths)?;
     let selection = Selection {
         partition: args.partition,
         filter: args.filter.clone(),
@@ -418,12 +419,12 @@ fn verdict(summary: &RunSummary, interrupted: bool) -> Exit {
 #[command(verbatim_doc_comment)]
 pub struct CheckArgs {
     /// Scenario files or folders.
-    #[arg(default_value = "scenarios")]
+    #[arg(default_value = DEFAULT_FOLDER)]
     paths: Vec<PathBuf>,
 }
 
 pub fn check(args: &CheckArgs) -> Result<Exit, Failure> {
-    let scenarios = load_all(&args.paths)?;
+    let scenarios = load_all("check", &args.paths)?;
     println!("{} scenario file(s) valid", scenarios.len());
     Ok(Exit::Success)
 }
