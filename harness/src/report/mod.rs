@@ -211,4 +211,65 @@ mod tests {
         assert!(story.contains("diff:\n  -old\n  +new\n"), "{story}");
         assert!(!story.contains("near misses"), "{story}");
     }
+
+    /// Notes what it was told, in order, and says it failed once it caught up.
+    struct Recorder(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+    impl Reporter for Recorder {
+        fn report(&mut self, event: &RunEvent) {
+            let name = match event {
+                RunEvent::Started { .. } => "started".to_string(),
+                RunEvent::ScenarioStarted { name } => format!("start {name}"),
+                RunEvent::ScenarioFinished(result) => format!("finish {}", result.name),
+                RunEvent::NotRun(not_run) => format!("not run {}", not_run.name),
+                RunEvent::Finished(_) => "finished".to_string(),
+            };
+            self.0.lock().unwrap().push(name);
+        }
+
+        fn caught_up(&mut self) {
+            self.0.lock().unwrap().push("caught up".into());
+        }
+
+        fn error(&self) -> Option<String> {
+            Some("cannot write x".into())
+        }
+    }
+
+    #[test]
+    fn the_report_thread_renders_every_event_in_order_and_returns_the_errors() {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let thread = ReportThread::start(vec![Box::new(Recorder(seen.clone()))]).unwrap();
+        let events = thread.events().clone();
+        events
+            .send(RunEvent::Started {
+                total: 1,
+                jobs: 1,
+                seed: 1,
+                unobserved: None,
+            })
+            .unwrap();
+        events
+            .send(RunEvent::ScenarioStarted { name: "s".into() })
+            .unwrap();
+        events
+            .send(RunEvent::ScenarioFinished(std::sync::Arc::new(failed(
+                Vec::new(),
+                None,
+            ))))
+            .unwrap();
+        events
+            .send(RunEvent::Finished(crate::runner::RunSummary::default()))
+            .unwrap();
+        drop(events);
+        assert_eq!(thread.finish(), ["cannot write x"]);
+        let seen = seen.lock().unwrap();
+        let told: Vec<&str> = seen
+            .iter()
+            .map(String::as_str)
+            .filter(|name| *name != "caught up")
+            .collect();
+        assert_eq!(told, ["started", "start s", "finish s", "finished"]);
+        assert_eq!(seen.last().map(String::as_str), Some("caught up"));
+    }
 }
