@@ -558,6 +558,7 @@ fn mqtt_only_scenario(index: usize) -> crate::scenario::Scenario {
         path: format!("bench/{index}.yaml").into(),
         timeout: Duration::from_secs(10),
         snapshot: false,
+        tags: Vec::new(),
         boards: Vec::new(),
         clients: vec![client("phone"), client("display")],
         steps: vec![
@@ -584,18 +585,11 @@ fn mqtt_only_scenario(index: usize) -> crate::scenario::Scenario {
     }
 }
 
-/// Collects results without printing.
-struct Quiet;
-
-impl crate::runner::Reporter for Quiet {
-    fn report(&mut self, _event: crate::runner::RunEvent<'_>) {}
-}
-
 /// Runs `scenarios` with two jobs on `broker`; every one must pass.
 async fn run_suite(
     scenarios: Vec<crate::scenario::Scenario>,
     broker: BrokerConfig,
-) -> io::Result<(Duration, Vec<crate::runner::ScenarioResult>)> {
+) -> io::Result<(Duration, Vec<std::sync::Arc<crate::runner::ScenarioResult>>)> {
     use crate::runner::{self, RunOptions, Status};
     let total = scenarios.len();
     let run_options = RunOptions {
@@ -607,14 +601,18 @@ async fn run_suite(
         out_dir: None,
         pcap: false,
         snapshot_all: false,
-        snapshot_policy: crate::snapshot::SnapshotPolicy::Nothing,
+        snapshot_policy: crate::snapshot::SnapshotPolicy::WriteNothing(
+            "the bench compares no snapshot",
+        ),
         bench: runner::BenchMapping::default(),
         run_id: crate::namespace::Namespace::run_id(1),
         credentials: None,
     };
     let interrupt = tokio_util::sync::CancellationToken::new();
     let started = Instant::now();
-    let (summary, results) = runner::run(scenarios, &run_options, &interrupt, &mut Quiet).await;
+    // Nobody listens: the bench reads the results.
+    let (events, _) = std::sync::mpsc::channel();
+    let (summary, results) = runner::run(scenarios, &run_options, &interrupt, &events).await;
     let wall = started.elapsed();
     if summary.passed != total {
         let first = results.iter().find(|r| r.status != Status::Passed);
@@ -729,6 +727,7 @@ async fn scenario_suite(options: &BenchOptions) -> io::Result<Vec<Row>> {
         .map(|r| micros(r.last().duration.saturating_sub(r.last().waited)))
         .collect();
     let overhead = Percentiles::of(&mut overheads);
+    let reports = report_writes(&results)?;
     Ok(vec![
         Row::target(
             "harness overhead per scenario (p50, wall minus waits)",
@@ -749,7 +748,73 @@ async fn scenario_suite(options: &BenchOptions) -> io::Result<Vec<Row>> {
             "< 10 s".into(),
             wall.as_secs_f64() < 10.0,
         ),
+        reports,
     ])
+}
+
+/// Scenarios in the report-size row.
+const REPORTED_SCENARIOS: usize = 2_000;
+
+/// JSON + JUnit of a 2 000-scenario run through the real report writers, fed the results
+/// of real scenarios over and over and written after every one (as when scenarios finish
+/// one at a time): the bytes the process wrote, as the kernel counts them, against the
+/// final files' size.
+fn report_writes(results: &[std::sync::Arc<crate::runner::ScenarioResult>]) -> io::Result<Row> {
+    use crate::report::{JsonFile, JunitFile, Reporter};
+    use crate::runner::{RunEvent, RunSummary};
+    if results.is_empty() {
+        return Err(io::Error::other("no scenario results to report"));
+    }
+    let dir = tempfile::tempdir()?;
+    let (json, junit) = (dir.path().join("report.json"), dir.path().join("junit.xml"));
+    let before = bytes_written()?;
+    let mut reporters: Vec<Box<dyn Reporter>> = vec![
+        Box::new(JsonFile::create(json.clone())?),
+        Box::new(JunitFile::create(junit.clone())?),
+    ];
+    let mut tell = |event: RunEvent| {
+        for reporter in &mut reporters {
+            reporter.report(&event);
+            reporter.caught_up();
+        }
+    };
+    tell(RunEvent::Started {
+        total: REPORTED_SCENARIOS,
+        jobs: 2,
+        seed: 1,
+        unobserved: None,
+    });
+    let mut summary = RunSummary::default();
+    for index in 0..REPORTED_SCENARIOS {
+        let mut result = (*results[index % results.len()]).clone();
+        result.name = format!("{} #{index}", result.name);
+        summary.add(result.status);
+        tell(RunEvent::ScenarioFinished(std::sync::Arc::new(result)));
+    }
+    tell(RunEvent::Finished(summary));
+    if let Some(error) = reporters.iter().find_map(|r| r.error()) {
+        return Err(io::Error::other(error));
+    }
+    let written = bytes_written()? - before;
+    let size = std::fs::metadata(&json)?.len() + std::fs::metadata(&junit)?.len();
+    let ratio = written as f64 / size as f64;
+    Ok(Row::target(
+        "JSON + JUnit of a 2 000-scenario run: bytes written / final size",
+        (ratio * 100.0).round() / 100.0,
+        "x",
+        "<= 3x".into(),
+        ratio <= 3.0,
+    ))
+}
+
+/// Bytes this process has written so far (`wchar` of /proc/self/io).
+fn bytes_written() -> io::Result<u64> {
+    let io_counts = std::fs::read_to_string("/proc/self/io")?;
+    io_counts
+        .lines()
+        .find_map(|line| line.strip_prefix("wchar:"))
+        .and_then(|count| count.trim().parse().ok())
+        .ok_or_else(|| io::Error::other("no wchar in /proc/self/io"))
 }
 
 /// Every fault step, many times over, in one scenario: the harness time each costs

@@ -13,35 +13,91 @@ use std::sync::{Arc, LazyLock};
 
 use regex::Regex;
 
-use crate::runner::{slug, SnapshotOutcome};
+use serde::Serialize;
+
+use crate::runner::slug;
 use crate::scenario::Scenario;
 use crate::trace::{CloseReason, Direction, Event, EventBody, Packet};
 
 /// What to write when a snapshot is missing or differs (insta's `INSTA_UPDATE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SnapshotPolicy {
-    /// Write `.snap.new` beside the snapshot (the default, and always in CI).
+    /// Write `.snap.new` beside the snapshot (the default outside CI).
     WriteNew,
     /// Overwrite the `.snap` (INSTA_UPDATE=always, never in CI).
     Overwrite,
     /// Write new snapshots as `.snap`, changed ones as `.snap.new` (INSTA_UPDATE=unseen).
     Unseen,
-    /// Write nothing (INSTA_UPDATE=no).
-    Nothing,
+    /// Write nothing, for the reason given (CI, INSTA_UPDATE=no).
+    WriteNothing(&'static str),
 }
 
+const IN_CI: &str = "CI is set, so no .snap.new was written (as insta does); run it outside CI, \
+    or with INSTA_UPDATE=new, to get one";
+const UPDATE_NO: &str = "INSTA_UPDATE=no, so no .snap.new was written";
+
 impl SnapshotPolicy {
-    /// Reads `INSTA_UPDATE` and `CI` the way insta does: in CI, accepted snapshots are
-    /// never written.
+    /// Reads `INSTA_UPDATE` and `CI` the way insta does: in CI nothing is written unless
+    /// INSTA_UPDATE=new asks for it, and accepted snapshots are never overwritten.
     pub fn from_env() -> SnapshotPolicy {
         let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false");
         match std::env::var("INSTA_UPDATE").as_deref() {
-            Ok("no") => SnapshotPolicy::Nothing,
+            Ok("no") => SnapshotPolicy::WriteNothing(UPDATE_NO),
+            Ok("new") => SnapshotPolicy::WriteNew,
             Ok("always") if !ci => SnapshotPolicy::Overwrite,
             Ok("unseen") if !ci => SnapshotPolicy::Unseen,
+            _ if ci => SnapshotPolicy::WriteNothing(IN_CI),
             _ => SnapshotPolicy::WriteNew,
         }
     }
+}
+
+/// What the snapshot comparison found.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum SnapshotOutcome {
+    Matched {
+        file: PathBuf,
+    },
+    /// No snapshot existed and the policy wrote this run's as the snapshot.
+    Created {
+        file: PathBuf,
+    },
+    /// No snapshot exists yet.
+    Missing {
+        file: PathBuf,
+        new_version: NewVersion,
+    },
+    /// Differs from the stored snapshot.
+    Mismatched {
+        file: PathBuf,
+        new_version: NewVersion,
+        diff: String,
+    },
+    /// The scenario asks for a snapshot, but this run cannot compare it.
+    NotCompared {
+        reason: &'static str,
+    },
+}
+
+impl SnapshotOutcome {
+    /// Missing and mismatched snapshots fail the scenario.
+    pub fn fails(&self) -> bool {
+        matches!(
+            self,
+            SnapshotOutcome::Missing { .. } | SnapshotOutcome::Mismatched { .. }
+        )
+    }
+}
+
+/// This run's version of a missing or changed snapshot.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NewVersion {
+    /// Beside the snapshot as `.snap.new`, for `hil snapshot accept`.
+    Written(PathBuf),
+    /// Not written, and why.
+    Withheld(&'static str),
 }
 
 /// `<scenario folder>/snapshots/<slug>.snap`
@@ -80,13 +136,20 @@ pub fn check(
         let _ = std::fs::remove_file(&new_file);
         return Ok(SnapshotOutcome::Created { file });
     }
-    if policy != SnapshotPolicy::Nothing {
-        write(&new_file, &document)?;
-    }
-    Ok(SnapshotOutcome::Mismatched {
-        diff: diff(stored.as_deref().unwrap_or(""), &actual),
-        file,
-        new_file,
+    let new_version = match policy {
+        SnapshotPolicy::WriteNothing(why) => NewVersion::Withheld(why),
+        _ => {
+            write(&new_file, &document)?;
+            NewVersion::Written(new_file)
+        }
+    };
+    Ok(match stored {
+        None => SnapshotOutcome::Missing { file, new_version },
+        Some(stored) => SnapshotOutcome::Mismatched {
+            diff: diff(&stored, &actual),
+            file,
+            new_version,
+        },
     })
 }
 
@@ -385,49 +448,118 @@ fn normalized_packet(packet: &Packet) -> Option<String> {
     })
 }
 
-/// The pending snapshots of a folder that `accept` / `reject` act on.
+/// Folders below the search root deeper than this hold no snapshots of hil's.
+const SEARCH_DEPTH: usize = 12;
+
+/// Every pending snapshot (`*.snap.new`) in a `snapshots` folder below `root`, as
+/// `cargo insta` searches its workspace: runs write them beside their scenarios, wherever
+/// those are. Hidden folders and `target` are not searched, nor links followed.
+pub fn find_pending(root: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    let walk = walkdir::WalkDir::new(root)
+        .max_depth(SEARCH_DEPTH)
+        .into_iter()
+        .filter_entry(|entry| {
+            let name = entry.file_name().to_string_lossy();
+            entry.depth() == 0 || !(name.starts_with('.') || name == "target")
+        });
+    for entry in walk {
+        let entry = entry.map_err(std::io::Error::from)?;
+        let in_snapshots = entry
+            .path()
+            .parent()
+            .and_then(Path::file_name)
+            .is_some_and(|folder| folder == "snapshots");
+        if entry.file_type().is_file() && in_snapshots && pending_name(entry.path()).is_some() {
+            found.push(entry.into_path());
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// `x.snap.new` → `x`
+fn pending_name(path: &Path) -> Option<&str> {
+    path.file_name()?.to_str()?.strip_suffix(".snap.new")
+}
+
+/// The pending snapshots that `accept` / `reject` act on.
 #[derive(Debug, Default)]
 pub struct PendingSelection {
     /// The `.snap.new` files the names chose (all of them when no name is given).
     pub chosen: Vec<PathBuf>,
     /// Names that chose no file.
     pub unmatched: Vec<String>,
-    /// Every pending snapshot's name (the file name without `.snap.new`).
+    /// Every pending snapshot, as its path below the root without `.snap.new`.
     pub available: Vec<String>,
 }
 
-/// Which pending snapshots `accept` / `reject` act on: those whose file name, or whose
-/// scenario name as a slug, is one of `names`; all when `names` is empty.
-pub fn pending_snapshots(folder: &Path, names: &[String]) -> std::io::Result<PendingSelection> {
-    let mut pending = Vec::new();
-    if folder.exists() {
-        for entry in std::fs::read_dir(folder)? {
-            let path = entry?.path();
-            let stem = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|name| name.strip_suffix(".snap.new"))
-                .map(str::to_string);
-            if let Some(stem) = stem {
-                pending.push((stem, path));
-            }
-        }
-    }
-    pending.sort();
-    let chooses = |name: &String, stem: &str| slug(name) == stem || name == stem;
-    Ok(PendingSelection {
+/// Whether `name` names the pending snapshot `stem`: a part of the file name, or the
+/// scenario's words in order (`phone turns on` names
+/// `phone-turns-the-lights-on.snap.new`).
+fn names_snapshot(name: &str, stem: &str) -> bool {
+    let words: Vec<String> = slug(name).split('-').map(str::to_string).collect();
+    let mut stem_words = stem.split('-');
+    let in_order = !slug(name).is_empty()
+        && words
+            .iter()
+            .all(|word| stem_words.any(|stem_word| stem_word == word));
+    (!name.is_empty() && stem.contains(name)) || in_order
+}
+
+/// Which of `pending` the names choose (see [`names_snapshot`]); all when `names` is
+/// empty.
+pub fn select_pending(root: &Path, pending: &[PathBuf], names: &[String]) -> PendingSelection {
+    let chooses = |name: &String, path: &PathBuf| {
+        pending_name(path).is_some_and(|stem| names_snapshot(name, stem))
+    };
+    PendingSelection {
         chosen: pending
             .iter()
-            .filter(|(stem, _)| names.is_empty() || names.iter().any(|name| chooses(name, stem)))
-            .map(|(_, path)| path.clone())
+            .filter(|path| names.is_empty() || names.iter().any(|name| chooses(name, path)))
+            .cloned()
             .collect(),
         unmatched: names
             .iter()
-            .filter(|name| !pending.iter().any(|(stem, _)| chooses(name, stem)))
+            .filter(|name| !pending.iter().any(|path| chooses(name, path)))
             .cloned()
             .collect(),
-        available: pending.into_iter().map(|(stem, _)| stem).collect(),
-    })
+        available: pending
+            .iter()
+            .map(|path| {
+                let shown = path.strip_prefix(root).unwrap_or(path).to_string_lossy();
+                shown
+                    .strip_suffix(".snap.new")
+                    .unwrap_or(&shown)
+                    .to_string()
+            })
+            .collect(),
+    }
+}
+
+/// What to do with a pending snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// It replaces the snapshot.
+    Accept,
+    /// It is deleted.
+    Reject,
+}
+
+/// Carries out `decision` on the pending snapshot `new_file`; returns the file acted on
+/// (the snapshot when accepted, the pending version when rejected).
+pub fn decide(new_file: &Path, decision: Decision) -> std::io::Result<PathBuf> {
+    match decision {
+        Decision::Accept => {
+            let file = new_file.with_extension("");
+            std::fs::rename(new_file, &file)?;
+            Ok(file)
+        }
+        Decision::Reject => {
+            std::fs::remove_file(new_file)?;
+            Ok(new_file.to_path_buf())
+        }
+    }
 }
 
 #[cfg(test)]
@@ -587,6 +719,22 @@ mod tests {
         let file = format_file(Path::new("scenarios/a.yaml"), "line 1\nline 2\n");
         assert!(file.starts_with("---\nsource: scenarios/a.yaml\n"));
         assert_eq!(contents(&file), "line 1\nline 2\n");
+    }
+
+    #[test]
+    fn names_choose_snapshots_by_part_or_by_words_in_order() {
+        let stem = "phone-turns-the-lights-on-and-sees-the-switch";
+        for name in [
+            "phone turns on",
+            "lights-on",
+            "Phone Turns The Lights On",
+            "switch",
+        ] {
+            assert!(names_snapshot(name, stem), "{name}");
+        }
+        for name in ["turns phone", "phone turns off", "", "lamp"] {
+            assert!(!names_snapshot(name, stem), "{name}");
+        }
     }
 
     #[test]

@@ -481,6 +481,40 @@ pub fn escape_line(bytes: &[u8]) -> String {
     line
 }
 
+impl super::Board for SerialBoard {
+    fn press(&mut self, bounce: u32) -> super::BoardFuture<'_> {
+        Box::pin(SerialBoard::press(self, bounce))
+    }
+
+    fn send_serial<'a>(&'a mut self, line: &'a str) -> super::BoardFuture<'a> {
+        Box::pin(SerialBoard::send_serial(self, line))
+    }
+
+    fn serial_noise<'a>(&'a mut self, bytes: &'a [u8]) -> super::BoardFuture<'a> {
+        Box::pin(self.write_raw(bytes))
+    }
+
+    fn reset(&mut self) -> super::BoardFuture<'_> {
+        Box::pin(SerialBoard::reset(self))
+    }
+
+    fn power_cycle(&mut self, off_for: Duration) -> super::BoardFuture<'_> {
+        Box::pin(SerialBoard::power_cycle(self, off_for))
+    }
+
+    fn wifi(&mut self, up: bool) -> super::BoardFuture<'_> {
+        Box::pin(SerialBoard::wifi(self, up))
+    }
+
+    fn boot_version(&self, line: &str) -> Option<String> {
+        self.patterns().boot_version(line).map(str::to_string)
+    }
+
+    fn stop(self: Box<Self>) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        Box::pin(SerialBoard::stop(*self))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -513,39 +547,5 @@ mod tests {
         );
         let lines = Profile::bundled("nodemcu-esp8266").unwrap();
         assert_eq!(lines.control_socket(&remote, None), Ok(None));
-    }
-}
-
-impl super::Board for SerialBoard {
-    fn press(&mut self, bounce: u32) -> super::BoardFuture<'_> {
-        Box::pin(SerialBoard::press(self, bounce))
-    }
-
-    fn send_serial<'a>(&'a mut self, line: &'a str) -> super::BoardFuture<'a> {
-        Box::pin(SerialBoard::send_serial(self, line))
-    }
-
-    fn serial_noise<'a>(&'a mut self, bytes: &'a [u8]) -> super::BoardFuture<'a> {
-        Box::pin(self.write_raw(bytes))
-    }
-
-    fn reset(&mut self) -> super::BoardFuture<'_> {
-        Box::pin(SerialBoard::reset(self))
-    }
-
-    fn power_cycle(&mut self, off_for: Duration) -> super::BoardFuture<'_> {
-        Box::pin(SerialBoard::power_cycle(self, off_for))
-    }
-
-    fn wifi(&mut self, up: bool) -> super::BoardFuture<'_> {
-        Box::pin(SerialBoard::wifi(self, up))
-    }
-
-    fn boot_version(&self, line: &str) -> Option<String> {
-        self.patterns().boot_version(line).map(str::to_string)
-    }
-
-    fn stop(self: Box<Self>) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
-        Box::pin(SerialBoard::stop(*self))
     }
 }

@@ -47,7 +47,7 @@ enum Command {
     /// Read trace files (the JSON Lines of hil run --out, broker --trace, monitor --trace).
     ///
     /// Example:
-    ///   hil trace show out/phone-turns-the-lights-on/trace.jsonl --client phone
+    ///   hil trace show out/phone-turns-the-lights-off/trace.jsonl --client phone
     #[command(subcommand, verbatim_doc_comment)]
     Trace(trace_cmd::Command),
     Bench(bench_cmd::Args),

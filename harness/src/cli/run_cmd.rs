@@ -4,16 +4,15 @@ use std::io::IsTerminal;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-use hil::board::profile;
 use hil::broker::BrokerConfig;
 use hil::broker::Credentials;
 use hil::config::BenchConfig;
 use hil::exit::Exit;
 use hil::namespace::Namespace;
-use hil::report::{check_writable, Console, JsonFile, JunitFile};
-use hil::runner::{self, BenchMapping, Reporter, RunEvent, RunOptions, RunSummary};
+use hil::report::{Console, JsonFile, JunitFile, ReportThread, Reporter};
+use hil::runner::{self, BenchMapping, Partition, RunOptions, RunSummary, Selection};
 use hil::scenario::{self, Scenario};
-use hil::snapshot::{self, SnapshotPolicy};
+use hil::snapshot::{self, Decision, SnapshotPolicy};
 use tokio_util::sync::CancellationToken;
 
 use super::{stop_signal, Failure};
@@ -29,21 +28,32 @@ use super::{stop_signal, Failure};
 ///   hil run
 ///   hil run scenarios/ --jobs 2 --junit junit.xml --out out/
 ///   hil run --partition 1/4 --retries 1 --seed 42
+///   hil run --tag smoke --skip-tag faults --list
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct RunArgs {
     /// Scenario files or folders.
-    #[arg(default_value = "scenarios")]
+    #[arg(default_value = DEFAULT_FOLDER)]
     paths: Vec<PathBuf>,
-    /// Scenarios to run at once, each isolated on its own broker.
-    #[arg(long, short, default_value_t = 2)]
+    /// Scenarios to run at once (1 or more), each isolated on its own broker.
+    #[arg(long, short, default_value_t = 2, value_parser = parse_jobs)]
     jobs: usize,
     /// Run only shard K of N (1-based), e.g. 2/4; every scenario is in exactly one shard.
-    #[arg(long, value_name = "K/N", value_parser = parse_partition)]
-    partition: Option<(usize, usize)>,
+    #[arg(long, value_name = "K/N")]
+    partition: Option<Partition>,
     /// Run only scenarios whose name or path contains TEXT (exit 2 when none does).
     #[arg(long, value_name = "TEXT")]
     filter: Option<String>,
+    /// Run only scenarios with this tag (`tags: [smoke]` in the file); repeat for more.
+    #[arg(long = "tag", value_name = "TAG")]
+    tags: Vec<String>,
+    /// Leave out scenarios with this tag; repeat for more.
+    #[arg(long = "skip-tag", value_name = "TAG")]
+    skip_tags: Vec<String>,
+    /// Print the scenarios that would run (path, tab, name), one per line, and start
+    /// nothing.
+    #[arg(long)]
+    list: bool,
     /// Start no new scenario after the first failure.
     #[arg(long)]
     fail_fast: bool,
@@ -189,72 +199,42 @@ fn parse_role(text: &str) -> Result<(String, String), String> {
     Ok((role.to_string(), name.to_string()))
 }
 
-/// The bench boards that play `--board` roles, checked against the scenarios: every
-/// role is a board of some scenario, and every board that is not simulated has one.
+/// The bench boards that play `--board` roles, checked against the scenarios.
 fn bench_mapping(args: &RunArgs, scenarios: &[Scenario]) -> Result<BenchMapping, Failure> {
     let mut mapping = BenchMapping {
         roles: Default::default(),
         lock_timeout: args.lock_timeout,
         broker_host: broker_host(args)?,
     };
-    if !args.boards.is_empty() {
-        let config =
-            BenchConfig::load(args.config.as_deref()).map_err(|e| Failure::new(Exit::Usage, e))?;
-        for (role, name) in &args.boards {
-            let board = config
-                .board(name)
-                .map_err(|e| Failure::new(Exit::Usage, e))?;
-            let used = scenarios
-                .iter()
-                .any(|scenario| scenario.boards.iter().any(|b| &b.name == role));
-            if !used {
-                return Err(Failure::new(
-                    Exit::Usage,
-                    format!("--board {role}={name}: no scenario has a board named {role}"),
-                ));
-            }
-            mapping.roles.insert(role.clone(), board.clone());
-        }
-    }
-    for scenario in scenarios {
-        for board in &scenario.boards {
-            if board.spec.profile != profile::SIM && !mapping.roles.contains_key(&board.name) {
-                return Err(Failure::new(
-                    Exit::Usage,
-                    format!(
-                        "{}: board {} has profile {} and needs a bench board: add --board {}=NAME (a board of hil.toml)",
-                        scenario.path.display(),
-                        board.name,
-                        board.spec.profile,
-                        board.name
-                    ),
-                ));
-            }
-        }
-    }
+    let config = || BenchConfig::load(args.config.as_deref()).map_err(|e| e.to_string());
+    runner::map_roles(&mut mapping, &args.boards, config, scenarios)
+        .map_err(|e| Failure::new(Exit::Usage, e))?;
     Ok(mapping)
 }
 
-fn parse_partition(text: &str) -> Result<(usize, usize), String> {
-    let (k, n) = text.split_once('/').ok_or("write it as K/N, e.g. 1/4")?;
-    let k: usize = k
-        .trim()
-        .parse()
-        .map_err(|_| format!("{k:?} is not a number"))?;
-    let n: usize = n
-        .trim()
-        .parse()
-        .map_err(|_| format!("{n:?} is not a number"))?;
-    if n == 0 || k == 0 || k > n {
-        return Err(format!(
-            "shard {k} of {n} does not exist: K goes from 1 to N"
-        ));
+fn parse_jobs(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("at least 1 scenario must run at a time".into()),
+        Ok(jobs) => Ok(jobs),
+        Err(_) => Err(format!("{text:?} is not a number")),
     }
-    Ok((k, n))
 }
 
-/// Loads every scenario under `paths`; all errors are reported before giving up.
-fn load_all(paths: &[PathBuf]) -> Result<Vec<Scenario>, Failure> {
+/// Where scenario commands look when given no PATHS.
+const DEFAULT_FOLDER: &str = "scenarios";
+
+/// Loads every scenario under `paths` for `hil COMMAND`; all errors are reported before
+/// giving up.
+fn load_all(command: &str, paths: &[PathBuf]) -> Result<Vec<Scenario>, Failure> {
+    if paths == [PathBuf::from(DEFAULT_FOLDER)] && !Path::new(DEFAULT_FOLDER).exists() {
+        return Err(Failure::new(
+            Exit::Usage,
+            format!(
+                "there is no {DEFAULT_FOLDER}/ folder here, and PATHS default to {DEFAULT_FOLDER}/: \
+                 name scenario files or folders, e.g. `hil {command} lamp.yaml` or `hil {command} tests/`"
+            ),
+        ));
+    }
     let files = scenario::discover(paths).map_err(|e| Failure::new(Exit::Usage, e))?;
     if files.is_empty() {
         return Err(Failure::new(
@@ -266,7 +246,7 @@ fn load_all(paths: &[PathBuf]) -> Result<Vec<Scenario>, Failure> {
     let mut scenarios = Vec::new();
     let mut invalid = 0;
     for file in files {
-        match scenario::load(&file, &profile::known_names()) {
+        match scenario::load(&file, &hil::board::profile::known_names()) {
             Ok(scenario) => scenarios.push(scenario),
             Err(error) => {
                 invalid += 1;
@@ -317,85 +297,56 @@ fn color_on(terminal: bool) -> bool {
     terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
-/// Shard K of N: every scenario, in path order, goes to shard (index mod N) + 1.
-fn select(scenarios: Vec<Scenario>, args: &RunArgs) -> Vec<Scenario> {
-    let mut scenarios = scenarios;
-    scenarios.sort_by(|a, b| a.path.cmp(&b.path));
-    scenarios
-        .into_iter()
-        .enumerate()
-        .filter(|(index, _)| args.partition.is_none_or(|(k, n)| index % n == k - 1))
-        .map(|(_, scenario)| scenario)
-        .filter(|scenario| {
-            args.filter
-                .as_deref()
-                .is_none_or(|text| filter_selects(text, scenario))
-        })
-        .collect()
-}
-
-fn filter_selects(text: &str, scenario: &Scenario) -> bool {
-    scenario.name.contains(text) || scenario.path.to_string_lossy().contains(text)
-}
-
-/// The console and the report files, fed the same events.
-struct Reporters {
-    console: Console,
-    junit: Option<JunitFile>,
-    json: Option<JsonFile>,
-}
-
-impl Reporter for Reporters {
-    fn report(&mut self, event: RunEvent<'_>) {
-        if let Some(junit) = &mut self.junit {
-            junit.report(copy(&event));
-        }
-        if let Some(json) = &mut self.json {
-            json.report(copy(&event));
-        }
-        self.console.report(event);
-    }
-}
-
-fn copy<'a>(event: &RunEvent<'a>) -> RunEvent<'a> {
-    match *event {
-        RunEvent::Started { total, jobs, seed } => RunEvent::Started { total, jobs, seed },
-        RunEvent::ScenarioStarted { name } => RunEvent::ScenarioStarted { name },
-        RunEvent::ScenarioFinished(result) => RunEvent::ScenarioFinished(result),
-        RunEvent::Finished(summary) => RunEvent::Finished(summary),
-    }
-}
-
 pub async fn run(args: RunArgs) -> Result<Exit, Failure> {
     // Installs the handlers now: from here on, SIGINT or SIGTERM interrupts the run
     // (reports still written) rather than killing the process.
     let stop = stop_signal();
     // Everything that can refuse the run (exit 2) comes before the first write, so a
     // refused run leaves earlier reports as they were.
-    let loaded = load_all(&args.paths)?;
-    if let Some(text) = &args.filter {
-        // Against every scenario, not only this shard's: a shard may rightly hold none.
-        if !loaded.iter().any(|scenario| filter_selects(text, scenario)) {
-            return Err(Failure::new(
-                Exit::Usage,
-                format!(
-                    "--filter {text:?} matches no scenario name or path in {}; the scenarios are: {}",
-                    list(&args.paths),
-                    quoted(&loaded.iter().map(|s| s.name.clone()).collect::<Vec<_>>())
-                ),
-            ));
+    let loaded = load_all("run", &args.paths)?;
+    let selection = Selection {
+        partition: args.partition,
+        filter: args.filter.clone(),
+        tags: args.tags.clone(),
+        skip_tags: args.skip_tags.clone(),
+    };
+    // Against every scenario, not only this shard's: a shard may rightly hold none.
+    selection
+        .check(&loaded)
+        .map_err(|e| Failure::new(Exit::Usage, format!("{e} (in {})", list(&args.paths))))?;
+    let scenarios = selection.apply(loaded);
+    if args.list {
+        for scenario in &scenarios {
+            println!("{}\t{}", scenario.path.display(), scenario.name);
         }
+        return Ok(Exit::Success);
     }
-    let scenarios = select(loaded, &args);
     let bench = bench_mapping(&args, &scenarios)?;
     let (broker, credentials) = broker_config(&args)?;
-    for report in [&args.junit, &args.json].into_iter().flatten() {
-        check_writable(report).map_err(|e| {
-            Failure::new(
-                Exit::Infrastructure,
-                format!("cannot write report {}: {e}", report.display()),
-            )
+    if let (Some(url), Some(addr)) = (&args.broker, broker.external) {
+        // Once, before any scenario: a dead address is one clear error, not every
+        // client failing to connect in turn.
+        runner::reach(addr).await.map_err(|why| {
+            Failure::new(Exit::Infrastructure, format!("cannot reach {url}: {why}"))
         })?;
+    }
+    let report_failure = |path: &Path, e: std::io::Error| {
+        Failure::new(
+            Exit::Infrastructure,
+            format!("cannot write report {}: {e}", path.display()),
+        )
+    };
+    let mut reporters: Vec<Box<dyn Reporter>> = vec![Box::new(Console::new(
+        std::io::stderr().is_terminal(),
+        color_on(std::io::stdout().is_terminal()),
+    ))];
+    if let Some(path) = &args.junit {
+        let file = JunitFile::create(path.clone()).map_err(|e| report_failure(path, e))?;
+        reporters.push(Box::new(file));
+    }
+    if let Some(path) = &args.json {
+        let file = JsonFile::create(path.clone()).map_err(|e| report_failure(path, e))?;
+        reporters.push(Box::new(file));
     }
     if let Some(out) = &args.out {
         std::fs::create_dir_all(out).map_err(|e| {
@@ -411,7 +362,7 @@ pub async fn run(args: RunArgs) -> Result<Exit, Failure> {
         broker,
         credentials,
         run_id: Namespace::run_id(seed),
-        jobs: args.jobs.max(1),
+        jobs: args.jobs,
         fail_fast: args.fail_fast,
         retries: args.retries,
         seed,
@@ -420,12 +371,12 @@ pub async fn run(args: RunArgs) -> Result<Exit, Failure> {
         snapshot_all: args.snapshot,
         snapshot_policy: SnapshotPolicy::from_env(),
     };
-    let stderr_terminal = std::io::stderr().is_terminal();
-    let mut reporters = Reporters {
-        console: Console::new(stderr_terminal, color_on(std::io::stdout().is_terminal())),
-        junit: args.junit.clone().map(JunitFile::new),
-        json: args.json.clone().map(JsonFile::new),
-    };
+    let reports = ReportThread::start(reporters).map_err(|e| {
+        Failure::new(
+            Exit::Infrastructure,
+            format!("cannot start the reporters: {e}"),
+        )
+    })?;
     let interrupt = CancellationToken::new();
     let watcher = {
         let interrupt = interrupt.clone();
@@ -435,11 +386,12 @@ pub async fn run(args: RunArgs) -> Result<Exit, Failure> {
             }
         })
     };
-    let (summary, _results) = runner::run(scenarios, &options, &interrupt, &mut reporters).await;
+    let (summary, _results) = runner::run(scenarios, &options, &interrupt, reports.events()).await;
     watcher.abort();
-    let report_error = (reporters.junit.as_ref().and_then(JunitFile::error))
-        .or_else(|| reporters.json.as_ref().and_then(JsonFile::error));
-    if let Some(error) = report_error {
+    let report_errors = tokio::task::spawn_blocking(move || reports.finish())
+        .await
+        .unwrap_or_else(|e| vec![format!("the reporters stopped: {e}")]);
+    if let Some(error) = report_errors.into_iter().next() {
         return Err(Failure::new(Exit::Infrastructure, error));
     }
     Ok(verdict(&summary, interrupt.is_cancelled()))
@@ -462,17 +414,17 @@ fn verdict(summary: &RunSummary, interrupted: bool) -> Exit {
 /// Prints each invalid file's error with file:line:col and a snippet; exit 2 if any.
 ///
 /// Example:
-///   hil check scenarios/ fixtures/more.yaml
+///   hil check scenarios/phone_turns_off.yaml scenarios/qos1_delivery.yaml
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct CheckArgs {
     /// Scenario files or folders.
-    #[arg(default_value = "scenarios")]
+    #[arg(default_value = DEFAULT_FOLDER)]
     paths: Vec<PathBuf>,
 }
 
 pub fn check(args: &CheckArgs) -> Result<Exit, Failure> {
-    let scenarios = load_all(&args.paths)?;
+    let scenarios = load_all("check", &args.paths)?;
     println!("{} scenario file(s) valid", scenarios.len());
     Ok(Exit::Success)
 }
@@ -531,20 +483,26 @@ pub fn schema(args: &SchemaArgs) -> Result<Exit, Failure> {
 
 /// Accept or reject pending snapshots (`*.snap.new`), like `cargo insta accept|reject`.
 ///
+/// `hil run` writes a pending snapshot beside its scenario, in snapshots/, when the
+/// snapshot is missing or differs (not under CI=true). Without --dir, the working
+/// directory and every folder below it are searched, as cargo insta does.
+///
 /// Examples:
 ///   hil snapshot accept
 ///   hil snapshot reject "phone turns on"
+///   hil snapshot accept --dir scenarios/snapshots
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct SnapshotArgs {
     #[arg(value_enum)]
     action: SnapshotAction,
-    /// Scenario names (or snapshot file names); all pending when none. A name that
-    /// matches no pending snapshot stops the command before it acts (exit 2).
+    /// Scenario names or parts of them (or of snapshot file names); all pending when
+    /// none. A name that matches no pending snapshot stops the command before it acts
+    /// (exit 2).
     names: Vec<String>,
-    /// The snapshots folder.
-    #[arg(long, default_value = "scenarios/snapshots")]
-    dir: PathBuf,
+    /// Search only this folder (and the folders below it).
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -556,44 +514,49 @@ enum SnapshotAction {
 }
 
 pub fn snapshots(args: &SnapshotArgs) -> Result<Exit, Failure> {
-    let pending = snapshot::pending_snapshots(&args.dir, &args.names).map_err(|e| {
+    let root = args.dir.clone().unwrap_or_else(|| PathBuf::from("."));
+    let pending = snapshot::find_pending(&root).map_err(|e| {
         Failure::new(
             Exit::Infrastructure,
-            format!("cannot read {}: {e}", args.dir.display()),
+            format!("cannot search {}: {e}", root.display()),
         )
     })?;
-    if !pending.unmatched.is_empty() {
-        let available = if pending.available.is_empty() {
+    let selection = snapshot::select_pending(&root, &pending, &args.names);
+    if !selection.unmatched.is_empty() {
+        let available = if selection.available.is_empty() {
             "there are none".to_string()
         } else {
-            format!("pending: {}", pending.available.join(", "))
+            format!("pending: {}", selection.available.join(", "))
         };
         return Err(Failure::new(
             Exit::Usage,
             format!(
-                "no pending snapshot in {} matches {}; {available} (name a scenario or a file without .snap.new)",
-                args.dir.display(),
-                quoted(&pending.unmatched)
+                "no pending snapshot in {} matches {}; {available} (name a scenario or part of one)",
+                root.display(),
+                quoted(&selection.unmatched)
             ),
         ));
     }
-    if pending.chosen.is_empty() {
-        println!("no pending snapshots in {}", args.dir.display());
-        return Ok(Exit::Success);
+    if selection.chosen.is_empty() {
+        return Err(Failure::new(
+            Exit::Usage,
+            format!(
+                "no pending snapshots (*.snap.new) in {} or below: `hil run` writes them \
+                 beside each scenario, in snapshots/, when a snapshot is missing or differs \
+                 (not under CI=true); run this where they are, or name their folder with --dir",
+                root.display()
+            ),
+        ));
     }
-    for new_file in pending.chosen {
-        let file = new_file.with_extension("");
-        let done =
-            match args.action {
-                SnapshotAction::Accept => std::fs::rename(&new_file, &file)
-                    .map(|()| format!("accepted {}", file.display())),
-                SnapshotAction::Reject => std::fs::remove_file(&new_file)
-                    .map(|()| format!("rejected {}", new_file.display())),
-            };
-        let done = done.map_err(|e| {
+    let (decision, verb) = match args.action {
+        SnapshotAction::Accept => (Decision::Accept, "accepted"),
+        SnapshotAction::Reject => (Decision::Reject, "rejected"),
+    };
+    for new_file in selection.chosen {
+        let done = snapshot::decide(&new_file, decision).map_err(|e| {
             Failure::new(Exit::Infrastructure, format!("{}: {e}", new_file.display()))
         })?;
-        println!("{done}");
+        println!("{verb} {}", done.display());
     }
     Ok(Exit::Success)
 }

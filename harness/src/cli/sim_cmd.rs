@@ -1,5 +1,6 @@
 //! `hil sim`: simulated light controllers against any broker, driven from the keyboard.
 
+use std::io::IsTerminal;
 use std::time::Duration;
 
 use hil::board::{Board, BoardSetup};
@@ -17,11 +18,15 @@ const PRINTER_DEADLINE: Duration = Duration::from_secs(2);
 
 /// Run simulated light controllers (the real firmware core) against an MQTT broker.
 ///
-/// Each board prints its `HIL …` serial lines on stdout. Type on stdin:
-///   press [I]   press the wall switch (of board I, or of every board)
+/// Each board prints its `HIL …` serial lines on stdout. Type on stdin (a prompt shows
+/// on a terminal; `help` lists the commands):
+///   press [I]   press the wall switch of board I (0 to COUNT-1), or of every board
 ///   status [I]  print the status line
 ///   reset [I]   reboot
-///   quit        stop (so does end of input; Ctrl-C or SIGTERM too, exit code 130)
+///   help        list these commands
+///   quit        stop, as if the power went: connections drop without DISCONNECT, so
+///               the brokers publish the boards' wills (offline); so does end of input;
+///               Ctrl-C or SIGTERM too, exit code 130
 ///
 /// With --pty, hil is instead one virtual ESP chip on a pseudo-terminal: the first line
 /// on stdout is the port (/dev/pts/N); flash it with esptool (--before no-reset
@@ -134,12 +139,28 @@ pub async fn run(args: SimArgs) -> Result<Exit, Failure> {
     outcome
 }
 
-/// Reads commands until `quit`, end of input, or a signal.
+/// What `help` prints.
+const COMMANDS: &str = "\
+commands (I: a board number, 0 to COUNT-1; every board without it):
+  press [I]   press the wall switch
+  status [I]  print the status line
+  reset [I]   reboot
+  help        this list
+  quit        stop, as if the power went: connections drop without DISCONNECT, so the
+              broker publishes each board's will (offline); end of input does the same";
+
+/// Reads commands until `quit`, end of input, or a signal; prompts on a terminal.
 async fn drive(boards: &mut [Box<dyn Board>]) -> Result<Exit, Failure> {
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let prompt = || {
+        if std::io::stdin().is_terminal() {
+            eprint!("hil sim> ");
+        }
+    };
     let stop = stop_signal();
     tokio::pin!(stop);
     loop {
+        prompt();
         let line = tokio::select! {
             // A signal that came with the end of input (a parent closing our stdin as it
             // waits) is still an interruption.
@@ -154,16 +175,23 @@ async fn drive(boards: &mut [Box<dyn Board>]) -> Result<Exit, Failure> {
         let Some(command) = words.next() else {
             continue;
         };
-        let target = match words.next().map(str::parse::<usize>) {
+        let target = match words.next() {
             None => None,
-            Some(Ok(i)) if i < boards.len() => Some(i),
-            Some(_) => {
-                eprintln!("no board {line:?}: boards are 0..{}", boards.len() - 1);
+            Some(word) => match word.parse::<usize>() {
+                Ok(i) if i < boards.len() => Some(i),
+                _ => {
+                    eprintln!("{}", no_board(word, boards.len()));
+                    continue;
+                }
+            },
+        };
+        match command {
+            "quit" => return Ok(Exit::Success),
+            "help" => {
+                eprintln!("{COMMANDS}");
                 continue;
             }
-        };
-        if command == "quit" {
-            return Ok(Exit::Success);
+            _ => {}
         }
         for (i, board) in boards.iter_mut().enumerate() {
             if target.is_some_and(|t| t != i) {
@@ -174,13 +202,21 @@ async fn drive(boards: &mut [Box<dyn Board>]) -> Result<Exit, Failure> {
                 "status" => board.send_serial("status").await,
                 "reset" => board.reset().await,
                 other => {
-                    eprintln!("unknown command {other:?}: press, status, reset or quit");
+                    eprintln!("unknown command {other:?}: press, status, reset, help or quit");
                     break;
                 }
             };
             done.map_err(|e| Failure::new(Exit::Infrastructure, e))?;
         }
     }
+}
+
+fn no_board(word: &str, count: usize) -> String {
+    let boards = match count {
+        1 => "there is one board, 0".to_string(),
+        n => format!("the boards are 0 to {}", n - 1),
+    };
+    format!("no board {word}: {boards} (start more with --count)")
 }
 
 /// Prints the boards' serial lines as they come; once `finish` fires, prints what is

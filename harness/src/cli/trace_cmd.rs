@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader, IsTerminal};
 use std::path::{Path, PathBuf};
 
 use hil::exit::Exit;
-use hil::trace::{render_rows, Event, EventBody, Row};
+use hil::trace::{render_rows, Event, Row, TraceFilter};
 
 use super::Failure;
 
@@ -16,8 +16,9 @@ pub enum Command {
     /// the direction (-> to the broker, <- to the client), the packet and its fields.
     /// Colour on a terminal unless NO_COLOR is set.
     ///
-    /// Example:
-    ///   hil trace show out/phone-turns-on/trace.jsonl --client phone --topic 'living_room_lights/#'
+    /// Examples:
+    ///   hil trace show out/phone-turns-the-lights-off/trace.jsonl --topic 'living_room_lights/#'
+    ///   hil trace show out/phone-turns-the-lights-off/trace.jsonl --board lamp --kind relay
     #[command(verbatim_doc_comment)]
     Show(ShowArgs),
 }
@@ -29,6 +30,14 @@ pub struct ShowArgs {
     /// Only events of this client id.
     #[arg(long, value_name = "ID")]
     client: Option<String>,
+    /// Only events of this board: its serial lines, relay, state, warnings and what was
+    /// done to it.
+    #[arg(long, value_name = "NAME")]
+    board: Option<String>,
+    /// Only events of this kind, as the timeline's third column names them (publish,
+    /// subscribe, connect, serial, relay, state, fault, closed, ...); repeat for more.
+    #[arg(long = "kind", value_name = "KIND")]
+    kinds: Vec<String>,
     /// Only publishes whose topic matches this filter (`+` and `#` allowed).
     #[arg(long, value_name = "FILTER")]
     topic: Option<String>,
@@ -50,11 +59,21 @@ fn show(args: &ShowArgs) -> Result<Exit, Failure> {
         }
     }
     let events = read_trace(&args.file)?;
+    let filter = TraceFilter {
+        client: args.client.clone(),
+        board: args.board.clone(),
+        kinds: args.kinds.clone(),
+        topic: args.topic.clone(),
+    };
+    filter
+        .check(&events)
+        .map_err(|e| Failure::new(Exit::Usage, format!("{}: {e}", args.file.display())))?;
     let origin = events.first().map_or(0, |e| e.t_us);
     let rows: Vec<Row> = events
         .iter()
-        .filter(|event| keep(event, args))
-        .map(|event| Row::of(event, origin))
+        .map(|event| (event, Row::of(event, origin)))
+        .filter(|(event, row)| filter.keeps(event, row))
+        .map(|(_, row)| row)
         .collect();
     let styled = std::io::stdout().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
@@ -62,30 +81,6 @@ fn show(args: &ShowArgs) -> Result<Exit, Failure> {
         anstream::println!("{line}");
     }
     Ok(Exit::Success)
-}
-
-fn keep(event: &Event, args: &ShowArgs) -> bool {
-    let client = match &event.body {
-        EventBody::Mqtt { client, .. }
-        | EventBody::Malformed { client, .. }
-        | EventBody::ConnClosed { client, .. } => client.as_deref(),
-        _ => None,
-    };
-    if let Some(wanted) = &args.client {
-        if client != Some(wanted.as_str()) {
-            return false;
-        }
-    }
-    if let Some(filter) = &args.topic {
-        return match &event.body {
-            EventBody::Mqtt {
-                packet: hil::trace::Packet::Publish { topic, .. },
-                ..
-            } => rumqttc::matches(topic, filter),
-            _ => false,
-        };
-    }
-    true
 }
 
 /// Reads a JSON Lines trace; a bad line is an input error that names file and line.

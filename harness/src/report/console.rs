@@ -5,8 +5,9 @@ use std::io::Write;
 use anstyle::{AnsiColor, Style};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::{label, story};
-use crate::runner::{Reporter, RunEvent, RunSummary, ScenarioResult, Status};
+use super::{label, story, Reporter};
+use crate::runner::{NotRun, RunEvent, RunSummary, ScenarioResult, Status};
+use crate::snapshot::SnapshotOutcome;
 
 pub struct Console {
     color: bool,
@@ -63,13 +64,32 @@ impl Console {
             result.name,
             result.path.display()
         );
-        if result.status != Status::Passed {
-            for line in story(result).lines() {
-                text.push_str("\n      ");
-                text.push_str(line);
+        // A pass says what it did not check; anything else tells its story.
+        let notes = match (&result.snapshot, result.status) {
+            (_, status) if status != Status::Passed => story(result),
+            (Some(SnapshotOutcome::NotCompared { reason }), _) => {
+                format!("snapshot skipped: {reason}")
             }
+            (Some(SnapshotOutcome::Created { file }), _) => {
+                format!("snapshot written: {}", file.display())
+            }
+            _ => String::new(),
+        };
+        for line in notes.lines() {
+            text.push_str("\n      ");
+            text.push_str(line);
         }
         self.say(&text);
+    }
+
+    fn not_run(&self, not_run: &NotRun) {
+        let style = self.style(Status::Skipped);
+        self.say(&format!(
+            "{style}NOT RUN{style:#}  {}  ({}): {}",
+            not_run.name,
+            not_run.path.display(),
+            not_run.reason
+        ));
     }
 
     fn summary(&self, summary: &RunSummary) {
@@ -105,9 +125,12 @@ impl Console {
 }
 
 impl Reporter for Console {
-    fn report(&mut self, event: RunEvent<'_>) {
+    fn report(&mut self, event: &RunEvent) {
         match event {
-            RunEvent::Started { total, jobs, seed } => {
+            RunEvent::Started {
+                total, jobs, seed, ..
+            } => {
+                let (total, jobs) = (*total, *jobs);
                 if let Some(bar) = &self.bar {
                     bar.set_length(total as u64);
                 }
@@ -119,7 +142,7 @@ impl Reporter for Console {
             }
             RunEvent::ScenarioStarted { name } => {
                 if let Some(bar) = &self.bar {
-                    bar.set_message(name.to_string());
+                    bar.set_message(name.clone());
                 }
             }
             RunEvent::ScenarioFinished(result) => {
@@ -128,6 +151,7 @@ impl Reporter for Console {
                     bar.inc(1);
                 }
             }
+            RunEvent::NotRun(not_run) => self.not_run(not_run),
             RunEvent::Finished(summary) => {
                 if let Some(bar) = self.bar.take() {
                     bar.finish_and_clear();

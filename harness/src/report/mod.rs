@@ -1,15 +1,77 @@
 //! Reporters: they render what the runner tells them and never steer the run.
 //! The console tells a person the story; JUnit and JSON files tell CI the same facts.
+//! They run on a thread of their own ([`ReportThread`]), fed over a channel, so the
+//! runner never waits for a terminal or a disk.
 
 mod console;
 mod files;
 
 pub use console::Console;
-pub use files::{check_writable, JsonFile, JunitFile};
+pub use files::{Format, JsonFile, Junit, JunitFile, ReportFile};
 
 use std::fmt::Write as _;
 
-use crate::runner::{ScenarioResult, SnapshotOutcome, Status};
+use crate::runner::{RunEvent, RunEvents, ScenarioResult, Status};
+use crate::snapshot::SnapshotOutcome;
+
+/// Renders run events (console, progress bar, files...) on the reporters' thread.
+pub trait Reporter: Send {
+    fn report(&mut self, event: &RunEvent);
+    /// No event is waiting: a file reporter writes what it has taken in since.
+    fn caught_up(&mut self) {}
+    /// What went wrong while reporting (a file that could not be written), said at the
+    /// end of the run.
+    fn error(&self) -> Option<String> {
+        None
+    }
+}
+
+/// Events taken in between two writes at most, so a flood of events still reaches the
+/// files now and then.
+const BATCH: usize = 256;
+
+/// The reporters on their own thread, draining the runner's events.
+pub struct ReportThread {
+    events: RunEvents,
+    thread: std::thread::JoinHandle<Vec<String>>,
+}
+
+impl ReportThread {
+    pub fn start(mut reporters: Vec<Box<dyn Reporter>>) -> std::io::Result<ReportThread> {
+        let (events, queue) = std::sync::mpsc::channel::<RunEvent>();
+        let thread = std::thread::Builder::new()
+            .name("hil-reports".into())
+            .spawn(move || {
+                while let Ok(first) = queue.recv() {
+                    let waiting = std::iter::from_fn(|| queue.try_recv().ok()).take(BATCH);
+                    for event in std::iter::once(first).chain(waiting) {
+                        for reporter in &mut reporters {
+                            reporter.report(&event);
+                        }
+                    }
+                    for reporter in &mut reporters {
+                        reporter.caught_up();
+                    }
+                }
+                reporters.iter().filter_map(|r| r.error()).collect()
+            })?;
+        Ok(ReportThread { events, thread })
+    }
+
+    /// Where the runner sends its events.
+    pub fn events(&self) -> &RunEvents {
+        &self.events
+    }
+
+    /// Waits until every event sent is rendered and written; returns the reporters'
+    /// errors. Blocks: call it off the runtime thread.
+    pub fn finish(self) -> Vec<String> {
+        drop(self.events);
+        self.thread
+            .join()
+            .unwrap_or_else(|_| vec!["a reporter stopped with a panic".into()])
+    }
+}
 
 /// Near misses beyond these are counted, not shown: the first ones are the telling ones.
 const NEAR_MISSES_SHOWN: usize = 10;
@@ -54,13 +116,8 @@ pub fn story(result: &ScenarioResult) -> String {
             let _ = writeln!(out, "  {line}");
         }
     }
-    if result.status == Status::Flaky {
-        let _ = writeln!(
-            out,
-            "passed on attempt {} of {}; earlier failures:",
-            result.attempts.len(),
-            result.attempts.len()
-        );
+    if let Some(attempts) = attempts_line(result) {
+        let _ = writeln!(out, "{attempts}; earlier failures:");
         for earlier in &result.attempts[..result.attempts.len() - 1] {
             if let Some(failure) = &earlier.failure {
                 let _ = writeln!(out, "  {}", failure.headline());
@@ -77,6 +134,18 @@ pub fn story(result: &ScenarioResult) -> String {
         let _ = writeln!(out, "trace: {}", file.display());
     }
     out
+}
+
+/// How the attempts went, when there were retries: `passed on attempt 2 (flaky)`,
+/// `failed on 2 of 2 attempts`.
+pub fn attempts_line(result: &ScenarioResult) -> Option<String> {
+    let made = result.attempts.len();
+    match result.status {
+        _ if made < 2 => None,
+        Status::Flaky => Some(format!("passed on attempt {made} (flaky)")),
+        Status::Failed => Some(format!("failed on {made} of {made} attempts")),
+        _ => None,
+    }
 }
 
 /// The word for a status in reports.
@@ -135,11 +204,72 @@ mod tests {
     fn a_snapshot_diff_has_its_own_heading() {
         let mismatch = SnapshotOutcome::Mismatched {
             file: PathBuf::from("s.snap"),
-            new_file: PathBuf::from("s.snap.new"),
+            new_version: crate::snapshot::NewVersion::Written(PathBuf::from("s.snap.new")),
             diff: "-old\n+new\n".into(),
         };
         let story = story(&failed(Vec::new(), Some(mismatch)));
         assert!(story.contains("diff:\n  -old\n  +new\n"), "{story}");
         assert!(!story.contains("near misses"), "{story}");
+    }
+
+    /// Notes what it was told, in order, and says it failed once it caught up.
+    struct Recorder(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+    impl Reporter for Recorder {
+        fn report(&mut self, event: &RunEvent) {
+            let name = match event {
+                RunEvent::Started { .. } => "started".to_string(),
+                RunEvent::ScenarioStarted { name } => format!("start {name}"),
+                RunEvent::ScenarioFinished(result) => format!("finish {}", result.name),
+                RunEvent::NotRun(not_run) => format!("not run {}", not_run.name),
+                RunEvent::Finished(_) => "finished".to_string(),
+            };
+            self.0.lock().unwrap().push(name);
+        }
+
+        fn caught_up(&mut self) {
+            self.0.lock().unwrap().push("caught up".into());
+        }
+
+        fn error(&self) -> Option<String> {
+            Some("cannot write x".into())
+        }
+    }
+
+    #[test]
+    fn the_report_thread_renders_every_event_in_order_and_returns_the_errors() {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let thread = ReportThread::start(vec![Box::new(Recorder(seen.clone()))]).unwrap();
+        let events = thread.events().clone();
+        events
+            .send(RunEvent::Started {
+                total: 1,
+                jobs: 1,
+                seed: 1,
+                unobserved: None,
+            })
+            .unwrap();
+        events
+            .send(RunEvent::ScenarioStarted { name: "s".into() })
+            .unwrap();
+        events
+            .send(RunEvent::ScenarioFinished(std::sync::Arc::new(failed(
+                Vec::new(),
+                None,
+            ))))
+            .unwrap();
+        events
+            .send(RunEvent::Finished(crate::runner::RunSummary::default()))
+            .unwrap();
+        drop(events);
+        assert_eq!(thread.finish(), ["cannot write x"]);
+        let seen = seen.lock().unwrap();
+        let told: Vec<&str> = seen
+            .iter()
+            .map(String::as_str)
+            .filter(|name| *name != "caught up")
+            .collect();
+        assert_eq!(told, ["started", "start s", "finish s", "finished"]);
+        assert_eq!(seen.last().map(String::as_str), Some("caught up"));
     }
 }

@@ -144,14 +144,21 @@ pub async fn run(
     let current_step = world.current_step.clone();
     let steps_end = world.steps_end.unwrap_or(events.len());
     let capture_error = world.shut_down().await.err();
-    if let Some(dir) = &setup.out_dir {
-        write_serial_logs(dir, &trace.events_from(0));
+    // The --out files are written on the blocking pool, off the runtime thread that
+    // other scenarios' taps and boards share.
+    let out_dir = setup.out_dir.clone();
+    let closing = trace.clone();
+    let files = tokio::task::spawn_blocking(move || {
+        if let Some(dir) = &out_dir {
+            write_serial_logs(dir, &closing.events_from(0));
+        }
+        closing.finish().map_err(|e| e.to_string())
+    });
+    let file_error = match files.await {
+        Ok(closed) => closed.err(),
+        Err(stopped) => Some(format!("writing the trace stopped: {stopped}")),
     }
-    let file_error = trace
-        .finish()
-        .err()
-        .map(|e| e.to_string())
-        .or(capture_error);
+    .or(capture_error);
     let (status, failure) = match (outcome, file_error) {
         (Err(StepError::Interrupted), _) => (Status::Interrupted, None),
         (Err(StepError::Harness(observed)), _) => (
@@ -242,7 +249,10 @@ fn write_serial_logs(dir: &std::path::Path, events: &[Arc<Event>]) {
     for event in events {
         if let EventBody::Serial { board, line } = &event.body {
             let log = logs.entry(board.as_str()).or_default();
-            log.push_str(&format!("{:>10.3} {line}\n", event.t_us as f64 / 1000.0));
+            log.push_str(&format!(
+                "{:>10.3} ms  {line}\n",
+                event.t_us as f64 / 1000.0
+            ));
         }
     }
     for (board, log) in logs {

@@ -1,10 +1,13 @@
 //! Runs scenarios: each isolated (its own broker, trace, clients, boards), several at
-//! once with `jobs`, retried when asked, reported as events to a [`Reporter`] that only
-//! renders (the runner never waits on it, and it never steers the run).
+//! once with `jobs`, retried when asked, told as [`RunEvent`]s over a channel to
+//! reporters that only render on a thread of their own (the runner never waits on them,
+//! and they never steer the run).
 
 mod attempt;
 mod client;
 mod outcome;
+mod roles;
+mod select;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,13 +18,15 @@ use tokio_util::sync::CancellationToken;
 
 pub use attempt::{run as run_attempt, AttemptRun, AttemptSetup, BenchMapping};
 pub use client::{ClientSetup, HarnessClient};
-pub use outcome::{Attempt, Failure, RunSummary, ScenarioResult, SnapshotOutcome, Status, StepRef};
+pub use outcome::{Attempt, Failure, NotRun, RunSummary, ScenarioResult, Status, StepRef};
+pub use roles::map_roles;
+pub use select::{Partition, Selection};
 
 use crate::broker::BrokerConfig;
 use crate::broker::Credentials;
 use crate::namespace::Namespace;
 use crate::scenario::Scenario;
-use crate::snapshot::{self, SnapshotPolicy};
+use crate::snapshot::{self, NewVersion, SnapshotOutcome, SnapshotPolicy};
 
 /// How to run.
 #[derive(Debug, Clone)]
@@ -58,23 +63,44 @@ pub const EXTERNAL_BLIND_SPOTS: &str = "an external broker: the trace holds this
     are not observed; snapshots are not compared";
 
 /// What the runner tells reporters, in order.
-#[derive(Debug)]
-pub enum RunEvent<'a> {
+#[derive(Debug, Clone)]
+pub enum RunEvent {
     Started {
         total: usize,
         jobs: usize,
         seed: u64,
+        /// What the run cannot see (set when it runs against an external broker).
+        unobserved: Option<&'static str>,
     },
     ScenarioStarted {
-        name: &'a str,
+        name: String,
     },
-    ScenarioFinished(&'a ScenarioResult),
-    Finished(&'a RunSummary),
+    ScenarioFinished(Arc<ScenarioResult>),
+    /// After the last scenario finished: one for each scenario never started.
+    NotRun(Arc<NotRun>),
+    Finished(RunSummary),
 }
 
-/// Renders run events (console, progress bar, files...).
-pub trait Reporter {
-    fn report(&mut self, event: RunEvent<'_>);
+/// Where the runner sends its events. Sending never waits: reporters drain the channel
+/// on their own thread (`report::ReportThread`).
+pub type RunEvents = std::sync::mpsc::Sender<RunEvent>;
+
+/// How long an external broker has to accept a connection before a run gives up on it.
+pub const REACH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Whether the broker at `addr` accepts a connection; why not, in words, if it does not.
+pub async fn reach(addr: std::net::SocketAddr) -> Result<(), String> {
+    match tokio::time::timeout(REACH_TIMEOUT, tokio::net::TcpStream::connect(addr)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            Err("connection refused".into())
+        }
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!(
+            "no answer within {}",
+            humantime::format_duration(REACH_TIMEOUT)
+        )),
+    }
 }
 
 /// A file-system safe name for a scenario: its output folder and snapshot file.
@@ -90,38 +116,45 @@ pub fn slug(name: &str) -> String {
     slug.trim_matches('-').to_string()
 }
 
-/// Runs `scenarios` and returns the totals; `interrupt` stops the run early (running
-/// scenarios end as interrupted, the rest are not started).
+/// Runs `scenarios` and returns the totals and the results in scenario order;
+/// `interrupt` stops the run early (running scenarios end as interrupted, the rest are
+/// not started).
 pub async fn run(
     scenarios: Vec<Scenario>,
     options: &RunOptions,
     interrupt: &CancellationToken,
-    reporter: &mut dyn Reporter,
-) -> (RunSummary, Vec<ScenarioResult>) {
+    events: &RunEvents,
+) -> (RunSummary, Vec<Arc<ScenarioResult>>) {
+    // Nobody listening (the reporters' thread ended) is no reason to stop the run.
+    let tell = |event| {
+        let _ = events.send(event);
+    };
     let started = Instant::now();
     let total = scenarios.len();
-    reporter.report(RunEvent::Started {
+    let unobserved = options.broker.external.map(|_| EXTERNAL_BLIND_SPOTS);
+    tell(RunEvent::Started {
         total,
         jobs: options.jobs,
         seed: options.seed,
+        unobserved,
     });
     let options = Arc::new(options.clone());
     let mut pending = scenarios.into_iter().enumerate();
     let mut running = JoinSet::new();
     let mut summary = RunSummary {
         seed: options.seed,
-        unobserved: options.broker.external.map(|_| EXTERNAL_BLIND_SPOTS),
+        unobserved,
         ..RunSummary::default()
     };
     let mut results = Vec::with_capacity(total);
-    let mut stop_starting = false;
+    let mut stopped_by: Option<String> = None;
     loop {
-        while !stop_starting && running.len() < options.jobs.max(1) {
+        while stopped_by.is_none() && running.len() < options.jobs.max(1) {
             let Some((index, scenario)) = pending.next() else {
                 break;
             };
-            reporter.report(RunEvent::ScenarioStarted {
-                name: &scenario.name,
+            tell(RunEvent::ScenarioStarted {
+                name: scenario.name.clone(),
             });
             let options = options.clone();
             let interrupt = interrupt.clone();
@@ -140,19 +173,37 @@ pub async fn run(
             Err(panic) => std::panic::resume_unwind(panic.into_panic()),
         };
         summary.add(result.status);
-        reporter.report(RunEvent::ScenarioFinished(&result));
-        if interrupt.is_cancelled()
-            || (options.fail_fast && matches!(result.status, Status::Failed | Status::Error))
-        {
-            stop_starting = true;
+        let result = Arc::new(result);
+        tell(RunEvent::ScenarioFinished(result.clone()));
+        if stopped_by.is_none() {
+            if interrupt.is_cancelled() {
+                stopped_by = Some("the run was interrupted before it started".into());
+            } else if options.fail_fast && matches!(result.status, Status::Failed | Status::Error) {
+                stopped_by = Some(format!(
+                    "not started: fail-fast stopped the run when {:?} {}",
+                    result.name,
+                    if result.status == Status::Failed {
+                        "failed"
+                    } else {
+                        "met a harness error"
+                    }
+                ));
+            }
         }
         results.push((index, result));
     }
-    summary.not_run = pending.count();
+    for (_, scenario) in pending {
+        summary.not_run += 1;
+        tell(RunEvent::NotRun(Arc::new(NotRun {
+            name: scenario.name,
+            path: scenario.path,
+            reason: stopped_by.clone().unwrap_or_default(),
+        })));
+    }
     summary.duration = started.elapsed();
     results.sort_by_key(|(index, _)| *index);
-    let results: Vec<ScenarioResult> = results.into_iter().map(|(_, result)| result).collect();
-    reporter.report(RunEvent::Finished(&summary));
+    let results = results.into_iter().map(|(_, result)| result).collect();
+    tell(RunEvent::Finished(summary.clone()));
     (summary, results)
 }
 
@@ -180,6 +231,7 @@ async fn run_scenario(
         pcap: options.pcap,
         bench: Arc::new(options.bench.clone()),
     };
+    let wants_snapshot = scenario.snapshot || options.snapshot_all;
     let mut attempts = Vec::new();
     let mut snapshot = None;
     let mut trace_file = None;
@@ -193,21 +245,15 @@ async fn run_scenario(
         let run = attempt::run(&scenario, &setup, interrupt).await;
         trace_file = run.trace_file.clone();
         let mut attempt = run.attempt;
-        // Snapshots record the simulator on the embedded broker; another broker or a
-        // bench board may rightly differ (the QoS delivered with, ROM boot lines), so
-        // they are not compared there.
-        let compare_snapshot = (scenario.snapshot || options.snapshot_all)
-            && options.broker.external.is_none()
-            && options.bench.roles.is_empty();
-        if attempt.status == Status::Passed && compare_snapshot {
-            let outcome = snapshot::check(&scenario, &run.events, options.snapshot_policy);
-            match outcome {
-                Ok(outcome @ SnapshotOutcome::Mismatched { .. }) => {
-                    attempt.status = Status::Failed;
-                    attempt.failure = Some(snapshot_failure(&outcome));
+        if attempt.status == Status::Passed && wants_snapshot {
+            match compare_snapshot(&scenario, run.events, options).await {
+                Ok(outcome) => {
+                    if outcome.fails() {
+                        attempt.status = Status::Failed;
+                        attempt.failure = Some(snapshot_failure(&outcome));
+                    }
                     snapshot = Some(outcome);
                 }
-                Ok(outcome) => snapshot = Some(outcome),
                 Err(error) => {
                     attempt.status = Status::Error;
                     attempt.failure = Some(Failure {
@@ -222,7 +268,7 @@ async fn run_scenario(
         let status = attempt.status;
         attempts.push(attempt);
         // A snapshot mismatch is not a timing accident: retrying it would only hide it.
-        let snapshot_mismatch = matches!(snapshot, Some(SnapshotOutcome::Mismatched { .. }));
+        let snapshot_mismatch = snapshot.as_ref().is_some_and(SnapshotOutcome::fails);
         if !matches!(status, Status::Failed) || snapshot_mismatch || interrupt.is_cancelled() {
             break;
         }
@@ -243,17 +289,64 @@ async fn run_scenario(
     }
 }
 
+/// Snapshots record the simulator on the embedded broker; another broker or a bench
+/// board may rightly differ (the QoS delivered with, ROM boot lines), so they are not
+/// compared there. The files are read and written off the runtime thread.
+async fn compare_snapshot(
+    scenario: &Scenario,
+    events: Vec<Arc<crate::trace::Event>>,
+    options: &RunOptions,
+) -> Result<SnapshotOutcome, String> {
+    if options.broker.external.is_some() {
+        return Ok(SnapshotOutcome::NotCompared {
+            reason: "not compared on an external broker",
+        });
+    }
+    if !options.bench.roles.is_empty() {
+        return Ok(SnapshotOutcome::NotCompared {
+            reason: "not compared when bench boards play its roles",
+        });
+    }
+    let scenario = scenario.clone();
+    let policy = options.snapshot_policy;
+    tokio::task::spawn_blocking(move || snapshot::check(&scenario, &events, policy))
+        .await
+        .map_err(|e| format!("the snapshot comparison stopped: {e}"))?
+}
+
+/// The command that finds `new_file`: plain `hil snapshot accept` searches below the
+/// working directory, so a file elsewhere needs its folder named.
+fn accept_command(new_file: &std::path::Path) -> String {
+    let below = new_file.is_relative()
+        && !new_file
+            .components()
+            .any(|part| part == std::path::Component::ParentDir);
+    match new_file.parent() {
+        Some(folder) if !below => format!("hil snapshot accept --dir {}", folder.display()),
+        _ => "hil snapshot accept".into(),
+    }
+}
+
 fn snapshot_failure(outcome: &SnapshotOutcome) -> Failure {
-    let SnapshotOutcome::Mismatched { file, new_file, .. } = outcome else {
-        unreachable!("only mismatches fail")
+    let (file, observed, new_version) = match outcome {
+        SnapshotOutcome::Missing { file, new_version } => (file, "no snapshot yet", new_version),
+        SnapshotOutcome::Mismatched {
+            file, new_version, ..
+        } => (file, "it differs", new_version),
+        _ => unreachable!("only missing and mismatched snapshots fail"),
+    };
+    let observed = match new_version {
+        NewVersion::Written(new_file) => format!(
+            "{observed}; wrote {} (accept with `{}`, or `cargo insta accept`)",
+            new_file.display(),
+            accept_command(new_file)
+        ),
+        NewVersion::Withheld(why) => format!("{observed}; {why}"),
     };
     Failure {
         step: None,
         expected: format!("the trace to match the snapshot {}", file.display()),
-        observed: format!(
-            "it differs; the new version is in {} (accept with `hil snapshot accept` or `cargo insta accept`)",
-            new_file.display()
-        ),
+        observed,
         // The diff is told from the snapshot outcome, under its own heading.
         near_misses: Vec::new(),
     }
@@ -262,6 +355,23 @@ fn snapshot_failure(outcome: &SnapshotOutcome) -> Failure {
 #[cfg(test)]
 mod tests {
     use super::slug;
+
+    #[test]
+    fn the_accept_hint_names_the_folder_of_a_file_outside_the_working_directory() {
+        use std::path::Path;
+        assert_eq!(
+            super::accept_command(Path::new("sc/snapshots/x.snap.new")),
+            "hil snapshot accept"
+        );
+        assert_eq!(
+            super::accept_command(Path::new("../sc/snapshots/x.snap.new")),
+            "hil snapshot accept --dir ../sc/snapshots"
+        );
+        assert_eq!(
+            super::accept_command(Path::new("/tmp/sc/snapshots/x.snap.new")),
+            "hil snapshot accept --dir /tmp/sc/snapshots"
+        );
+    }
 
     #[test]
     fn slugs_are_lowercase_words_joined_by_dashes() {

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::scenario::Location;
+use crate::snapshot::SnapshotOutcome;
 use crate::steps::Mismatch;
 
 /// How a scenario ended.
@@ -90,10 +91,10 @@ impl Failure {
 #[derive(Debug, Clone, Serialize)]
 pub struct Attempt {
     pub status: Status,
-    #[serde(with = "duration_ms")]
+    #[serde(rename = "duration_ms", with = "milliseconds")]
     pub duration: Duration,
     /// Time the steps spent waiting (`wait`, and the part of each `within` actually used).
-    #[serde(with = "duration_ms")]
+    #[serde(rename = "waited_ms", with = "milliseconds")]
     pub waited: Duration,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failure: Option<Failure>,
@@ -131,23 +132,12 @@ impl ScenarioResult {
     }
 }
 
-/// What the snapshot comparison found.
+/// A scenario that was not started, and why.
 #[derive(Debug, Clone, Serialize)]
-#[serde(tag = "result", rename_all = "snake_case")]
-pub enum SnapshotOutcome {
-    Matched {
-        file: PathBuf,
-    },
-    /// No snapshot existed; it was written (`.snap`, or `.snap.new` in CI).
-    Created {
-        file: PathBuf,
-    },
-    /// Differs: the new version is beside it as `.snap.new`.
-    Mismatched {
-        file: PathBuf,
-        new_file: PathBuf,
-        diff: String,
-    },
+pub struct NotRun {
+    pub name: String,
+    pub path: PathBuf,
+    pub reason: String,
 }
 
 /// Totals for the whole run.
@@ -162,7 +152,7 @@ pub struct RunSummary {
     pub skipped: usize,
     /// Scenarios not started (fail-fast, interruption).
     pub not_run: usize,
-    #[serde(with = "duration_ms")]
+    #[serde(rename = "duration_ms", with = "milliseconds")]
     pub duration: Duration,
     pub seed: u64,
     /// What this run could not see: set when it ran against an external broker.
@@ -183,7 +173,8 @@ impl RunSummary {
     }
 }
 
-mod duration_ms {
+/// Durations in reports are milliseconds with microsecond precision; their keys say so.
+mod milliseconds {
     use serde::Serializer;
     use std::time::Duration;
 

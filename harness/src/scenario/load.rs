@@ -41,6 +41,9 @@ pub struct ScenarioFile {
     /// Compare the normalized trace with `snapshots/<name>.snap`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub snapshot: bool,
+    /// Labels for picking suites, e.g. `[smoke, faults]` (`hil run --tag smoke`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
     /// Boards under test, by role name.
     #[serde(default, skip_serializing_if = "Actors::is_empty")]
     pub boards: Actors<BoardSpec>,
@@ -180,6 +183,7 @@ pub fn parse(path: &Path, text: &str, profiles: &[&str]) -> Result<Scenario, Sce
         path: path.to_path_buf(),
         timeout: file.timeout.unwrap_or(DEFAULT_TIMEOUT),
         snapshot: file.snapshot,
+        tags: file.tags,
         boards: file
             .boards
             .0
@@ -389,6 +393,7 @@ pub fn to_yaml(scenario: &Scenario) -> Result<String, serde_saphyr::SerializeErr
         name: scenario.name.clone(),
         timeout: (scenario.timeout != DEFAULT_TIMEOUT).then_some(scenario.timeout),
         snapshot: scenario.snapshot,
+        tags: scenario.tags.clone(),
         boards: Actors(
             scenario
                 .boards

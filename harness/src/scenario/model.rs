@@ -19,6 +19,8 @@ pub struct Scenario {
     pub timeout: Duration,
     /// Compare the normalized trace against `snapshots/<name>.snap`.
     pub snapshot: bool,
+    /// Labels for picking suites (`hil run --tag`, `--skip-tag`).
+    pub tags: Vec<String>,
     pub boards: Vec<BoardDecl>,
     pub clients: Vec<ClientDecl>,
     pub steps: Vec<Step>,

@@ -21,7 +21,7 @@ pub use event::{
     hex_excerpt, BoardChange, BrokerAction, CloseReason, Direction, Event, EventBody, Packet,
     Payload, Subscription, Will,
 };
-pub use timeline::{render_rows, Row, Tone};
+pub use timeline::{board_of, client_of, render_rows, Row, Tone, TraceFilter};
 pub use writer::TraceFileError;
 use writer::TraceWriter;
 

@@ -223,6 +223,97 @@ impl Row {
     }
 }
 
+/// The client id an event belongs to, if any.
+pub fn client_of(event: &Event) -> Option<&str> {
+    match &event.body {
+        EventBody::Mqtt { client, .. }
+        | EventBody::Malformed { client, .. }
+        | EventBody::ConnClosed { client, .. } => client.as_deref(),
+        _ => None,
+    }
+}
+
+/// The board an event belongs to, if any: its serial lines, relay, state, warnings and
+/// what was done to it.
+pub fn board_of(event: &Event) -> Option<&str> {
+    match &event.body {
+        EventBody::Serial { board, .. }
+        | EventBody::Relay { board, .. }
+        | EventBody::BoardState { board, .. }
+        | EventBody::BoardWarning { board, .. }
+        | EventBody::Board { board, .. } => Some(board),
+        _ => None,
+    }
+}
+
+/// Which events of a trace to show (`hil trace show`); every one when all are empty.
+#[derive(Debug, Clone, Default)]
+pub struct TraceFilter {
+    /// Only this client's events.
+    pub client: Option<String>,
+    /// Only this board's events.
+    pub board: Option<String>,
+    /// Only rows of these kinds (the timeline's third column: `publish`, `serial`, ...).
+    pub kinds: Vec<String>,
+    /// Only publishes whose topic matches this filter.
+    pub topic: Option<String>,
+}
+
+impl TraceFilter {
+    /// Why the filter cannot be meant for this trace: a client, board or kind it does
+    /// not hold, told with the ones it does.
+    pub fn check(&self, events: &[Event]) -> Result<(), String> {
+        let origin = events.first().map_or(0, |e| e.t_us);
+        let named = |wanted: &Option<String>, what: &str, of: &dyn Fn(&Event) -> Option<String>| {
+            let Some(wanted) = wanted else {
+                return Ok(());
+            };
+            let mut present: Vec<String> = events.iter().filter_map(of).collect();
+            present.sort();
+            present.dedup();
+            if present.contains(wanted) {
+                return Ok(());
+            }
+            let present = if present.is_empty() {
+                format!("the trace has no {what}s")
+            } else {
+                format!("the trace's {what}s are: {}", present.join(", "))
+            };
+            Err(format!("no {what} {wanted:?} in this trace; {present}"))
+        };
+        named(&self.client, "client", &|e| {
+            client_of(e).map(str::to_string)
+        })?;
+        named(&self.board, "board", &|e| board_of(e).map(str::to_string))?;
+        for kind in &self.kinds {
+            let kind = Some(kind.clone());
+            named(&kind, "kind", &|e| Some(Row::of(e, origin).what))?;
+        }
+        Ok(())
+    }
+
+    pub fn keeps(&self, event: &Event, row: &Row) -> bool {
+        let wanted = |filter: &Option<String>, value: Option<&str>| {
+            filter.as_deref().is_none_or(|wanted| value == Some(wanted))
+        };
+        let topic = || match (&self.topic, &event.body) {
+            (None, _) => true,
+            (
+                Some(filter),
+                EventBody::Mqtt {
+                    packet: Packet::Publish { topic, .. },
+                    ..
+                },
+            ) => rumqttc::matches(topic, filter),
+            _ => false,
+        };
+        wanted(&self.client, client_of(event))
+            && wanted(&self.board, board_of(event))
+            && (self.kinds.is_empty() || self.kinds.contains(&row.what))
+            && topic()
+    }
+}
+
 /// Renders rows with the `who` column as wide as its widest entry.
 pub fn render_rows(rows: &[Row], styled: bool) -> Vec<String> {
     let width = rows

@@ -246,3 +246,47 @@ impl Lines {
         }
     }
 }
+
+/// A folder of scenario files for one test.
+pub struct Suite {
+    dir: tempfile::TempDir,
+}
+
+impl Suite {
+    pub fn new() -> Suite {
+        Suite {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn add(&self, file: &str, text: &str) -> &Suite {
+        let path = self.path(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+        self
+    }
+
+    /// `hil ARGS` in the folder, without colour, insta or CI settings of its own.
+    pub fn command(&self, args: &[&str]) -> assert_cmd::Command {
+        let mut command = assert_cmd::Command::new(hil_exe());
+        command
+            .current_dir(self.dir.path())
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env_remove("INSTA_UPDATE")
+            .env_remove("CI");
+        command
+    }
+
+    pub fn hil(&self, args: &[&str]) -> std::process::Output {
+        self.command(args).output().unwrap()
+    }
+}
