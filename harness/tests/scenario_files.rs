@@ -210,3 +210,48 @@ fn discovery_stays_inside_the_folder_and_ends_on_a_link_loop() {
         "1 scenario file(s) valid"
     );
 }
+
+#[test]
+fn every_problem_of_a_file_is_reported_at_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("four.yaml"),
+        "name: four mistakes\n\
+         timeout: 2s\n\
+         boards:\n  lamp: { profile: sim }\n\
+         clients:\n  phone: {}\n\
+         steps:\n\
+         \x20 - publish: { as: lamp, topic: living_room_lights, payload: \"on\" }\n\
+         \x20 - expect_relay: { board: phone, state: on }\n\
+         \x20 - expect_message: { topic: \"a/#/b\", within: 5s }\n\
+         \x20 - wait: { for: 3s }\n",
+    )
+    .unwrap();
+    let output = hil(dir.path(), &["check".as_ref(), "four.yaml".as_ref()]);
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    for (place, phrase) in [
+        (
+            "four.yaml:8:20",
+            "`lamp` is a board; this step drives a harness client",
+        ),
+        (
+            "four.yaml:9:28",
+            "`phone` is a client; this step drives a board",
+        ),
+        ("four.yaml:10:30", "`a/#/b` is not a valid topic filter"),
+        (
+            "four.yaml:10:47",
+            "`within: 5s` is longer than the scenario's timeout of 2s",
+        ),
+        (
+            "four.yaml:11:18",
+            "`for: 3s` is longer than the scenario's timeout of 2s",
+        ),
+    ] {
+        assert!(
+            text.contains(&format!("{place}: {phrase}")),
+            "{place} {phrase}:\n{text}"
+        );
+    }
+}

@@ -19,6 +19,8 @@ pub struct ScenarioError {
     location: Option<Location>,
     message: String,
     help: Option<String>,
+    /// The file's other problems, after this one.
+    more: Vec<ScenarioError>,
 }
 
 impl ScenarioError {
@@ -29,7 +31,19 @@ impl ScenarioError {
             location: None,
             message: message.into(),
             help: None,
+            more: Vec::new(),
         }
+    }
+
+    /// This problem, then the file's others.
+    pub fn and(mut self, more: Vec<ScenarioError>) -> ScenarioError {
+        self.more = more;
+        self
+    }
+
+    /// Every problem of the file: this one, then the others.
+    pub fn problems(&self) -> impl Iterator<Item = &ScenarioError> {
+        std::iter::once(self).chain(&self.more)
     }
 
     pub fn at(mut self, text: &str, location: Location) -> ScenarioError {
@@ -66,10 +80,14 @@ impl ScenarioError {
         } else {
             GraphicalTheme::unicode_nocolor()
         };
-        let mut out = String::new();
         let handler = GraphicalReportHandler::new_themed(theme).with_width(100);
-        if handler.render_report(&mut out, self).is_err() {
-            out = self.to_string();
+        let mut out = String::new();
+        for problem in self.problems() {
+            let mut one = String::new();
+            if handler.render_report(&mut one, problem).is_err() {
+                one = format!("{problem}\n");
+            }
+            out += &one;
         }
         out
     }
@@ -102,8 +120,13 @@ impl fmt::Display for ScenarioError {
                 at.line,
                 at.column,
                 self.message
-            ),
-            None => write!(f, "{}: {}", self.path.display(), self.message),
+            )?,
+            None => write!(f, "{}: {}", self.path.display(), self.message)?,
+        }
+        match self.more.len() {
+            0 => Ok(()),
+            1 => write!(f, " (and 1 more problem)"),
+            more => write!(f, " (and {more} more problems)"),
         }
     }
 }

@@ -206,24 +206,29 @@ pub fn parse(path: &Path, text: &str, profiles: &[&str]) -> Result<Scenario, Sce
             .collect(),
         steps: file.steps,
     };
-    validate::check(&scenario, profiles).map_err(|problem| {
-        let at = problem.location.unwrap_or(Location { line: 1, column: 1 });
-        // The field is looked for up to the next step, so another step's is never taken.
-        let next_step = all_steps(&scenario.steps)
-            .into_iter()
-            .map(|step| step.location)
-            .filter(|step| *step > at)
-            .min();
-        let at = problem
-            .field
-            .and_then(|field| locate::field_value(text, at, next_step, field))
-            .unwrap_or(at);
-        let error = ScenarioError::new(path, problem.message).at(text, at);
-        match problem.help {
-            Some(help) => error.help(help),
-            None => error,
-        }
-    })?;
+    let mut errors = validate::check(&scenario, profiles)
+        .into_iter()
+        .map(|problem| {
+            let at = problem.location.unwrap_or(Location { line: 1, column: 1 });
+            // The field is looked for up to the next step, so another step's is never taken.
+            let next_step = all_steps(&scenario.steps)
+                .into_iter()
+                .map(|step| step.location)
+                .filter(|step| *step > at)
+                .min();
+            let at = problem
+                .field
+                .and_then(|field| locate::field_value(text, at, next_step, field))
+                .unwrap_or(at);
+            let error = ScenarioError::new(path, problem.message).at(text, at);
+            match problem.help {
+                Some(help) => error.help(help),
+                None => error,
+            }
+        });
+    if let Some(first) = errors.next() {
+        return Err(first.and(errors.collect()));
+    }
     Ok(scenario)
 }
 

@@ -1,6 +1,6 @@
 //! What the YAML shape cannot say about a scenario: unique actor names, known profiles,
-//! and each step's own checks (in its file under `crate::steps`). The first problem found
-//! is reported, at the step that has it.
+//! and each step's own checks (in its file under `crate::steps`). Every problem is
+//! reported, each at the step (or declaration) that has it.
 
 use std::collections::HashSet;
 
@@ -37,15 +37,17 @@ fn field_problem(
     }
 }
 
-/// Checks a scenario; `profiles` are the board profiles a scenario may name.
-pub(super) fn check(scenario: &Scenario, profiles: &[&str]) -> Result<(), Problem> {
+/// Checks a scenario; `profiles` are the board profiles a scenario may name. Every
+/// problem is reported, in file order; the first of a file always comes first.
+pub(super) fn check(scenario: &Scenario, profiles: &[&str]) -> Vec<Problem> {
+    let start = Location { line: 1, column: 1 };
+    let mut problems = Vec::new();
     if scenario.name.trim().is_empty() {
-        return Err(Problem {
-            message: "the scenario's `name` is empty".into(),
-            location: Some(Location { line: 1, column: 1 }),
-            field: None,
-            help: Some("give it a name that says what it checks".into()),
-        });
+        problems.push(problem(
+            start,
+            "the scenario's `name` is empty",
+            "give it a name that says what it checks",
+        ));
     }
     let mut seen = HashSet::new();
     for (name, at) in scenario
@@ -55,7 +57,7 @@ pub(super) fn check(scenario: &Scenario, profiles: &[&str]) -> Result<(), Proble
         .chain(scenario.clients.iter().map(|c| (&c.name, c.location)))
     {
         if !seen.insert(name.clone()) {
-            return Err(problem(
+            problems.push(problem(
                 at,
                 format!("`{name}` is declared twice"),
                 "give every board and client its own name",
@@ -64,7 +66,7 @@ pub(super) fn check(scenario: &Scenario, profiles: &[&str]) -> Result<(), Proble
     }
     for board in &scenario.boards {
         if !profiles.contains(&board.spec.profile.as_str()) {
-            return Err(field_problem(
+            problems.push(field_problem(
                 board.location,
                 "profile",
                 format!("unknown board profile `{}`", board.spec.profile),
@@ -77,7 +79,7 @@ pub(super) fn check(scenario: &Scenario, profiles: &[&str]) -> Result<(), Proble
     }
     for client in &scenario.clients {
         if let Some(protocol) = client.spec.protocol.filter(|p| !matches!(p, 4 | 5)) {
-            return Err(field_problem(
+            problems.push(field_problem(
                 client.location,
                 "protocol",
                 format!("client `{}` asks for protocol {protocol}", client.name),
@@ -86,16 +88,16 @@ pub(super) fn check(scenario: &Scenario, profiles: &[&str]) -> Result<(), Proble
         }
     }
     if scenario.steps.is_empty() {
-        return Err(Problem {
-            message: "the scenario has no steps".into(),
-            location: Some(Location { line: 1, column: 1 }),
-            field: None,
-            help: Some("add `steps:` with at least one step".into()),
-        });
+        problems.push(field_problem(
+            start,
+            "steps",
+            "the scenario has no steps",
+            "add at least one step under `steps:`, e.g. `- expect_connected: { client: lamp }`",
+        ));
     }
     if scenario.timeout > MAX_DURATION {
-        return Err(field_problem(
-            Location { line: 1, column: 1 },
+        problems.push(field_problem(
+            start,
             "timeout",
             format!(
                 "`timeout: {}` is longer than an hour",
@@ -104,21 +106,20 @@ pub(super) fn check(scenario: &Scenario, profiles: &[&str]) -> Result<(), Proble
             "a scenario runs at most 1h",
         ));
     }
-    let cast = DeclaredActors {
+    let declared = DeclaredActors {
         boards: scenario.boards.iter().map(|b| b.name.clone()).collect(),
         clients: scenario.clients.iter().map(|c| c.name.clone()).collect(),
     };
     for step in all_steps(&scenario.steps) {
-        let mut checks = Checks::new(&cast);
+        let mut checks = Checks::new(&declared, scenario.timeout);
         step.action.check(&mut checks);
-        if let Some(first) = checks.into_problems().into_iter().next() {
-            return Err(Problem {
-                message: first.message,
-                location: Some(step.location),
-                field: first.field,
-                help: Some(first.help),
-            });
-        }
+        problems.extend(checks.into_problems().into_iter().map(|found| Problem {
+            message: found.message,
+            location: Some(step.location),
+            field: found.field,
+            help: Some(found.help),
+        }));
     }
-    Ok(())
+    problems.sort_by_key(|problem| problem.location);
+    problems
 }

@@ -27,6 +27,8 @@ pub struct DeclaredActors {
 /// Collects the problems of one step.
 pub struct Checks<'c> {
     cast: &'c DeclaredActors,
+    /// The scenario's timeout: no wait of a step may outlast it.
+    timeout: Duration,
     problems: Vec<Problem>,
 }
 
@@ -40,9 +42,10 @@ fn declared<'n>(names: impl Iterator<Item = &'n String>) -> String {
 }
 
 impl<'c> Checks<'c> {
-    pub fn new(cast: &'c DeclaredActors) -> Checks<'c> {
+    pub fn new(cast: &'c DeclaredActors, timeout: Duration) -> Checks<'c> {
         Checks {
             cast,
+            timeout,
             problems: Vec::new(),
         }
     }
@@ -193,8 +196,19 @@ impl<'c> Checks<'c> {
         }
     }
 
+    /// A wait of the step: at most an hour, and within the scenario's timeout.
     pub fn duration(&mut self, field: &'static str, value: Duration) {
-        if value > MAX_DURATION {
+        if value > self.timeout && self.timeout <= MAX_DURATION {
+            self.field(
+                field,
+                format!(
+                    "`{field}: {}` is longer than the scenario's timeout of {}",
+                    humantime::format_duration(value),
+                    humantime::format_duration(self.timeout)
+                ),
+                "the scenario would time out first: raise `timeout:` or shorten the wait",
+            );
+        } else if value > MAX_DURATION {
             self.field(
                 field,
                 format!(

@@ -245,7 +245,7 @@ fn step(yaml: &str) -> Action {
         clients: BTreeSet::from(["phone".to_string()]),
     };
     let action: Action = serde_saphyr::from_str(yaml).unwrap();
-    let mut checks = Checks::new(&cast);
+    let mut checks = Checks::new(&cast, Duration::from_secs(30));
     action.check(&mut checks);
     assert_eq!(checks.into_problems(), Vec::new(), "{yaml}");
     action
@@ -465,7 +465,7 @@ async fn pauses_are_counted_and_disconnect_fails_for_a_client_not_connected() {
         ..DeclaredActors::default()
     };
     let display: Action = serde_saphyr::from_str("disconnect: { client: display }").unwrap();
-    let mut checks = Checks::new(&cast);
+    let mut checks = Checks::new(&cast, Duration::from_secs(30));
     display.check(&mut checks);
     assert!(checks.into_problems().is_empty());
     let failed = mismatch(scene.play(&display).await);
@@ -482,7 +482,7 @@ fn checks_name_every_problem_of_a_step_with_its_field() {
         r#"expect_message: { topic: "a/#/b", qos: 3, from: ghost, count: 0, within: 2h }"#,
     )
     .unwrap();
-    let mut checks = Checks::new(&cast);
+    let mut checks = Checks::new(&cast, Duration::from_secs(30));
     action.check(&mut checks);
     let fields: Vec<_> = checks.into_problems().iter().map(|p| p.field).collect();
     assert_eq!(
@@ -497,7 +497,7 @@ fn checks_name_every_problem_of_a_step_with_its_field() {
     );
     let publish: Action =
         serde_saphyr::from_str("publish: { as: lamp, topic: t, payload: x }").unwrap();
-    let mut checks = Checks::new(&cast);
+    let mut checks = Checks::new(&cast, Duration::from_secs(30));
     publish.check(&mut checks);
     let problems = checks.into_problems();
     assert_eq!(
