@@ -198,24 +198,21 @@ impl<'c> Checks<'c> {
 
     /// A wait of the step: at most an hour, and within the scenario's timeout.
     pub fn duration(&mut self, field: &'static str, value: Duration) {
-        if value > self.timeout && self.timeout <= MAX_DURATION {
+        let shown = humantime::format_duration(value);
+        if value > MAX_DURATION {
+            self.field(
+                field,
+                format!("`{field}: {shown}` is longer than an hour"),
+                "a scenario step waits at most 1h",
+            );
+        } else if value > self.timeout {
             self.field(
                 field,
                 format!(
-                    "`{field}: {}` is longer than the scenario's timeout of {}",
-                    humantime::format_duration(value),
+                    "`{field}: {shown}` is longer than the scenario's timeout of {}",
                     humantime::format_duration(self.timeout)
                 ),
                 "the scenario would time out first: raise `timeout:` or shorten the wait",
-            );
-        } else if value > MAX_DURATION {
-            self.field(
-                field,
-                format!(
-                    "`{field}: {}` is longer than an hour",
-                    humantime::format_duration(value)
-                ),
-                "a scenario step waits at most 1h",
             );
         }
     }
