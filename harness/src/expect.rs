@@ -337,6 +337,89 @@ impl<'c> ConnectionTracker<'c> {
     }
 }
 
+/// A command the board could not hear: a publish on a topic the board subscribes to,
+/// made before the broker confirmed the board's subscription, told as the story of what
+/// happened and what to write instead.
+pub fn published_before_subscribed(
+    events: &[std::sync::Arc<Event>],
+    board: &str,
+    client_id: &str,
+) -> Option<String> {
+    let origin = events.first().map_or(0, |e| e.t_us);
+    let ms = |t: u64| t.saturating_sub(origin) as f64 / 1000.0;
+    let mut filters: Vec<&str> = Vec::new();
+    let mut early: Option<(&str, &str, u64)> = None;
+    for event in events {
+        let EventBody::Mqtt {
+            client,
+            dir,
+            packet,
+            ..
+        } = &event.body
+        else {
+            continue;
+        };
+        let from_board = client.as_deref() == Some(client_id);
+        match (packet, dir, from_board) {
+            (
+                Packet::Subscribe {
+                    filters: wanted, ..
+                },
+                Direction::ToBroker,
+                true,
+            ) => {
+                filters = wanted.iter().map(|s| s.filter.as_str()).collect();
+            }
+            (Packet::Publish { topic, .. }, Direction::ToBroker, false) if early.is_none() => {
+                early = Some((client.as_deref().unwrap_or("?"), topic, event.t_us));
+            }
+            (Packet::Suback { .. }, Direction::ToClient, true) => {
+                let (publisher, topic, at) = early?;
+                let filter = filters
+                    .iter()
+                    .find(|filter| rumqttc::matches(topic, filter))?;
+                return Some(format!(
+                    "{board} subscribed to {filter} only at {:.1} ms, after {publisher}'s publish \
+                     on {topic} at {:.1} ms, which it could not hear: start with \
+                     `expect_connected: {{ client: {board} }}`",
+                    ms(event.t_us),
+                    ms(at)
+                ));
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// When a board's switch was pressed more often than matching messages came: how many
+/// presses, and how close the closest two were, since the firmware counts presses closer
+/// than its debounce as one.
+pub fn debounce_hint(events: &[std::sync::Arc<Event>], matched: usize) -> Option<String> {
+    let mut presses: std::collections::BTreeMap<&str, Vec<u64>> = Default::default();
+    for event in events {
+        if let EventBody::Board {
+            board,
+            change: crate::trace::BoardChange::SwitchPressed,
+        } = &event.body
+        {
+            presses.entry(board).or_default().push(event.t_us);
+        }
+    }
+    presses.into_iter().find_map(|(board, times)| {
+        let closest = times.windows(2).map(|pair| pair[1] - pair[0]).min()?;
+        (times.len() > matched).then(|| {
+            format!(
+                "{} presses of {board} since the step began, the closest two {:.1} ms apart: \
+                 the firmware counts presses closer than its debounce (30 ms unless the board \
+                 sets `debounce:`) as one; space them with `wait`",
+                times.len(),
+                closest as f64 / 1000.0
+            )
+        })
+    })
+}
+
 /// Topics that differ by a typo or one level are worth showing as near misses.
 fn similar_topic(topic: &str, filter: &str) -> bool {
     strsim::normalized_levenshtein(topic, filter) >= 0.75

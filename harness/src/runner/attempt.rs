@@ -275,7 +275,10 @@ struct Stage<'a> {
     /// Expectations look at events from here on: where the last stimulus step began.
     window_start: usize,
     waited: Duration,
+    /// Steps started so far, blocks' steps included.
     step_number: usize,
+    /// The running step's place: its number in each enclosing block.
+    place: Vec<usize>,
     current_step: Option<StepRef>,
     steps_end: Option<usize>,
     /// Events to record later (a partition's heal), dropped with the attempt.
@@ -334,6 +337,7 @@ impl<'a> Stage<'a> {
             window_start: 0,
             waited: Duration::ZERO,
             step_number: 0,
+            place: Vec::new(),
             current_step: None,
             steps_end: None,
             pending_records: tokio::task::JoinSet::new(),
@@ -397,11 +401,16 @@ impl<'a> Stage<'a> {
         steps: &'s [Step],
     ) -> Pin<Box<dyn Future<Output = Result<(), StepError>> + Send + 's>> {
         Box::pin(async move {
+            self.place.push(0);
             for step in steps {
                 self.step_number += 1;
+                if let Some(last) = self.place.last_mut() {
+                    *last += 1;
+                }
+                let number: Vec<String> = self.place.iter().map(usize::to_string).collect();
                 let name = step.action.name();
                 self.current_step = Some(StepRef::new(
-                    self.step_number,
+                    number.join("."),
                     name,
                     &self.scenario.path,
                     step.location,
@@ -424,6 +433,7 @@ impl<'a> Stage<'a> {
                 });
                 result?;
             }
+            self.place.pop();
             Ok(())
         })
     }

@@ -28,8 +28,9 @@ pub enum Status {
 /// The step a failure happened in.
 #[derive(Debug, Clone, Serialize)]
 pub struct StepRef {
-    /// 1-based, in file order (steps inside `repeat` count once per pass).
-    pub number: usize,
+    /// Where the step stands: `3` for the third step, `3.2` for the second step inside
+    /// the third (a `repeat`), numbered again on each pass.
+    pub number: String,
     pub name: String,
     pub file: PathBuf,
     pub line: usize,
@@ -37,7 +38,7 @@ pub struct StepRef {
 }
 
 impl StepRef {
-    pub fn new(number: usize, name: &str, file: &std::path::Path, location: Location) -> StepRef {
+    pub fn new(number: String, name: &str, file: &std::path::Path, location: Location) -> StepRef {
         StepRef {
             number,
             name: name.to_string(),

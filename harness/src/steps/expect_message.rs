@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::duration::{self, DurationText};
 use super::{Checks, Needs, Role, Scene, StepError, StepKind, Window};
-use crate::expect::{MessageQuery, PayloadMatch, SeenPublish};
+use crate::expect::{debounce_hint, MessageQuery, PayloadMatch, SeenPublish};
 
 /// After a failed wait, how long to keep looking for a late arrival (at most `within`).
 pub const LATE_ARRIVAL_GRACE: Duration = Duration::from_millis(500);
@@ -167,13 +167,19 @@ impl StepKind for ExpectMessage {
         } else {
             format!("{count} × {}", query.describe())
         };
-        let publishes = watch.seen()[..in_time]
+        let in_time = &watch.seen()[..in_time];
+        let publishes = in_time
             .iter()
             .filter(|e| SeenPublish::of(e).is_some())
             .count();
+        misses.extend(debounce_hint(in_time, seen));
         Err(StepError::with_near_misses(
             format!("{want} within {}", humantime::format_duration(self.within)),
-            format!("{seen} matching; {publishes} publishes seen since the step began"),
+            format!(
+                "{seen} matching; {publishes} publishes seen since the step began (waited {}, then {} more for late arrivals)",
+                humantime::format_duration(self.within),
+                humantime::format_duration(grace)
+            ),
             misses,
         ))
     }

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::duration::{self, DurationText};
 use super::{Checks, Needs, Role, Scene, StepError, StepKind, Window};
+use crate::expect::published_before_subscribed;
 use crate::trace::{Event, EventBody};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
@@ -71,13 +72,16 @@ impl StepKind for ExpectRelay {
             return Ok(());
         }
         let word = |on: bool| if on { "on" } else { "off" };
-        Err(StepError::failed(
+        let client_id = scene.client_id(&self.board);
+        let story = published_before_subscribed(watch.seen(), &self.board, &client_id);
+        Err(StepError::with_near_misses(
             format!("{}'s relay {}", self.board, word(want)),
             format!(
                 "it stayed {} for {}",
                 word(on),
                 humantime::format_duration(self.within)
             ),
+            story.into_iter().collect(),
         ))
     }
 }

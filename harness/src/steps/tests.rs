@@ -284,7 +284,7 @@ async fn a_stimulus_moves_the_window_so_old_messages_do_not_count() {
     let failed = mismatch(scene.play(&expect).await);
     assert_eq!(
         failed.observed,
-        "0 matching; 0 publishes seen since the step began"
+        "0 matching; 0 publishes seen since the step began (waited 100ms, then 100ms more for late arrivals)"
     );
 }
 
@@ -321,7 +321,7 @@ async fn a_missing_message_fails_after_its_deadline_and_the_grace() {
     assert_eq!(started.elapsed(), Duration::from_millis(400));
     assert_eq!(
         failed.observed,
-        "0 matching; 1 publishes seen since the step began"
+        "0 matching; 1 publishes seen since the step began (waited 200ms, then 200ms more for late arrivals)"
     );
     assert!(
         failed.near_misses[0].starts_with("same topic, other payload"),
@@ -524,4 +524,72 @@ fn every_step_has_a_name_a_doc_and_documented_roles() {
             doc.summary
         );
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn presses_closer_than_the_debounce_are_named_in_the_story() {
+    let mut scene = FakeScene::new();
+    scene.play(&step(PRESS)).await.unwrap();
+    let pressed = || EventBody::Board {
+        board: "lamp".into(),
+        change: crate::trace::BoardChange::SwitchPressed,
+    };
+    for _ in 0..3 {
+        scene.trace.record(pressed());
+    }
+    scene.trace.record(lamp_says("on"));
+    let three = step(
+        r#"expect_message: { topic: living_room_lights, from: lamp, count: 3, within: 50ms }"#,
+    );
+    let failed = mismatch(scene.play(&three).await);
+    let hint = failed.near_misses.last().unwrap();
+    assert!(
+        hint.starts_with("3 presses of lamp since the step began"),
+        "{hint}"
+    );
+    assert!(hint.contains("debounce"), "{hint}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_command_before_the_board_subscribed_is_told_as_such() {
+    let mut scene = FakeScene::new();
+    let subscribe = EventBody::Mqtt {
+        conn: 2,
+        client: Some("lamp".into()),
+        dir: Direction::ToBroker,
+        packet: Packet::Subscribe {
+            pkid: 1,
+            filters: vec![crate::trace::Subscription {
+                filter: "living_room_lights".into(),
+                qos: 1,
+            }],
+        },
+    };
+    let suback = EventBody::Mqtt {
+        conn: 2,
+        client: Some("lamp".into()),
+        dir: Direction::ToClient,
+        packet: Packet::Suback {
+            pkid: 1,
+            codes: vec!["Success(AtLeastOnce)".into()],
+        },
+    };
+    scene.trace.record(publish_event(
+        "phone",
+        Direction::ToBroker,
+        "living_room_lights",
+        "on",
+    ));
+    scene.trace.record(subscribe);
+    scene.trace.record(suback);
+    let on = step("expect_relay: { board: lamp, state: on, within: 50ms }");
+    let failed = mismatch(scene.play(&on).await);
+    assert!(
+        failed.near_misses[0].starts_with("lamp subscribed to living_room_lights only at "),
+        "{failed:?}"
+    );
+    assert!(
+        failed.near_misses[0].ends_with("start with `expect_connected: { client: lamp }`"),
+        "{failed:?}"
+    );
 }
