@@ -270,6 +270,8 @@ fn yaml_error(path: &Path, text: &str, error: &serde_saphyr::Error) -> ScenarioE
                 .to_string()
         } else if raw.contains("after enum variant") {
             "a step is a map with one key: start every step with its own `- `".to_string()
+        } else if let Some(help) = location.and_then(|at| step_shape_help(text, at, raw)) {
+            help
         } else {
             "`hil schema` prints the format; scenarios/README.md explains every step".to_string()
         }
@@ -281,11 +283,61 @@ fn yaml_error(path: &Path, text: &str, error: &serde_saphyr::Error) -> ScenarioE
     scenario_error
 }
 
+/// What to write instead, when a step at `at` is not the `name: { fields }` map it must
+/// be: a plain value after the name (`wait: 1s`), fields not indented under the name, or
+/// a step out of line with the ones before it.
+fn step_shape_help(text: &str, at: Location, raw: &str) -> Option<String> {
+    let line = text.lines().nth(at.line.checked_sub(1)?)?;
+    if raw.contains("did not find expected '-'") {
+        return Some(
+            "a step must line up with the steps before it: every `- ` at the same column".into(),
+        );
+    }
+    if raw != "expected mapping start" {
+        return None;
+    }
+    let (name, value) = line.trim_start().strip_prefix('-')?.split_once(':')?;
+    let (name, value) = (name.trim(), value.trim());
+    let mut generator = schemars::SchemaGenerator::default();
+    let doc = crate::steps::Action::docs(&mut generator)
+        .into_iter()
+        .find(|doc| doc.name == name)?;
+    let required: Vec<&str> = doc
+        .fields
+        .iter()
+        .filter(|field| field.required)
+        .map(|field| field.name.as_str())
+        .collect();
+    let example = |value: &str| match required.as_slice() {
+        [] => format!("`{name}: {{}}`"),
+        [only] => format!("`{name}: {{ {only}: {value} }}`"),
+        several => format!(
+            "`{name}: {{ {} }}`",
+            several
+                .iter()
+                .map(|field| format!("{field}: …"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    Some(if value.is_empty() {
+        format!(
+            "the fields of `{name}` go under it, indented deeper than `{name}:`, or on its line: {}",
+            example("…")
+        )
+    } else {
+        format!("`{name}` takes a map of fields: write {}", example(value))
+    })
+}
+
 /// The parser's and serde's wording, said the way a scenario author thinks of it.
 fn plain_words(raw: &str) -> String {
     if let Some(rest) = raw.strip_prefix("unknown variant ") {
         let what = if names_steps(raw) { "step" } else { "value" };
         return format!("unknown {what} {rest}");
+    }
+    if raw.contains("did not find expected '-' indicator") {
+        return "this line is indented differently from the list it is in".to_string();
     }
     if let Some(rest) = raw.strip_prefix("duplicate mapping key: ") {
         let key = rest.split(',').next().unwrap_or(rest);
