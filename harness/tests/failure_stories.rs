@@ -25,6 +25,13 @@ fn a_command_before_the_board_subscribed_is_named_with_the_fix() {
          \x20 - publish: { as: phone, topic: living_room_lights, payload: \"on\" }\n\
          \x20 - expect_relay: { board: lamp, state: on, within: 500ms }\n",
     );
+    let check = suite.hil(&["check", "early.yaml"]);
+    let warned = String::from_utf8_lossy(&check.stderr);
+    assert_eq!(check.status.code(), Some(0), "{warned}");
+    assert!(
+        warned.contains("warning: early.yaml:7:5: `publish` to living_room_lights before anything waits for lamp"),
+        "{warned}"
+    );
     let text = run_failing(&suite, "early.yaml");
     assert!(
         text.contains("lamp subscribed to living_room_lights only at"),

@@ -247,7 +247,17 @@ fn load_all(command: &str, paths: &[PathBuf]) -> Result<Vec<Scenario>, Failure> 
     let mut invalid = 0;
     for file in files {
         match scenario::load(&file, &hil::board::profile::known_names()) {
-            Ok(scenario) => scenarios.push(scenario),
+            Ok(scenario) => {
+                for (at, warning) in scenario::warnings(&scenario) {
+                    anstream::eprintln!(
+                        "warning: {}:{}:{}: {warning}",
+                        file.display(),
+                        at.line,
+                        at.column
+                    );
+                }
+                scenarios.push(scenario);
+            }
             Err(error) => {
                 invalid += 1;
                 anstream::eprintln!("{}", error.render(color));

@@ -10,3 +10,4 @@ mod validate;
 pub use error::ScenarioError;
 pub use load::{discover, json_schema, load, parse, to_yaml, ScenarioFile, MAX_FILE_BYTES};
 pub use model::*;
+pub use validate::warnings;

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 
 use super::{Location, Scenario};
-use crate::steps::{all_steps, Checks, DeclaredActors, MAX_DURATION};
+use crate::steps::{all_steps, Action, Checks, DeclaredActors, Role, MAX_DURATION};
 
 pub(super) struct Problem {
     pub message: String,
@@ -122,4 +122,40 @@ pub(super) fn check(scenario: &Scenario, profiles: &[&str]) -> Vec<Problem> {
     }
     problems.sort_by_key(|problem| problem.location);
     problems
+}
+
+/// What is allowed but likely a mistake: a publish on a board's topic before anything
+/// waits, which the board cannot hear yet (it subscribes only once it has booted and
+/// connected). Each warning is `line:column` and the words.
+pub fn warnings(scenario: &Scenario) -> Vec<(Location, String)> {
+    let mut warnings = Vec::new();
+    for step in &scenario.steps {
+        match (&step.action, step.action.role()) {
+            (_, Role::Expectation) | (Action::Wait(_), _) => break,
+            (Action::Publish(publish), _) => {
+                let hears = scenario.boards.iter().find(|board| {
+                    let topic = board
+                        .spec
+                        .topic
+                        .as_deref()
+                        .unwrap_or(hil_firmware::DEFAULT_TOPIC);
+                    publish.topic == topic
+                });
+                if let Some(board) = hears {
+                    warnings.push((
+                        step.location,
+                        format!(
+                            "`publish` to {} before anything waits for {name}: {name} cannot hear \
+                             it until it has connected and subscribed; start with \
+                             `expect_connected: {{ client: {name} }}`",
+                            publish.topic,
+                            name = board.name
+                        ),
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    warnings
 }
