@@ -318,7 +318,7 @@ impl<'c> ConnectionTracker<'c> {
                 ..
             } if client.as_deref() == Some(self.client_id) => match packet {
                 Packet::Connack { code, .. } => {
-                    (self.connacked, self.subscribed) = (code == "Success", false)
+                    (self.connacked, self.subscribed) = (code.is_success(), false)
                 }
                 Packet::Suback { .. } => self.subscribed = true,
                 _ => {}

@@ -434,7 +434,14 @@ fn normalized_packet(packet: &Packet) -> Option<String> {
                 .collect();
             format!("subscribe {}", filters.join(", "))
         }
-        Packet::Suback { codes, .. } => format!("suback {}", codes.join(", ")),
+        Packet::Suback { codes, .. } => format!(
+            "suback {}",
+            codes
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         Packet::Unsubscribe { filters, .. } => format!("unsubscribe {}", filters.join(", ")),
         Packet::Disconnect => "disconnect".into(),
         Packet::Puback { .. }

@@ -109,7 +109,7 @@ fn a_login_is_checked_and_a_wrong_one_refused_with_connack_4() {
     assert!(right.status.success(), "{right:?}");
     broker.stop();
     let text = std::fs::read_to_string(&trace).unwrap();
-    assert_eq!(text.matches("BadUserNamePassword").count(), 2, "{text}");
+    assert_eq!(text.matches("bad_user_name_or_password").count(), 2, "{text}");
     assert!(
         !text.contains("s3cret-login") && !text.contains("guess"),
         "{text}"
@@ -310,5 +310,5 @@ steps:
     // The login happened: the broker's trace has each client's user name.
     let trace = std::fs::read_to_string(&broker_trace).unwrap();
     assert!(trace.contains("\"username\":\"ci\""), "{trace}");
-    assert!(!trace.contains("BadUserNamePassword"), "{trace}");
+    assert!(!trace.contains("bad_user_name_or_password"), "{trace}");
 }

@@ -571,7 +571,7 @@ async fn a_command_before_the_board_subscribed_is_told_as_such() {
         dir: Direction::ToClient,
         packet: Packet::Suback {
             pkid: 1,
-            codes: vec!["Success(AtLeastOnce)".into()],
+            codes: vec![crate::trace::SubackCode::GrantedQos1],
         },
     };
     scene.trace.record(publish_event(

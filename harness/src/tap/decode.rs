@@ -7,7 +7,7 @@ use bytes::{Bytes, BytesMut};
 use rumqttc::mqttbytes::{self, v4};
 use rumqttc::v5::mqttbytes::v5;
 
-use crate::trace::{Packet, Payload, Subscription, Will};
+use crate::trace::{ConnackCode, Packet, Payload, SubackCode, Subscription, Will};
 
 /// The protocol a connection speaks, learned from the level byte of its CONNECT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,7 +141,7 @@ impl Decoder {
             },
             v5::Packet::ConnAck(ack) => Packet::Connack {
                 session_present: ack.session_present,
-                code: format!("{:?}", ack.code),
+                code: connack_v5(ack.code),
             },
             v5::Packet::Publish(publish) => {
                 let mut topic = lossy(&publish.topic);
@@ -178,7 +178,7 @@ impl Decoder {
             },
             v5::Packet::SubAck(ack) => Packet::Suback {
                 pkid: ack.pkid,
-                codes: ack.return_codes.iter().map(|c| format!("{c:?}")).collect(),
+                codes: ack.return_codes.iter().map(suback_v5).collect(),
             },
             v5::Packet::Unsubscribe(unsubscribe) => Packet::Unsubscribe {
                 pkid: unsubscribe.pkid,
@@ -349,7 +349,7 @@ fn from_v4(packet: v4::Packet) -> Packet {
         },
         v4::Packet::ConnAck(ack) => Packet::Connack {
             session_present: ack.session_present,
-            code: format!("{:?}", ack.code),
+            code: connack_v4(ack.code),
         },
         v4::Packet::Publish(publish) => Packet::Publish {
             pkid: (publish.qos as u8 > 0).then_some(publish.pkid),
@@ -376,7 +376,7 @@ fn from_v4(packet: v4::Packet) -> Packet {
         },
         v4::Packet::SubAck(ack) => Packet::Suback {
             pkid: ack.pkid,
-            codes: ack.return_codes.iter().map(|c| format!("{c:?}")).collect(),
+            codes: ack.return_codes.iter().map(suback_v4).collect(),
         },
         v4::Packet::Unsubscribe(unsubscribe) => Packet::Unsubscribe {
             pkid: unsubscribe.pkid,
@@ -549,5 +549,72 @@ mod tests {
         let json = serde_json::to_string(&packet).unwrap();
         assert!(json.contains("\"username\":\"user\""), "{json}");
         assert!(!json.contains("s3cret-pass"), "{json}");
+    }
+}
+
+/// rumqttc's codes in hil's words: every variant named, so a library upgrade that adds
+/// one fails to build here instead of changing a trace.
+fn connack_v4(code: v4::ConnectReturnCode) -> ConnackCode {
+    use v4::ConnectReturnCode as Code;
+    match code {
+        Code::Success => ConnackCode::Success,
+        Code::RefusedProtocolVersion => ConnackCode::UnsupportedProtocolVersion,
+        Code::BadClientId => ConnackCode::ClientIdentifierNotValid,
+        Code::ServiceUnavailable => ConnackCode::ServerUnavailable,
+        Code::BadUserNamePassword => ConnackCode::BadUserNameOrPassword,
+        Code::NotAuthorized => ConnackCode::NotAuthorized,
+    }
+}
+
+fn connack_v5(code: v5::ConnectReturnCode) -> ConnackCode {
+    use v5::ConnectReturnCode as Code;
+    match code {
+        Code::Success => ConnackCode::Success,
+        Code::RefusedProtocolVersion | Code::UnsupportedProtocolVersion => {
+            ConnackCode::UnsupportedProtocolVersion
+        }
+        Code::BadClientId | Code::ClientIdentifierNotValid => ConnackCode::ClientIdentifierNotValid,
+        Code::ServiceUnavailable | Code::ServerUnavailable => ConnackCode::ServerUnavailable,
+        Code::UnspecifiedError => ConnackCode::UnspecifiedError,
+        Code::MalformedPacket => ConnackCode::MalformedPacket,
+        Code::ProtocolError => ConnackCode::ProtocolError,
+        Code::ImplementationSpecificError => ConnackCode::ImplementationSpecificError,
+        Code::BadUserNamePassword => ConnackCode::BadUserNameOrPassword,
+        Code::NotAuthorized => ConnackCode::NotAuthorized,
+        Code::ServerBusy => ConnackCode::ServerBusy,
+        Code::Banned => ConnackCode::Banned,
+        Code::BadAuthenticationMethod => ConnackCode::BadAuthenticationMethod,
+        Code::TopicNameInvalid => ConnackCode::TopicNameInvalid,
+        Code::PacketTooLarge => ConnackCode::PacketTooLarge,
+        Code::QuotaExceeded => ConnackCode::QuotaExceeded,
+        Code::PayloadFormatInvalid => ConnackCode::PayloadFormatInvalid,
+        Code::RetainNotSupported => ConnackCode::RetainNotSupported,
+        Code::QoSNotSupported => ConnackCode::QosNotSupported,
+        Code::UseAnotherServer => ConnackCode::UseAnotherServer,
+        Code::ServerMoved => ConnackCode::ServerMoved,
+        Code::ConnectionRateExceeded => ConnackCode::ConnectionRateExceeded,
+    }
+}
+
+fn suback_v4(code: &v4::SubscribeReasonCode) -> SubackCode {
+    match code {
+        v4::SubscribeReasonCode::Success(qos) => SubackCode::granted(*qos as u8),
+        v4::SubscribeReasonCode::Failure => SubackCode::UnspecifiedError,
+    }
+}
+
+fn suback_v5(code: &v5::SubscribeReasonCode) -> SubackCode {
+    use v5::SubscribeReasonCode as Code;
+    match code {
+        Code::Success(qos) => SubackCode::granted(*qos as u8),
+        Code::Failure | Code::Unspecified => SubackCode::UnspecifiedError,
+        Code::ImplementationSpecific => SubackCode::ImplementationSpecificError,
+        Code::NotAuthorized => SubackCode::NotAuthorized,
+        Code::TopicFilterInvalid => SubackCode::TopicFilterInvalid,
+        Code::PkidInUse => SubackCode::PacketIdentifierInUse,
+        Code::QuotaExceeded => SubackCode::QuotaExceeded,
+        Code::SharedSubscriptionsNotSupported => SubackCode::SharedSubscriptionsNotSupported,
+        Code::SubscriptionIdNotSupported => SubackCode::SubscriptionIdentifiersNotSupported,
+        Code::WildcardSubscriptionsNotSupported => SubackCode::WildcardSubscriptionsNotSupported,
     }
 }

@@ -36,7 +36,7 @@ use conform::{Conformance, Sessions, Verdict};
 use crate::broker::Credentials;
 use crate::namespace::Namespace;
 use crate::pcap::Capture;
-use crate::trace::{hex_excerpt, CloseReason, Direction, EventBody, Packet, Trace};
+use crate::trace::{hex_excerpt, CloseReason, ConnackCode, Direction, EventBody, Packet, Trace};
 
 /// How long a new connection may take to send its CONNECT.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -251,7 +251,7 @@ async fn accept_loop(
 fn note_progress(conn: &Conn<'_>, dir: Direction, packet: &Packet) {
     match (dir, packet) {
         (Direction::ToClient, Packet::Connack { code, .. }) => {
-            *lock(&conn.connack) = Some(code.clone());
+            *lock(&conn.connack) = Some(*code);
         }
         (Direction::ToBroker, packet) => *lock(&conn.last_sent) = packet.name(),
         _ => {}
@@ -293,7 +293,7 @@ struct Conn<'a> {
     /// Set when the client sent DISCONNECT, so the close that follows counts as clean.
     disconnect_sent: AtomicBool,
     /// The engine's CONNACK code, once it came.
-    connack: Mutex<Option<String>>,
+    connack: Mutex<Option<ConnackCode>>,
     /// The last packet the client sent, to say after what the engine closed.
     last_sent: Mutex<&'static str>,
     /// When the client last sent anything, for its keep-alive.
@@ -340,12 +340,12 @@ impl Conn<'_> {
                 )),
             );
         }
-        match lock(&self.connack).as_deref() {
+        match *lock(&self.connack) {
             None => (
                 CloseReason::EngineRefused,
                 Some("the engine closed the connection before CONNACK".into()),
             ),
-            Some(code) if code != "Success" => {
+            Some(code) if !code.is_success() => {
                 (CloseReason::EngineRefused, Some(format!("CONNACK {code}")))
             }
             Some(_) => (
@@ -514,7 +514,7 @@ async fn serve(
                 Direction::ToClient,
                 Packet::Connack {
                     session_present: false,
-                    code: "BadUserNamePassword".into(),
+                    code: ConnackCode::BadUserNameOrPassword,
                 },
             );
             let _ = client.write_all(refusal).await;

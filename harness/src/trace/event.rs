@@ -6,6 +6,8 @@ use base64::Engine as _;
 use bytes::Bytes;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::codes::{ConnackCode, SubackCode};
+
 /// One observation, stamped with its place in the run (`seq`) and the run's clock (`t_us`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
@@ -183,7 +185,7 @@ pub enum Packet {
     },
     Connack {
         session_present: bool,
-        code: String,
+        code: ConnackCode,
     },
     Publish {
         topic: String,
@@ -212,7 +214,7 @@ pub enum Packet {
     },
     Suback {
         pkid: u16,
-        codes: Vec<String>,
+        codes: Vec<SubackCode>,
     },
     Unsubscribe {
         pkid: u16,

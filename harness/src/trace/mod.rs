@@ -7,6 +7,7 @@
 //!   up, so an interrupted run keeps everything recorded before the interruption;
 //! - an in-memory log that [`Cursor`]s read, waking on new events instead of polling.
 
+mod codes;
 mod event;
 mod timeline;
 mod writer;
@@ -17,6 +18,7 @@ use std::time::{Instant, SystemTime};
 
 use tokio::sync::watch;
 
+pub use codes::{ConnackCode, SubackCode};
 pub use event::{
     hex_excerpt, BoardChange, BrokerAction, CloseReason, Direction, Event, EventBody, Packet,
     Payload, Subscription, Will,

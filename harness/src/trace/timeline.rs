@@ -387,7 +387,14 @@ fn packet_detail(packet: &Packet) -> String {
                 .collect();
             format!("{} pkid={pkid}", filters.join(", "))
         }
-        Packet::Suback { pkid, codes } => format!("{} pkid={pkid}", codes.join(", ")),
+        Packet::Suback { pkid, codes } => format!(
+            "{} pkid={pkid}",
+            codes
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         Packet::Unsubscribe { pkid, filters } => format!("{} pkid={pkid}", filters.join(", ")),
         Packet::Pingreq | Packet::Pingresp | Packet::Disconnect | Packet::Auth => String::new(),
     }
