@@ -76,7 +76,10 @@ fn interoperability_dir() -> PathBuf {
                 "the Paho suite is missing ({error}): expected it at ../shared/conformance/ beside the repository"
             )
         });
-    assert!(dir.join("client_test.py").is_file(), "{dir:?} has no client_test.py");
+    assert!(
+        dir.join("client_test.py").is_file(),
+        "{dir:?} has no client_test.py"
+    );
     dir
 }
 
@@ -240,7 +243,10 @@ fn paho_interoperability_suite_on_hil_and_mosquitto() {
     });
     drop((hil, mosquitto));
 
-    let mut table = format!("{:<8} {:<32} {:<8} {:<9}\n", "suite", "test", "hil", "mosquitto");
+    let mut table = format!(
+        "{:<8} {:<32} {:<8} {:<9}\n",
+        "suite", "test", "hil", "mosquitto"
+    );
     let mut failures = Vec::new();
     for suite in suites {
         let (hil_dir, hil) = &results[&(suite.label(), "hil")];
@@ -254,7 +260,11 @@ fn paho_interoperability_suite_on_hil_and_mosquitto() {
                 mosquitto.get(test).map_or("-", |o| o.label())
             );
             if *outcome != Outcome::Pass {
-                failures.push((suite, test.clone(), log_tail(&hil_dir.join(format!("{test}.log")))));
+                failures.push((
+                    suite,
+                    test.clone(),
+                    log_tail(&hil_dir.join(format!("{test}.log"))),
+                ));
             }
         }
         let passed = |r: &Results| r.values().filter(|o| **o == Outcome::Pass).count();
@@ -268,7 +278,10 @@ fn paho_interoperability_suite_on_hil_and_mosquitto() {
     }
     println!("{table}");
 
-    let v311_failures: Vec<_> = failures.iter().filter(|f| matches!(f.0, Suite::V311)).collect();
+    let v311_failures: Vec<_> = failures
+        .iter()
+        .filter(|f| matches!(f.0, Suite::V311))
+        .collect();
     assert!(
         v311_failures.is_empty(),
         "hil must pass every 3.1.1 test:\n{table}\n{}",

@@ -42,7 +42,12 @@ fn frame(first: u8, body: &[u8]) -> Vec<u8> {
     out
 }
 
-fn connect(version: Version, client_id: &str, keep_alive: u16, will: Option<(&str, &str)>) -> Vec<u8> {
+fn connect(
+    version: Version,
+    client_id: &str,
+    keep_alive: u16,
+    will: Option<(&str, &str)>,
+) -> Vec<u8> {
     let mut body = Vec::new();
     field(&mut body, "MQTT");
     body.push(match version {
@@ -185,7 +190,10 @@ impl Raw {
     }
 
     async fn expect(&mut self, kind: u8, what: &str) -> Frame {
-        let frame = self.next().await.unwrap_or_else(|| panic!("closed instead of {what}"));
+        let frame = self
+            .next()
+            .await
+            .unwrap_or_else(|| panic!("closed instead of {what}"));
         assert_eq!(frame.kind(), kind, "expected {what}, got {frame:?}");
         frame
     }
@@ -203,7 +211,8 @@ impl Raw {
 
     /// Publishes and completes the publisher's side of the flow.
     async fn publish(&mut self, topic: &str, qos: u8, payload: &str) {
-        self.send(&publish(self.version, topic, qos, 1, payload)).await;
+        self.send(&publish(self.version, topic, qos, 1, payload))
+            .await;
         match qos {
             1 => {
                 self.expect(4, "PUBACK").await;
@@ -267,14 +276,21 @@ async fn a_client_silent_for_one_and_a_half_keep_alives_is_closed_and_its_will_s
         assert_eq!(watcher.subscribe(&[("wills/#", 0)]).await, [0]);
         let id = format!("silent-{version:?}");
         let mut silent = Raw::open(broker.addr(), version).await;
-        silent.send(&connect(version, &id, 1, Some(("wills/lamp", "gone")))).await;
+        silent
+            .send(&connect(version, &id, 1, Some(("wills/lamp", "gone"))))
+            .await;
         silent.expect_connack().await;
-        assert!(silent.next().await.is_none(), "the broker closes the silent client");
+        assert!(
+            silent.next().await.is_none(),
+            "the broker closes the silent client"
+        );
         let will = watcher.receive().await;
         assert_eq!(will.publish_topic(), "wills/lamp");
-        let closed = wait_for(&trace, "the silent client's close", |e| {
-            matches!(&e.body, EventBody::ConnClosed { client: Some(c), .. } if *c == id)
-        })
+        let closed = wait_for(
+            &trace,
+            "the silent client's close",
+            |e| matches!(&e.body, EventBody::ConnClosed { client: Some(c), .. } if *c == id),
+        )
         .await;
         assert_eq!(
             closed_reason(&closed),
@@ -289,7 +305,9 @@ async fn a_client_silent_for_one_and_a_half_keep_alives_is_closed_and_its_will_s
 async fn a_client_that_pings_in_time_stays_connected() {
     let (broker, _trace) = broker().await;
     let mut pinging = Raw::open(broker.addr(), Version::V311).await;
-    pinging.send(&connect(Version::V311, "pinging", 1, None)).await;
+    pinging
+        .send(&connect(Version::V311, "pinging", 1, None))
+        .await;
     pinging.expect_connack().await;
     // Three keep-alive periods, each answered: the clock restarts on every packet.
     for _ in 0..3 {
@@ -331,7 +349,9 @@ async fn refused_subscriptions_get_0x80_in_v311_and_0x87_in_v5() {
         let mut curious = Raw::connected(broker.addr(), version, &id).await;
         assert_eq!(curious.subscribe(&[("secret/key", 1)]).await, [refused]);
         assert_eq!(
-            curious.subscribe(&[("open/a", 1), ("secret/#", 2), ("open/b", 0)]).await,
+            curious
+                .subscribe(&[("open/a", 1), ("secret/#", 2), ("open/b", 0)])
+                .await,
             [1, refused, 0]
         );
         // The granted part works; the refused part was never subscribed.
@@ -358,10 +378,12 @@ async fn delivery_qos_is_the_lower_of_publish_and_grant() {
             for published in 0..=2u8 {
                 let topic = format!("qos/{version:?}/{granted}/{published}");
                 let mut subscriber =
-                    Raw::connected(broker.addr(), version, &format!("sub-{granted}{published}")).await;
+                    Raw::connected(broker.addr(), version, &format!("sub-{granted}{published}"))
+                        .await;
                 assert_eq!(subscriber.subscribe(&[(&topic, granted)]).await, [granted]);
                 let mut publisher =
-                    Raw::connected(broker.addr(), version, &format!("pub-{granted}{published}")).await;
+                    Raw::connected(broker.addr(), version, &format!("pub-{granted}{published}"))
+                        .await;
                 publisher.publish(&topic, published, "x").await;
                 let delivery = subscriber.receive().await;
                 assert_eq!(
@@ -385,11 +407,18 @@ async fn a_second_connection_with_the_same_id_takes_the_first_over_and_the_trace
     let mut first = Raw::connected(broker.addr(), Version::V311, "twin").await;
     let _second = Raw::connected(broker.addr(), Version::V311, "twin").await;
     assert!(first.next().await.is_none(), "the engine closes the first");
-    let closed = wait_for(&trace, "the first connection's close", |e| {
-        matches!(&e.body, EventBody::ConnClosed { client: Some(c), .. } if c == "twin")
-    })
+    let closed = wait_for(
+        &trace,
+        "the first connection's close",
+        |e| matches!(&e.body, EventBody::ConnClosed { client: Some(c), .. } if c == "twin"),
+    )
     .await;
-    assert_eq!(closed_reason(&closed), Some(CloseReason::TakenOver), "{}", dump(&trace));
+    assert_eq!(
+        closed_reason(&closed),
+        Some(CloseReason::TakenOver),
+        "{}",
+        dump(&trace)
+    );
 }
 
 #[tokio::test]
@@ -404,4 +433,47 @@ async fn v5_no_local_keeps_a_client_from_its_own_messages() {
     let delivery = both.receive().await;
     assert_eq!(delivery.body.last(), Some(&b's'), "{delivery:?}");
     both.expect_nothing_more().await;
+}
+
+#[tokio::test]
+async fn retained_messages_arrive_at_the_lower_qos_and_their_flows_complete() {
+    let (broker, trace) = broker().await;
+    for version in versions() {
+        let prefix = format!("kept/{version:?}");
+        let mut publisher = Raw::connected(broker.addr(), version, "keeper").await;
+        for qos in 0..=2u8 {
+            let topic = format!("{prefix}/{qos}");
+            let mut body = Vec::new();
+            field(&mut body, &topic);
+            if qos > 0 {
+                body.extend_from_slice(&1u16.to_be_bytes());
+            }
+            if version == Version::V5 {
+                body.push(0);
+            }
+            body.extend_from_slice(b"kept");
+            publisher.send(&frame(0x31 | (qos << 1), &body)).await;
+            match qos {
+                1 => drop(publisher.expect(4, "PUBACK").await),
+                2 => {
+                    publisher.expect(5, "PUBREC").await;
+                    publisher.send(&ack(0x62, 1)).await;
+                    publisher.expect(7, "PUBCOMP").await;
+                }
+                _ => {}
+            }
+        }
+        publisher.expect_nothing_more().await;
+        let mut late = Raw::connected(broker.addr(), version, "late").await;
+        assert_eq!(late.subscribe(&[(&format!("{prefix}/+"), 2)]).await, [2]);
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            let delivery = late.receive().await;
+            got.push((delivery.publish_topic(), delivery.qos()));
+        }
+        got.sort();
+        let wanted: Vec<(String, u8)> = (0..=2u8).map(|q| (format!("{prefix}/{q}"), q)).collect();
+        assert_eq!(got, wanted, "{}", dump(&trace));
+        late.expect_nothing_more().await;
+    }
 }

@@ -14,6 +14,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use rumqttc::mqttbytes::{self, v4};
 use rumqttc::v5::mqttbytes::v5;
 
+use super::acks::EngineAcks;
 use super::decode::Protocol;
 use super::ledger::{Ledger, Origin};
 use super::topic;
@@ -33,8 +34,8 @@ pub enum Verdict {
 #[derive(Debug)]
 pub struct Action {
     pub verdict: Verdict,
-    /// A frame the tap sends, towards the client or towards the engine.
-    pub answer: Option<(Direction, Bytes)>,
+    /// Frames the tap sends, towards the client or towards the engine, in order.
+    pub answers: Vec<(Direction, Bytes)>,
     /// Subscriptions refused, for a `deny_subscribe` fault event.
     pub refused: Vec<String>,
 }
@@ -47,13 +48,14 @@ impl Action {
     fn new(verdict: Verdict) -> Action {
         Action {
             verdict,
-            answer: None,
+            answers: Vec::new(),
             refused: Vec::new(),
         }
     }
 
-    fn answering(mut self, dir: Direction, frame: Bytes) -> Action {
-        self.answer = Some((dir, frame));
+    fn answering(mut self, dir: Direction, frames: impl IntoIterator<Item = Bytes>) -> Action {
+        self.answers
+            .extend(frames.into_iter().map(|frame| (dir, frame)));
         self
     }
 }
@@ -97,23 +99,13 @@ struct Pending {
     filters: Vec<(String, Granted, bool)>,
 }
 
-/// What the tap owes the engine for a delivery it changed.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Owed {
-    /// The engine's PUBREL is answered by the tap and goes no further.
-    Pubcomp,
-    /// The client acknowledges a QoS 2 delivery downgraded to 1 with PUBACK, which the
-    /// engine must receive as PUBREC.
-    PubrecForPuback,
-}
-
 /// One connection's view.
 #[derive(Debug)]
 pub struct Conformance {
     protocol: Protocol,
     client: String,
     pending: HashMap<u16, Pending>,
-    owed: HashMap<u16, Owed>,
+    acks: EngineAcks,
 }
 
 impl Conformance {
@@ -122,7 +114,7 @@ impl Conformance {
             protocol,
             client: client.to_string(),
             pending: HashMap::new(),
-            owed: HashMap::new(),
+            acks: EngineAcks::default(),
         }
     }
 
@@ -153,11 +145,17 @@ impl Conformance {
                 );
                 Action::forward()
             }
-            Packet::Puback { pkid } if self.owed.get(pkid) == Some(&Owed::PubrecForPuback) => {
-                self.owed.insert(*pkid, Owed::Pubcomp);
-                let mut pubrec = BytesMut::from(&frame[..]);
-                pubrec[0] = PUBREC;
-                Action::new(Verdict::Replace(pubrec.freeze()))
+            Packet::Puback { pkid } | Packet::Pubrec { pkid } => {
+                let (forwarded, after) = self.acks.from_client(frame[0] >> 4, *pkid, frame);
+                let verdict = if forwarded == *frame {
+                    Verdict::Forward
+                } else {
+                    Verdict::Replace(forwarded)
+                };
+                Action::new(verdict).answering(Direction::ToBroker, after)
+            }
+            Packet::Pubcomp { pkid } => {
+                Action::forward().answering(Direction::ToBroker, self.acks.client_pubcomp(*pkid))
             }
             Packet::Subscribe { .. } => self.subscribe(frame, refuses),
             Packet::Unsubscribe { filters, .. } => {
@@ -182,10 +180,10 @@ impl Conformance {
                 pkid,
                 ..
             } => self.deliver(frame, topic, &payload.0, *qos, *pkid, sessions),
-            Packet::Pubrel { pkid } if self.owed.get(pkid) == Some(&Owed::Pubcomp) => {
-                self.owed.remove(pkid);
-                Action::new(Verdict::Withhold).answering(Direction::ToBroker, ack(PUBCOMP, *pkid))
-            }
+            Packet::Pubrel { pkid } => match self.acks.engine_pubrel(*pkid) {
+                Some(now) => Action::new(Verdict::Withhold).answering(Direction::ToBroker, now),
+                None => Action::forward(),
+            },
             Packet::Suback { pkid, .. } => self.suback(frame, *pkid, sessions),
             _ => Action::forward(),
         }
@@ -224,25 +222,29 @@ impl Conformance {
         };
         let (withhold, origin) = withheld;
         let wanted = origin.map_or(qos, |origin| origin.qos.min(qos));
-        let Some(pkid) = pkid.filter(|_| withhold || wanted < qos) else {
-            return Action::forward();
+        let Some(pkid) = pkid else {
+            return if withhold {
+                Action::new(Verdict::Withhold)
+            } else {
+                Action::forward()
+            };
         };
-        if qos == 2 && wanted == 1 && !withhold {
-            self.owed.insert(pkid, Owed::PubrecForPuback);
-            return Action::new(Verdict::Replace(with_qos(frame, 1)));
+        if withhold || wanted == 0 {
+            let verdict = if withhold {
+                Verdict::Withhold
+            } else {
+                Verdict::Replace(with_qos(frame, 0))
+            };
+            let now = self.acks.tap_acks(pkid, qos);
+            return Action::new(verdict).answering(Direction::ToBroker, now);
         }
-        let verdict = if withhold {
-            Verdict::Withhold
+        let downgraded = wanted < qos;
+        self.acks.client_acks(pkid, downgraded);
+        if downgraded {
+            Action::new(Verdict::Replace(with_qos(frame, wanted)))
         } else {
-            Verdict::Replace(with_qos(frame, 0))
-        };
-        let answer = if qos == 2 {
-            self.owed.insert(pkid, Owed::Pubcomp);
-            ack(PUBREC, pkid)
-        } else {
-            ack(PUBACK, pkid)
-        };
-        Action::new(verdict).answering(Direction::ToBroker, answer)
+            Action::forward()
+        }
     }
 
     fn subscribe(&mut self, frame: &Bytes, refuses: &dyn Fn(&str) -> bool) -> Action {
@@ -327,10 +329,14 @@ impl Conformance {
         let mut action = if refused_filters.is_empty() {
             Action::forward()
         } else if refused.iter().all(|r| *r) {
-            let pending = self.pending.remove(&pkid).map(|p| p.filters).unwrap_or_default();
+            let pending = self
+                .pending
+                .remove(&pkid)
+                .map(|p| p.filters)
+                .unwrap_or_default();
             let codes = vec![None; pending.len()];
             Action::new(Verdict::Withhold)
-                .answering(Direction::ToClient, self.suback_frame(pkid, &codes))
+                .answering(Direction::ToClient, [self.suback_frame(pkid, &codes)])
         } else {
             Action::new(Verdict::Replace(rewrite(&refused)))
         };
@@ -459,17 +465,6 @@ fn suback_codes(frame: &Bytes, protocol: Protocol) -> Vec<Option<u8>> {
     }
 }
 
-const PUBACK: u8 = 0x40;
-const PUBREC: u8 = 0x50;
-const PUBCOMP: u8 = 0x70;
-
-/// PUBACK, PUBREC or PUBCOMP for `pkid`, success and no properties (valid in 3.1.1 and
-/// 5, whose section 3.4.2.1 lets the reason be left out).
-fn ack(kind: u8, pkid: u16) -> Bytes {
-    let [hi, lo] = pkid.to_be_bytes();
-    Bytes::copy_from_slice(&[kind, 2, hi, lo])
-}
-
 /// The fixed header's length and the remaining length of a complete frame.
 fn fixed_header(frame: &[u8]) -> (usize, usize) {
     let mut remaining = 0usize;
@@ -527,7 +522,10 @@ pub fn with_qos(frame: &[u8], qos: u8) -> Bytes {
 /// and the tap keeps the client's keep-alive itself).
 pub fn with_keep_alive(frame: &Bytes, keep_alive: u16) -> Bytes {
     let (header_len, _) = fixed_header(frame);
-    let name_len = usize::from(u16::from_be_bytes([frame[header_len], frame[header_len + 1]]));
+    let name_len = usize::from(u16::from_be_bytes([
+        frame[header_len],
+        frame[header_len + 1],
+    ]));
     // Protocol name, level byte, flags byte, then the keep-alive.
     let at = header_len + 2 + name_len + 2;
     let mut out = BytesMut::from(&frame[..]);
@@ -572,7 +570,13 @@ mod tests {
         let changed = with_keep_alive(&connect.freeze(), 600);
         let decoded = Decoder::new(Protocol::V311, 1024).decode(&changed);
         assert!(
-            matches!(decoded, Ok(Packet::Connect { keep_alive: 600, .. })),
+            matches!(
+                decoded,
+                Ok(Packet::Connect {
+                    keep_alive: 600,
+                    ..
+                })
+            ),
             "{decoded:?}"
         );
     }

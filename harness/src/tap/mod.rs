@@ -2,6 +2,7 @@
 //! it decodes both directions, records each packet in the trace, then forwards the exact
 //! bytes to the broker engine (or back to the client).
 
+mod acks;
 mod conform;
 mod decode;
 mod faults;
@@ -24,11 +25,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use conform::with_qos;
 pub use decode::{
     blank_password, connect_login, connect_protocol, next_frame, refusal_connack, DecodeError,
     Decoder, Protocol,
 };
-pub use conform::with_qos;
 pub use faults::{derive_seed, DropAmount, Fate, Faults};
 
 use conform::{Conformance, Sessions, Verdict};
@@ -335,7 +336,9 @@ impl Conn<'_> {
         if let Some(newer) = self.shared.faults.newer_connection(client, self.id) {
             return (
                 CloseReason::TakenOver,
-                Some(format!("connection {newer} connected with the same client id")),
+                Some(format!(
+                    "connection {newer} connected with the same client id"
+                )),
             );
         }
         match lock(&self.connack).as_deref() {
@@ -860,16 +863,21 @@ fn take_complete_frames(
                 note_progress(conn, dir, &packet);
                 let mut frame = frame;
                 if let Some(action) = conn.judge(dir, &frame, &packet) {
-                    if let Some((to, answer)) = action.answer {
+                    for (to, answer) in action.answers {
                         if to == Direction::ToClient {
-                            if let Ok(sent) = Decoder::new(conn.protocol, usize::MAX).decode(&answer) {
+                            if let Ok(sent) =
+                                Decoder::new(conn.protocol, usize::MAX).decode(&answer)
+                            {
                                 conn.record_packet(to, sent);
                             }
                         }
                         conn.answer(to, answer);
                     }
                     for filter in action.refused {
-                        conn.record_fault("deny_subscribe", format!("subscription to {filter} refused"));
+                        conn.record_fault(
+                            "deny_subscribe",
+                            format!("subscription to {filter} refused"),
+                        );
                     }
                     match action.verdict {
                         Verdict::Forward => {}
@@ -878,7 +886,9 @@ fn take_complete_frames(
                             if dir == Direction::ToClient {
                                 match decoder.decode(&replacement) {
                                     Ok(changed) => packet = changed,
-                                    Err(reason) => tracing::warn!(%reason, "a changed frame does not decode"),
+                                    Err(reason) => {
+                                        tracing::warn!(%reason, "a changed frame does not decode")
+                                    }
                                 }
                             }
                             frame = replacement;
