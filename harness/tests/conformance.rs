@@ -216,7 +216,9 @@ fn paho_interoperability_suite_on_hil_and_mosquitto() {
             .output()
             .expect("python3 is installed (ci/test.sh installs it)"),
     );
-    let logs = tempfile::tempdir().unwrap();
+    // Kept after the run (under target/), for a failure to be read in full.
+    let logs = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("paho");
+    let _ = std::fs::remove_dir_all(&logs);
     let suites = [Suite::V311, Suite::V5];
     let hil: Vec<HilBroker> = suites.iter().map(|_| HilBroker::start()).collect();
     let mosquitto: Vec<Mosquitto> = suites.iter().map(|_| Mosquitto::start()).collect();
@@ -229,7 +231,7 @@ fn paho_interoperability_suite_on_hil_and_mosquitto() {
         let runs: Vec<_> = pairs
             .into_iter()
             .map(|(suite, broker, port)| {
-                let dir = logs.path().join(format!("{}-{broker}", suite.label()));
+                let dir = logs.join(format!("{}-{broker}", suite.label()));
                 let run = scope.spawn({
                     let dir = dir.clone();
                     move || run_suite(suite, port, &dir)
@@ -276,7 +278,7 @@ fn paho_interoperability_suite_on_hil_and_mosquitto() {
             format!("{}/{}", passed(mosquitto), mosquitto.len())
         );
     }
-    println!("{table}");
+    println!("{table}\nlogs of every test: {}", logs.display());
 
     let v311_failures: Vec<_> = failures
         .iter()

@@ -97,6 +97,8 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[derive(Debug)]
 struct Pending {
     filters: Vec<(String, Granted, bool)>,
+    /// The ledger's place when it came: later publishes may be delivered to it.
+    place: u64,
 }
 
 /// One connection's view.
@@ -106,15 +108,27 @@ pub struct Conformance {
     client: String,
     pending: HashMap<u16, Pending>,
     acks: EngineAcks,
+    /// The largest packet the client takes (MQTT 5 `Maximum Packet Size`, 3.1.2.11.4):
+    /// a larger delivery is withheld, as the specification says.
+    max_packet_size: Option<usize>,
+    /// The ledger's place at the last granted SUBSCRIBE: deliveries after it come from
+    /// later publishes, unless retained.
+    subscribed_at: u64,
+    /// Per topic, the ledger place of the last delivery matched.
+    taken: HashMap<String, u64>,
 }
 
 impl Conformance {
-    pub fn new(protocol: Protocol, client: &str) -> Conformance {
+    /// For the connection that sent this CONNECT.
+    pub fn new(protocol: Protocol, client: &str, connect: &Bytes) -> Conformance {
         Conformance {
+            max_packet_size: max_packet_size(connect, protocol),
             protocol,
             client: client.to_string(),
             pending: HashMap::new(),
             acks: EngineAcks::default(),
+            subscribed_at: 0,
+            taken: HashMap::new(),
         }
     }
 
@@ -157,7 +171,7 @@ impl Conformance {
             Packet::Pubcomp { pkid } => {
                 Action::forward().answering(Direction::ToBroker, self.acks.client_pubcomp(*pkid))
             }
-            Packet::Subscribe { .. } => self.subscribe(frame, refuses),
+            Packet::Subscribe { .. } => self.subscribe(frame, sessions.ledger.place(), refuses),
             Packet::Unsubscribe { filters, .. } => {
                 if let Some(granted) = lock(&sessions.subscriptions).get_mut(&self.client) {
                     for filter in filters {
@@ -213,12 +227,24 @@ impl Conformance {
                     let filter = topic::unshared(filter);
                     topic::starts_with_wildcard(filter) && topic::levels_match(filter, topic)
                 });
-            let origin = sessions.ledger.origin(topic, payload);
+            let after = self
+                .taken
+                .get(topic)
+                .copied()
+                .unwrap_or(0)
+                .max(self.subscribed_at);
+            let origin = sessions.ledger.origin(topic, payload, after).map(|(place, origin)| {
+                if place > after {
+                    self.taken.insert(topic.to_string(), place);
+                }
+                origin
+            });
             let own_message = origin.as_ref().is_some_and(|o| o.client == self.client);
             let no_local = own_message
                 && !matching.is_empty()
                 && matching.iter().all(|granted| granted.no_local);
-            (only_by_wildcard || no_local, origin)
+            let too_large = self.max_packet_size.is_some_and(|max| frame.len() > max);
+            (only_by_wildcard || no_local || too_large, origin)
         };
         let (withhold, origin) = withheld;
         let wanted = origin.map_or(qos, |origin| origin.qos.min(qos));
@@ -247,7 +273,7 @@ impl Conformance {
         }
     }
 
-    fn subscribe(&mut self, frame: &Bytes, refuses: &dyn Fn(&str) -> bool) -> Action {
+    fn subscribe(&mut self, frame: &Bytes, place: u64, refuses: &dyn Fn(&str) -> bool) -> Action {
         let mut bytes = BytesMut::from(&frame[..]);
         let (pkid, filters, rewrite): (u16, Vec<(String, Granted)>, Box<dyn Fn(&[bool]) -> Bytes>) =
             match self.protocol {
@@ -324,6 +350,7 @@ impl Conformance {
                     .zip(&refused)
                     .map(|((filter, granted), refused)| (filter, granted, *refused))
                     .collect(),
+                place,
             },
         );
         let mut action = if refused_filters.is_empty() {
@@ -350,6 +377,7 @@ impl Conformance {
         let Some(pending) = self.pending.remove(&pkid) else {
             return Action::forward();
         };
+        self.subscribed_at = pending.place;
         let mut engine_codes = suback_codes(frame, self.protocol).into_iter();
         let codes: Vec<Option<u8>> = pending
             .filters
@@ -417,6 +445,20 @@ impl Conformance {
 /// subscription's `$share/`): refusing that one filter is what the specification allows.
 fn engine_closes_over(filter: &str) -> bool {
     filter.starts_with('$') && !filter.starts_with("$share/")
+}
+
+/// The `Maximum Packet Size` an MQTT 5 CONNECT asks for.
+fn max_packet_size(connect: &Bytes, protocol: Protocol) -> Option<usize> {
+    if protocol != Protocol::V5 {
+        return None;
+    }
+    match v5::Packet::read(&mut BytesMut::from(&connect[..]), None) {
+        Ok(v5::Packet::Connect(connect, _, _)) => connect
+            .properties?
+            .max_packet_size
+            .and_then(|max| usize::try_from(max).ok()),
+        _ => None,
+    }
 }
 
 fn v5_qos(qos: mqttbytes::QoS) -> rumqttc::v5::mqttbytes::QoS {

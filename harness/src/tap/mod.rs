@@ -489,7 +489,7 @@ async fn serve(
         keep_alive = *asked;
         will = asked_will.clone();
         if shared.conform {
-            conn.conformance = Some(Mutex::new(Conformance::new(protocol, client_id)));
+            conn.conformance = Some(Mutex::new(Conformance::new(protocol, client_id, &frame)));
             if *clean_session {
                 shared.sessions.clean(client_id);
             }
