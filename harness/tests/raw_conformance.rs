@@ -477,3 +477,42 @@ async fn retained_messages_arrive_at_the_lower_qos_and_their_flows_complete() {
         late.expect_nothing_more().await;
     }
 }
+
+#[tokio::test]
+async fn v5_retain_as_published_and_retain_handling_are_applied() {
+    let (broker, _trace) = broker().await;
+    let mut keeper = Raw::connected(broker.addr(), Version::V5, "keeper").await;
+    let mut retained = Vec::new();
+    field(&mut retained, "options/kept");
+    retained.push(0);
+    retained.extend_from_slice(b"kept");
+    keeper.send(&frame(0x31, &retained)).await;
+    keeper.expect_nothing_more().await;
+
+    // Retain handling 2: nothing from the store when subscribing.
+    let mut never = Raw::connected(broker.addr(), Version::V5, "never").await;
+    assert_eq!(never.subscribe(&[("options/#", 0x20)]).await, [0]);
+    never.expect_nothing_more().await;
+
+    // Retain as published: a live delivery keeps the publish's RETAIN flag.
+    let mut published = Raw::connected(broker.addr(), Version::V5, "published").await;
+    assert_eq!(published.subscribe(&[("options/live", 0x08)]).await, [0]);
+    let mut plain = Raw::connected(broker.addr(), Version::V5, "plain").await;
+    assert_eq!(plain.subscribe(&[("options/live", 0x00)]).await, [0]);
+    let mut live = Vec::new();
+    field(&mut live, "options/live");
+    live.push(0);
+    live.extend_from_slice(b"now");
+    keeper.send(&frame(0x31, &live)).await;
+    assert_eq!(
+        published.receive().await.first & 1,
+        1,
+        "retain as published"
+    );
+    assert_eq!(
+        plain.receive().await.first & 1,
+        0,
+        "a live delivery without it"
+    );
+    assert_eq!(never.receive().await.publish_topic(), "options/live");
+}

@@ -64,6 +64,28 @@ impl Action {
 #[derive(Debug, Clone, Copy)]
 struct Granted {
     no_local: bool,
+    /// MQTT 5 `retain as published` (3.8.3.1): live deliveries keep the publish's flag.
+    retain_as_published: bool,
+    /// MQTT 5 `retain handling`: whether retained messages are sent when it is made.
+    retained_on_subscribe: RetainedOnSubscribe,
+}
+
+impl Granted {
+    const PLAIN: Granted = Granted {
+        no_local: false,
+        retain_as_published: false,
+        retained_on_subscribe: RetainedOnSubscribe::Always,
+    };
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum RetainedOnSubscribe {
+    Always,
+    /// Only when no subscription to the same filter existed.
+    IfNew,
+    /// Only when the subscription is made; `false` once another SUBSCRIBE renewed it
+    /// under retain handling 1 or 2.
+    Once(bool),
 }
 
 /// What the tap knows of every client's session across its connections: its granted
@@ -154,6 +176,7 @@ impl Conformance {
                     *retain,
                     Origin {
                         qos: *qos,
+                        retain: *retain,
                         client: self.client.clone(),
                     },
                 );
@@ -233,24 +256,47 @@ impl Conformance {
                 .copied()
                 .unwrap_or(0)
                 .max(self.subscribed_at);
-            let origin = sessions.ledger.origin(topic, payload, after).map(|(place, origin)| {
-                if place > after {
-                    self.taken.insert(topic.to_string(), place);
-                }
-                origin
-            });
+            let origin = sessions
+                .ledger
+                .origin(topic, payload, after)
+                .map(|(place, origin)| {
+                    if place > after {
+                        self.taken.insert(topic.to_string(), place);
+                    }
+                    origin
+                });
             let own_message = origin.as_ref().is_some_and(|o| o.client == self.client);
             let no_local = own_message
                 && !matching.is_empty()
                 && matching.iter().all(|granted| granted.no_local);
             let too_large = self.max_packet_size.is_some_and(|max| frame.len() > max);
-            (only_by_wildcard || no_local || too_large, origin)
+            // rumqttd sets RETAIN only on what it sends from its store for a SUBSCRIBE.
+            let from_store = frame[0] & RETAIN != 0;
+            let retained_unwanted = from_store
+                && !matching.is_empty()
+                && matching.iter().all(|granted| {
+                    granted.retained_on_subscribe == RetainedOnSubscribe::Once(false)
+                });
+            let retain_kept = !from_store
+                && origin.as_ref().is_some_and(|o| o.retain)
+                && matching.iter().any(|granted| granted.retain_as_published);
+            let withhold = only_by_wildcard || no_local || too_large || retained_unwanted;
+            (withhold, origin, retain_kept)
         };
-        let (withhold, origin) = withheld;
+        let (withhold, origin, retain_kept) = withheld;
         let wanted = origin.map_or(qos, |origin| origin.qos.min(qos));
+        let frame = &if retain_kept {
+            let mut flagged = BytesMut::from(&frame[..]);
+            flagged[0] |= RETAIN;
+            flagged.freeze()
+        } else {
+            frame.clone()
+        };
         let Some(pkid) = pkid else {
             return if withhold {
                 Action::new(Verdict::Withhold)
+            } else if retain_kept {
+                Action::new(Verdict::Replace(frame.clone()))
             } else {
                 Action::forward()
             };
@@ -268,6 +314,8 @@ impl Conformance {
         self.acks.client_acks(pkid, downgraded);
         if downgraded {
             Action::new(Verdict::Replace(with_qos(frame, wanted)))
+        } else if retain_kept {
+            Action::new(Verdict::Replace(frame.clone()))
         } else {
             Action::forward()
         }
@@ -286,7 +334,7 @@ impl Conformance {
                     let filters = subscribe
                         .filters
                         .iter()
-                        .map(|f| (f.path.clone(), Granted { no_local: false }))
+                        .map(|f| (f.path.clone(), Granted::PLAIN))
                         .collect();
                     let pkid = subscribe.pkid;
                     (
@@ -314,6 +362,18 @@ impl Conformance {
                                 f.path.clone(),
                                 Granted {
                                     no_local: f.nolocal,
+                                    retain_as_published: f.preserve_retain,
+                                    retained_on_subscribe: match f.retain_forward_rule {
+                                        v5::RetainForwardRule::OnEverySubscribe => {
+                                            RetainedOnSubscribe::Always
+                                        }
+                                        v5::RetainForwardRule::OnNewSubscribe => {
+                                            RetainedOnSubscribe::IfNew
+                                        }
+                                        v5::RetainForwardRule::Never => {
+                                            RetainedOnSubscribe::Once(false)
+                                        }
+                                    },
                                 },
                             )
                         })
@@ -395,7 +455,12 @@ impl Conformance {
             let granted = subscriptions.entry(self.client.clone()).or_default();
             for ((filter, options, _), code) in pending.filters.iter().zip(&codes) {
                 if code.is_some() {
-                    granted.insert(filter.clone(), *options);
+                    let mut options = *options;
+                    if options.retained_on_subscribe == RetainedOnSubscribe::IfNew {
+                        let new = !granted.contains_key(filter);
+                        options.retained_on_subscribe = RetainedOnSubscribe::Once(new);
+                    }
+                    granted.insert(filter.clone(), options);
                 }
             }
         }
@@ -446,6 +511,9 @@ impl Conformance {
 fn engine_closes_over(filter: &str) -> bool {
     filter.starts_with('$') && !filter.starts_with("$share/")
 }
+
+/// The RETAIN flag of a PUBLISH's first byte.
+const RETAIN: u8 = 0x01;
 
 /// The `Maximum Packet Size` an MQTT 5 CONNECT asks for.
 fn max_packet_size(connect: &Bytes, protocol: Protocol) -> Option<usize> {

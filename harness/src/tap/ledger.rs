@@ -20,6 +20,7 @@ const TOPICS: usize = 100_000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
     pub qos: u8,
+    pub retain: bool,
     pub client: String,
 }
 
@@ -120,6 +121,7 @@ mod tests {
     fn origin(qos: u8, client: &str) -> Origin {
         Origin {
             qos,
+            retain: false,
             client: client.into(),
         }
     }
@@ -132,7 +134,11 @@ mod tests {
         ledger.published("t", b"y", false, origin(1, "c"));
         assert_eq!(ledger.origin("t", b"x", 0), Some((1, origin(2, "a"))));
         assert_eq!(ledger.origin("t", b"x", 1), Some((2, origin(0, "b"))));
-        assert_eq!(ledger.origin("t", b"x", 3), Some((2, origin(0, "b"))), "newest");
+        assert_eq!(
+            ledger.origin("t", b"x", 3),
+            Some((2, origin(0, "b"))),
+            "newest"
+        );
         assert_eq!(ledger.origin("t", b"z", 0), None);
         assert_eq!(ledger.origin("u", b"x", 0), None);
     }
@@ -145,7 +151,10 @@ mod tests {
             ledger.published("t", i.to_string().as_bytes(), false, origin(0, "b"));
         }
         let after = ledger.place();
-        assert_eq!(ledger.origin("t", b"kept", after).map(|(_, o)| o), Some(origin(1, "a")));
+        assert_eq!(
+            ledger.origin("t", b"kept", after).map(|(_, o)| o),
+            Some(origin(1, "a"))
+        );
         ledger.published("t", b"", true, origin(0, "a"));
         for i in 0..PER_TOPIC {
             ledger.published("t", i.to_string().as_bytes(), false, origin(0, "b"));

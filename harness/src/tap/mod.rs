@@ -604,6 +604,7 @@ async fn serve(
             will.retain,
             ledger::Origin {
                 qos: will.qos,
+                retain: will.retain,
                 client: client_id.clone(),
             },
         );
