@@ -100,7 +100,7 @@ impl EngineAcks {
 
     /// The client's PUBACK (`kind` 4) or PUBREC (5): what goes to the engine in its
     /// place, then what follows it.
-    pub fn from_client(&mut self, kind: u8, pkid: u16, frame: &Bytes) -> (Bytes, Vec<Bytes>) {
+    pub fn client_ack(&mut self, kind: u8, pkid: u16, frame: &Bytes) -> (Bytes, Vec<Bytes>) {
         self.deliveries.client_sent(pkid);
         let forwarded = if kind == 4 && self.as_pubrec.remove(&pkid) {
             self.releases.push(pkid, Owner::Tap(None));
@@ -147,7 +147,7 @@ mod tests {
             acks.tap_acks(2, 1).is_empty(),
             "waits for the client's ack of 1"
         );
-        let (forwarded, after) = acks.from_client(4, 1, &ack(PUBACK, 1));
+        let (forwarded, after) = acks.client_ack(4, 1, &ack(PUBACK, 1));
         assert_eq!(forwarded, ack(PUBACK, 1));
         assert_eq!(after, [ack(PUBACK, 2)]);
     }
@@ -156,7 +156,7 @@ mod tests {
     fn a_downgraded_qos2_delivery_is_completed_by_the_tap() {
         let mut acks = EngineAcks::default();
         acks.client_acks(1, true);
-        let (forwarded, after) = acks.from_client(4, 1, &ack(PUBACK, 1));
+        let (forwarded, after) = acks.client_ack(4, 1, &ack(PUBACK, 1));
         assert_eq!(forwarded, ack(PUBREC, 1));
         assert!(after.is_empty());
         assert_eq!(acks.engine_pubrel(1), Some(vec![ack(PUBCOMP, 1)]));
@@ -167,7 +167,7 @@ mod tests {
     fn the_taps_pubcomp_waits_behind_the_clients() {
         let mut acks = EngineAcks::default();
         acks.client_acks(1, false);
-        let _ = acks.from_client(5, 1, &ack(PUBREC, 1));
+        let _ = acks.client_ack(5, 1, &ack(PUBREC, 1));
         assert_eq!(acks.tap_acks(2, 2), [ack(PUBREC, 2)]);
         assert_eq!(
             acks.engine_pubrel(2),

@@ -115,6 +115,9 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Writes the SUBSCRIBE again without the refused filters (`true` at their places).
+type SubscribeRewrite = Box<dyn Fn(&[bool]) -> Bytes>;
+
 /// A SUBSCRIBE waiting for the engine's SUBACK: its filters in order, refused or not.
 #[derive(Debug)]
 struct Pending {
@@ -155,7 +158,7 @@ impl Conformance {
     }
 
     /// A frame from the client. `refuses` names the refusal that covers a filter.
-    pub fn to_broker(
+    pub fn client_frame(
         &mut self,
         frame: &Bytes,
         packet: &Packet,
@@ -183,7 +186,7 @@ impl Conformance {
                 Action::forward()
             }
             Packet::Puback { pkid } | Packet::Pubrec { pkid } => {
-                let (forwarded, after) = self.acks.from_client(frame[0] >> 4, *pkid, frame);
+                let (forwarded, after) = self.acks.client_ack(frame[0] >> 4, *pkid, frame);
                 let verdict = if forwarded == *frame {
                     Verdict::Forward
                 } else {
@@ -208,7 +211,7 @@ impl Conformance {
     }
 
     /// A frame from the engine to the client.
-    pub fn to_client(&mut self, frame: &Bytes, packet: &Packet, sessions: &Sessions) -> Action {
+    pub fn engine_frame(&mut self, frame: &Bytes, packet: &Packet, sessions: &Sessions) -> Action {
         match packet {
             Packet::Publish {
                 topic,
@@ -323,75 +326,75 @@ impl Conformance {
 
     fn subscribe(&mut self, frame: &Bytes, place: u64, refuses: &dyn Fn(&str) -> bool) -> Action {
         let mut bytes = BytesMut::from(&frame[..]);
-        let (pkid, filters, rewrite): (u16, Vec<(String, Granted)>, Box<dyn Fn(&[bool]) -> Bytes>) =
-            match self.protocol {
-                Protocol::V311 => {
-                    let Ok(v4::Packet::Subscribe(subscribe)) =
-                        v4::Packet::read(&mut bytes, usize::MAX)
-                    else {
-                        return Action::forward();
-                    };
-                    let filters = subscribe
-                        .filters
-                        .iter()
-                        .map(|f| (f.path.clone(), Granted::PLAIN))
-                        .collect();
-                    let pkid = subscribe.pkid;
-                    (
-                        pkid,
-                        filters,
-                        Box::new(move |refused: &[bool]| {
-                            let mut kept = subscribe.clone();
-                            kept.filters = keep(&subscribe.filters, refused);
-                            let mut out = BytesMut::new();
-                            let _ = kept.write(&mut out);
-                            out.freeze()
-                        }),
-                    )
-                }
-                Protocol::V5 => {
-                    let Ok(v5::Packet::Subscribe(subscribe)) = v5::Packet::read(&mut bytes, None)
-                    else {
-                        return Action::forward();
-                    };
-                    let filters = subscribe
-                        .filters
-                        .iter()
-                        .map(|f| {
-                            (
-                                f.path.clone(),
-                                Granted {
-                                    no_local: f.nolocal,
-                                    retain_as_published: f.preserve_retain,
-                                    retained_on_subscribe: match f.retain_forward_rule {
-                                        v5::RetainForwardRule::OnEverySubscribe => {
-                                            RetainedOnSubscribe::Always
-                                        }
-                                        v5::RetainForwardRule::OnNewSubscribe => {
-                                            RetainedOnSubscribe::IfNew
-                                        }
-                                        v5::RetainForwardRule::Never => {
-                                            RetainedOnSubscribe::Once(false)
-                                        }
-                                    },
+        let (pkid, filters, rewrite): (u16, Vec<(String, Granted)>, SubscribeRewrite) = match self
+            .protocol
+        {
+            Protocol::V311 => {
+                let Ok(v4::Packet::Subscribe(subscribe)) = v4::Packet::read(&mut bytes, usize::MAX)
+                else {
+                    return Action::forward();
+                };
+                let filters = subscribe
+                    .filters
+                    .iter()
+                    .map(|f| (f.path.clone(), Granted::PLAIN))
+                    .collect();
+                let pkid = subscribe.pkid;
+                (
+                    pkid,
+                    filters,
+                    Box::new(move |refused: &[bool]| {
+                        let mut kept = subscribe.clone();
+                        kept.filters = keep(&subscribe.filters, refused);
+                        let mut out = BytesMut::new();
+                        let _ = kept.write(&mut out);
+                        out.freeze()
+                    }),
+                )
+            }
+            Protocol::V5 => {
+                let Ok(v5::Packet::Subscribe(subscribe)) = v5::Packet::read(&mut bytes, None)
+                else {
+                    return Action::forward();
+                };
+                let filters = subscribe
+                    .filters
+                    .iter()
+                    .map(|f| {
+                        (
+                            f.path.clone(),
+                            Granted {
+                                no_local: f.nolocal,
+                                retain_as_published: f.preserve_retain,
+                                retained_on_subscribe: match f.retain_forward_rule {
+                                    v5::RetainForwardRule::OnEverySubscribe => {
+                                        RetainedOnSubscribe::Always
+                                    }
+                                    v5::RetainForwardRule::OnNewSubscribe => {
+                                        RetainedOnSubscribe::IfNew
+                                    }
+                                    v5::RetainForwardRule::Never => {
+                                        RetainedOnSubscribe::Once(false)
+                                    }
                                 },
-                            )
-                        })
-                        .collect();
-                    let pkid = subscribe.pkid;
-                    (
-                        pkid,
-                        filters,
-                        Box::new(move |refused: &[bool]| {
-                            let mut kept = subscribe.clone();
-                            kept.filters = keep(&subscribe.filters, refused);
-                            let mut out = BytesMut::new();
-                            let _ = kept.write(&mut out);
-                            out.freeze()
-                        }),
-                    )
-                }
-            };
+                            },
+                        )
+                    })
+                    .collect();
+                let pkid = subscribe.pkid;
+                (
+                    pkid,
+                    filters,
+                    Box::new(move |refused: &[bool]| {
+                        let mut kept = subscribe.clone();
+                        kept.filters = keep(&subscribe.filters, refused);
+                        let mut out = BytesMut::new();
+                        let _ = kept.write(&mut out);
+                        out.freeze()
+                    }),
+                )
+            }
+        };
         let refused: Vec<bool> = filters
             .iter()
             .map(|(filter, _)| refuses(filter) || engine_closes_over(filter))

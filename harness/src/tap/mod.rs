@@ -322,11 +322,11 @@ impl Conn<'_> {
         Some(match dir {
             Direction::ToBroker => {
                 let faults = &self.shared.faults;
-                conformance.to_broker(frame, packet, sessions, &|filter| {
+                conformance.client_frame(frame, packet, sessions, &|filter| {
                     faults.refuses_subscription(filter)
                 })
             }
-            Direction::ToClient => conformance.to_client(frame, packet, sessions),
+            Direction::ToClient => conformance.engine_frame(frame, packet, sessions),
         })
     }
 
