@@ -15,6 +15,8 @@ command -v ser2net >/dev/null 2>&1 || missing+=(ser2net)
 # Namespaces the tests make themselves: a full disk (mount), a bind beyond loopback (net).
 command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+# The Paho interoperability suite (../shared/conformance) needs python3 alone.
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 if ((${#missing[@]})); then
   echo "ci/test.sh: installing ${missing[*]}"

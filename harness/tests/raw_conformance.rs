@@ -434,3 +434,85 @@ async fn v5_no_local_keeps_a_client_from_its_own_messages() {
     assert_eq!(delivery.body.last(), Some(&b's'), "{delivery:?}");
     both.expect_nothing_more().await;
 }
+
+#[tokio::test]
+async fn retained_messages_arrive_at_the_lower_qos_and_their_flows_complete() {
+    let (broker, trace) = broker().await;
+    for version in versions() {
+        let prefix = format!("kept/{version:?}");
+        let mut publisher = Raw::connected(broker.addr(), version, "keeper").await;
+        for qos in 0..=2u8 {
+            let topic = format!("{prefix}/{qos}");
+            let mut body = Vec::new();
+            field(&mut body, &topic);
+            if qos > 0 {
+                body.extend_from_slice(&1u16.to_be_bytes());
+            }
+            if version == Version::V5 {
+                body.push(0);
+            }
+            body.extend_from_slice(b"kept");
+            publisher.send(&frame(0x31 | (qos << 1), &body)).await;
+            match qos {
+                1 => drop(publisher.expect(4, "PUBACK").await),
+                2 => {
+                    publisher.expect(5, "PUBREC").await;
+                    publisher.send(&ack(0x62, 1)).await;
+                    publisher.expect(7, "PUBCOMP").await;
+                }
+                _ => {}
+            }
+        }
+        publisher.expect_nothing_more().await;
+        let mut late = Raw::connected(broker.addr(), version, "late").await;
+        assert_eq!(late.subscribe(&[(&format!("{prefix}/+"), 2)]).await, [2]);
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            let delivery = late.receive().await;
+            got.push((delivery.publish_topic(), delivery.qos()));
+        }
+        got.sort();
+        let wanted: Vec<(String, u8)> = (0..=2u8).map(|q| (format!("{prefix}/{q}"), q)).collect();
+        assert_eq!(got, wanted, "{}", dump(&trace));
+        late.expect_nothing_more().await;
+    }
+}
+
+#[tokio::test]
+async fn v5_retain_as_published_and_retain_handling_are_applied() {
+    let (broker, _trace) = broker().await;
+    let mut keeper = Raw::connected(broker.addr(), Version::V5, "keeper").await;
+    let mut retained = Vec::new();
+    field(&mut retained, "options/kept");
+    retained.push(0);
+    retained.extend_from_slice(b"kept");
+    keeper.send(&frame(0x31, &retained)).await;
+    keeper.expect_nothing_more().await;
+
+    // Retain handling 2: nothing from the store when subscribing.
+    let mut never = Raw::connected(broker.addr(), Version::V5, "never").await;
+    assert_eq!(never.subscribe(&[("options/#", 0x20)]).await, [0]);
+    never.expect_nothing_more().await;
+
+    // Retain as published: a live delivery keeps the publish's RETAIN flag.
+    let mut published = Raw::connected(broker.addr(), Version::V5, "published").await;
+    assert_eq!(published.subscribe(&[("options/live", 0x08)]).await, [0]);
+    let mut plain = Raw::connected(broker.addr(), Version::V5, "plain").await;
+    assert_eq!(plain.subscribe(&[("options/live", 0x00)]).await, [0]);
+    let mut live = Vec::new();
+    field(&mut live, "options/live");
+    live.push(0);
+    live.extend_from_slice(b"now");
+    keeper.send(&frame(0x31, &live)).await;
+    assert_eq!(
+        published.receive().await.first & 1,
+        1,
+        "retain as published"
+    );
+    assert_eq!(
+        plain.receive().await.first & 1,
+        0,
+        "a live delivery without it"
+    );
+    assert_eq!(never.receive().await.publish_topic(), "options/live");
+}

@@ -14,6 +14,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use rumqttc::mqttbytes::{self, v4};
 use rumqttc::v5::mqttbytes::v5;
 
+use super::acks::EngineAcks;
 use super::decode::Protocol;
 use super::ledger::{Ledger, Origin};
 use super::topic;
@@ -33,8 +34,8 @@ pub enum Verdict {
 #[derive(Debug)]
 pub struct Action {
     pub verdict: Verdict,
-    /// A frame the tap sends, towards the client or towards the engine.
-    pub answer: Option<(Direction, Bytes)>,
+    /// Frames the tap sends, towards the client or towards the engine, in order.
+    pub answers: Vec<(Direction, Bytes)>,
     /// Subscriptions refused, for a `deny_subscribe` fault event.
     pub refused: Vec<String>,
 }
@@ -47,13 +48,14 @@ impl Action {
     fn new(verdict: Verdict) -> Action {
         Action {
             verdict,
-            answer: None,
+            answers: Vec::new(),
             refused: Vec::new(),
         }
     }
 
-    fn answering(mut self, dir: Direction, frame: Bytes) -> Action {
-        self.answer = Some((dir, frame));
+    fn answering(mut self, dir: Direction, frames: impl IntoIterator<Item = Bytes>) -> Action {
+        self.answers
+            .extend(frames.into_iter().map(|frame| (dir, frame)));
         self
     }
 }
@@ -62,6 +64,28 @@ impl Action {
 #[derive(Debug, Clone, Copy)]
 struct Granted {
     no_local: bool,
+    /// MQTT 5 `retain as published` (3.8.3.1): live deliveries keep the publish's flag.
+    retain_as_published: bool,
+    /// MQTT 5 `retain handling`: whether retained messages are sent when it is made.
+    retained_on_subscribe: RetainedOnSubscribe,
+}
+
+impl Granted {
+    const PLAIN: Granted = Granted {
+        no_local: false,
+        retain_as_published: false,
+        retained_on_subscribe: RetainedOnSubscribe::Always,
+    };
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum RetainedOnSubscribe {
+    Always,
+    /// Only when no subscription to the same filter existed.
+    IfNew,
+    /// Only when the subscription is made; `false` once another SUBSCRIBE renewed it
+    /// under retain handling 1 or 2.
+    Once(bool),
 }
 
 /// What the tap knows of every client's session across its connections: its granted
@@ -91,20 +115,15 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Writes the SUBSCRIBE again without the refused filters (`true` at their places).
+type SubscribeRewrite = Box<dyn Fn(&[bool]) -> Bytes>;
+
 /// A SUBSCRIBE waiting for the engine's SUBACK: its filters in order, refused or not.
 #[derive(Debug)]
 struct Pending {
     filters: Vec<(String, Granted, bool)>,
-}
-
-/// What the tap owes the engine for a delivery it changed.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Owed {
-    /// The engine's PUBREL is answered by the tap and goes no further.
-    Pubcomp,
-    /// The client acknowledges a QoS 2 delivery downgraded to 1 with PUBACK, which the
-    /// engine must receive as PUBREC.
-    PubrecForPuback,
+    /// The ledger's place when it came: later publishes may be delivered to it.
+    place: u64,
 }
 
 /// One connection's view.
@@ -113,21 +132,33 @@ pub struct Conformance {
     protocol: Protocol,
     client: String,
     pending: HashMap<u16, Pending>,
-    owed: HashMap<u16, Owed>,
+    acks: EngineAcks,
+    /// The largest packet the client takes (MQTT 5 `Maximum Packet Size`, 3.1.2.11.4):
+    /// a larger delivery is withheld, as the specification says.
+    max_packet_size: Option<usize>,
+    /// The ledger's place at the last granted SUBSCRIBE: deliveries after it come from
+    /// later publishes, unless retained.
+    subscribed_at: u64,
+    /// Per topic, the ledger place of the last delivery matched.
+    taken: HashMap<String, u64>,
 }
 
 impl Conformance {
-    pub fn new(protocol: Protocol, client: &str) -> Conformance {
+    /// For the connection that sent this CONNECT.
+    pub fn new(protocol: Protocol, client: &str, connect: &Bytes) -> Conformance {
         Conformance {
+            max_packet_size: max_packet_size(connect, protocol),
             protocol,
             client: client.to_string(),
             pending: HashMap::new(),
-            owed: HashMap::new(),
+            acks: EngineAcks::default(),
+            subscribed_at: 0,
+            taken: HashMap::new(),
         }
     }
 
     /// A frame from the client. `refuses` names the refusal that covers a filter.
-    pub fn to_broker(
+    pub fn client_frame(
         &mut self,
         frame: &Bytes,
         packet: &Packet,
@@ -148,18 +179,25 @@ impl Conformance {
                     *retain,
                     Origin {
                         qos: *qos,
+                        retain: *retain,
                         client: self.client.clone(),
                     },
                 );
                 Action::forward()
             }
-            Packet::Puback { pkid } if self.owed.get(pkid) == Some(&Owed::PubrecForPuback) => {
-                self.owed.insert(*pkid, Owed::Pubcomp);
-                let mut pubrec = BytesMut::from(&frame[..]);
-                pubrec[0] = PUBREC;
-                Action::new(Verdict::Replace(pubrec.freeze()))
+            Packet::Puback { pkid } | Packet::Pubrec { pkid } => {
+                let (forwarded, after) = self.acks.client_ack(frame[0] >> 4, *pkid, frame);
+                let verdict = if forwarded == *frame {
+                    Verdict::Forward
+                } else {
+                    Verdict::Replace(forwarded)
+                };
+                Action::new(verdict).answering(Direction::ToBroker, after)
             }
-            Packet::Subscribe { .. } => self.subscribe(frame, refuses),
+            Packet::Pubcomp { pkid } => {
+                Action::forward().answering(Direction::ToBroker, self.acks.client_pubcomp(*pkid))
+            }
+            Packet::Subscribe { .. } => self.subscribe(frame, sessions.ledger.place(), refuses),
             Packet::Unsubscribe { filters, .. } => {
                 if let Some(granted) = lock(&sessions.subscriptions).get_mut(&self.client) {
                     for filter in filters {
@@ -173,7 +211,7 @@ impl Conformance {
     }
 
     /// A frame from the engine to the client.
-    pub fn to_client(&mut self, frame: &Bytes, packet: &Packet, sessions: &Sessions) -> Action {
+    pub fn engine_frame(&mut self, frame: &Bytes, packet: &Packet, sessions: &Sessions) -> Action {
         match packet {
             Packet::Publish {
                 topic,
@@ -182,10 +220,10 @@ impl Conformance {
                 pkid,
                 ..
             } => self.deliver(frame, topic, &payload.0, *qos, *pkid, sessions),
-            Packet::Pubrel { pkid } if self.owed.get(pkid) == Some(&Owed::Pubcomp) => {
-                self.owed.remove(pkid);
-                Action::new(Verdict::Withhold).answering(Direction::ToBroker, ack(PUBCOMP, *pkid))
-            }
+            Packet::Pubrel { pkid } => match self.acks.engine_pubrel(*pkid) {
+                Some(now) => Action::new(Verdict::Withhold).answering(Direction::ToBroker, now),
+                None => Action::forward(),
+            },
             Packet::Suback { pkid, .. } => self.suback(frame, *pkid, sessions),
             _ => Action::forward(),
         }
@@ -215,95 +253,148 @@ impl Conformance {
                     let filter = topic::unshared(filter);
                     topic::starts_with_wildcard(filter) && topic::levels_match(filter, topic)
                 });
-            let origin = sessions.ledger.origin(topic, payload);
+            let after = self
+                .taken
+                .get(topic)
+                .copied()
+                .unwrap_or(0)
+                .max(self.subscribed_at);
+            let origin = sessions
+                .ledger
+                .origin(topic, payload, after)
+                .map(|(place, origin)| {
+                    if place > after {
+                        self.taken.insert(topic.to_string(), place);
+                    }
+                    origin
+                });
             let own_message = origin.as_ref().is_some_and(|o| o.client == self.client);
             let no_local = own_message
                 && !matching.is_empty()
                 && matching.iter().all(|granted| granted.no_local);
-            (only_by_wildcard || no_local, origin)
+            let too_large = self.max_packet_size.is_some_and(|max| frame.len() > max);
+            // rumqttd sets RETAIN only on what it sends from its store for a SUBSCRIBE.
+            let from_store = frame[0] & RETAIN != 0;
+            let retained_unwanted = from_store
+                && !matching.is_empty()
+                && matching.iter().all(|granted| {
+                    granted.retained_on_subscribe == RetainedOnSubscribe::Once(false)
+                });
+            let retain_kept = !from_store
+                && origin.as_ref().is_some_and(|o| o.retain)
+                && matching.iter().any(|granted| granted.retain_as_published);
+            let withhold = only_by_wildcard || no_local || too_large || retained_unwanted;
+            (withhold, origin, retain_kept)
         };
-        let (withhold, origin) = withheld;
+        let (withhold, origin, retain_kept) = withheld;
         let wanted = origin.map_or(qos, |origin| origin.qos.min(qos));
-        let Some(pkid) = pkid.filter(|_| withhold || wanted < qos) else {
-            return Action::forward();
+        let frame = &if retain_kept {
+            let mut flagged = BytesMut::from(&frame[..]);
+            flagged[0] |= RETAIN;
+            flagged.freeze()
+        } else {
+            frame.clone()
         };
-        if qos == 2 && wanted == 1 && !withhold {
-            self.owed.insert(pkid, Owed::PubrecForPuback);
-            return Action::new(Verdict::Replace(with_qos(frame, 1)));
+        let Some(pkid) = pkid else {
+            return if withhold {
+                Action::new(Verdict::Withhold)
+            } else if retain_kept {
+                Action::new(Verdict::Replace(frame.clone()))
+            } else {
+                Action::forward()
+            };
+        };
+        if withhold || wanted == 0 {
+            let verdict = if withhold {
+                Verdict::Withhold
+            } else {
+                Verdict::Replace(with_qos(frame, 0))
+            };
+            let now = self.acks.tap_acks(pkid, qos);
+            return Action::new(verdict).answering(Direction::ToBroker, now);
         }
-        let verdict = if withhold {
-            Verdict::Withhold
+        let downgraded = wanted < qos;
+        self.acks.client_acks(pkid, downgraded);
+        if downgraded {
+            Action::new(Verdict::Replace(with_qos(frame, wanted)))
+        } else if retain_kept {
+            Action::new(Verdict::Replace(frame.clone()))
         } else {
-            Verdict::Replace(with_qos(frame, 0))
-        };
-        let answer = if qos == 2 {
-            self.owed.insert(pkid, Owed::Pubcomp);
-            ack(PUBREC, pkid)
-        } else {
-            ack(PUBACK, pkid)
-        };
-        Action::new(verdict).answering(Direction::ToBroker, answer)
+            Action::forward()
+        }
     }
 
-    fn subscribe(&mut self, frame: &Bytes, refuses: &dyn Fn(&str) -> bool) -> Action {
+    fn subscribe(&mut self, frame: &Bytes, place: u64, refuses: &dyn Fn(&str) -> bool) -> Action {
         let mut bytes = BytesMut::from(&frame[..]);
-        let (pkid, filters, rewrite): (u16, Vec<(String, Granted)>, Box<dyn Fn(&[bool]) -> Bytes>) =
-            match self.protocol {
-                Protocol::V311 => {
-                    let Ok(v4::Packet::Subscribe(subscribe)) =
-                        v4::Packet::read(&mut bytes, usize::MAX)
-                    else {
-                        return Action::forward();
-                    };
-                    let filters = subscribe
-                        .filters
-                        .iter()
-                        .map(|f| (f.path.clone(), Granted { no_local: false }))
-                        .collect();
-                    let pkid = subscribe.pkid;
-                    (
-                        pkid,
-                        filters,
-                        Box::new(move |refused: &[bool]| {
-                            let mut kept = subscribe.clone();
-                            kept.filters = keep(&subscribe.filters, refused);
-                            let mut out = BytesMut::new();
-                            let _ = kept.write(&mut out);
-                            out.freeze()
-                        }),
-                    )
-                }
-                Protocol::V5 => {
-                    let Ok(v5::Packet::Subscribe(subscribe)) = v5::Packet::read(&mut bytes, None)
-                    else {
-                        return Action::forward();
-                    };
-                    let filters = subscribe
-                        .filters
-                        .iter()
-                        .map(|f| {
-                            (
-                                f.path.clone(),
-                                Granted {
-                                    no_local: f.nolocal,
+        let (pkid, filters, rewrite): (u16, Vec<(String, Granted)>, SubscribeRewrite) = match self
+            .protocol
+        {
+            Protocol::V311 => {
+                let Ok(v4::Packet::Subscribe(subscribe)) = v4::Packet::read(&mut bytes, usize::MAX)
+                else {
+                    return Action::forward();
+                };
+                let filters = subscribe
+                    .filters
+                    .iter()
+                    .map(|f| (f.path.clone(), Granted::PLAIN))
+                    .collect();
+                let pkid = subscribe.pkid;
+                (
+                    pkid,
+                    filters,
+                    Box::new(move |refused: &[bool]| {
+                        let mut kept = subscribe.clone();
+                        kept.filters = keep(&subscribe.filters, refused);
+                        let mut out = BytesMut::new();
+                        let _ = kept.write(&mut out);
+                        out.freeze()
+                    }),
+                )
+            }
+            Protocol::V5 => {
+                let Ok(v5::Packet::Subscribe(subscribe)) = v5::Packet::read(&mut bytes, None)
+                else {
+                    return Action::forward();
+                };
+                let filters = subscribe
+                    .filters
+                    .iter()
+                    .map(|f| {
+                        (
+                            f.path.clone(),
+                            Granted {
+                                no_local: f.nolocal,
+                                retain_as_published: f.preserve_retain,
+                                retained_on_subscribe: match f.retain_forward_rule {
+                                    v5::RetainForwardRule::OnEverySubscribe => {
+                                        RetainedOnSubscribe::Always
+                                    }
+                                    v5::RetainForwardRule::OnNewSubscribe => {
+                                        RetainedOnSubscribe::IfNew
+                                    }
+                                    v5::RetainForwardRule::Never => {
+                                        RetainedOnSubscribe::Once(false)
+                                    }
                                 },
-                            )
-                        })
-                        .collect();
-                    let pkid = subscribe.pkid;
-                    (
-                        pkid,
-                        filters,
-                        Box::new(move |refused: &[bool]| {
-                            let mut kept = subscribe.clone();
-                            kept.filters = keep(&subscribe.filters, refused);
-                            let mut out = BytesMut::new();
-                            let _ = kept.write(&mut out);
-                            out.freeze()
-                        }),
-                    )
-                }
-            };
+                            },
+                        )
+                    })
+                    .collect();
+                let pkid = subscribe.pkid;
+                (
+                    pkid,
+                    filters,
+                    Box::new(move |refused: &[bool]| {
+                        let mut kept = subscribe.clone();
+                        kept.filters = keep(&subscribe.filters, refused);
+                        let mut out = BytesMut::new();
+                        let _ = kept.write(&mut out);
+                        out.freeze()
+                    }),
+                )
+            }
+        };
         let refused: Vec<bool> = filters
             .iter()
             .map(|(filter, _)| refuses(filter) || engine_closes_over(filter))
@@ -322,6 +413,7 @@ impl Conformance {
                     .zip(&refused)
                     .map(|((filter, granted), refused)| (filter, granted, *refused))
                     .collect(),
+                place,
             },
         );
         let mut action = if refused_filters.is_empty() {
@@ -334,7 +426,7 @@ impl Conformance {
                 .unwrap_or_default();
             let codes = vec![None; pending.len()];
             Action::new(Verdict::Withhold)
-                .answering(Direction::ToClient, self.suback_frame(pkid, &codes))
+                .answering(Direction::ToClient, [self.suback_frame(pkid, &codes)])
         } else {
             Action::new(Verdict::Replace(rewrite(&refused)))
         };
@@ -348,6 +440,7 @@ impl Conformance {
         let Some(pending) = self.pending.remove(&pkid) else {
             return Action::forward();
         };
+        self.subscribed_at = pending.place;
         let mut engine_codes = suback_codes(frame, self.protocol).into_iter();
         let codes: Vec<Option<u8>> = pending
             .filters
@@ -365,7 +458,12 @@ impl Conformance {
             let granted = subscriptions.entry(self.client.clone()).or_default();
             for ((filter, options, _), code) in pending.filters.iter().zip(&codes) {
                 if code.is_some() {
-                    granted.insert(filter.clone(), *options);
+                    let mut options = *options;
+                    if options.retained_on_subscribe == RetainedOnSubscribe::IfNew {
+                        let new = !granted.contains_key(filter);
+                        options.retained_on_subscribe = RetainedOnSubscribe::Once(new);
+                    }
+                    granted.insert(filter.clone(), options);
                 }
             }
         }
@@ -417,6 +515,23 @@ fn engine_closes_over(filter: &str) -> bool {
     filter.starts_with('$') && !filter.starts_with("$share/")
 }
 
+/// The RETAIN flag of a PUBLISH's first byte.
+const RETAIN: u8 = 0x01;
+
+/// The `Maximum Packet Size` an MQTT 5 CONNECT asks for.
+fn max_packet_size(connect: &Bytes, protocol: Protocol) -> Option<usize> {
+    if protocol != Protocol::V5 {
+        return None;
+    }
+    match v5::Packet::read(&mut BytesMut::from(&connect[..]), None) {
+        Ok(v5::Packet::Connect(connect, _, _)) => connect
+            .properties?
+            .max_packet_size
+            .and_then(|max| usize::try_from(max).ok()),
+        _ => None,
+    }
+}
+
 fn v5_qos(qos: mqttbytes::QoS) -> rumqttc::v5::mqttbytes::QoS {
     match qos {
         mqttbytes::QoS::AtMostOnce => rumqttc::v5::mqttbytes::QoS::AtMostOnce,
@@ -461,17 +576,6 @@ fn suback_codes(frame: &Bytes, protocol: Protocol) -> Vec<Option<u8>> {
             _ => Vec::new(),
         },
     }
-}
-
-const PUBACK: u8 = 0x40;
-const PUBREC: u8 = 0x50;
-const PUBCOMP: u8 = 0x70;
-
-/// PUBACK, PUBREC or PUBCOMP for `pkid`, success and no properties (valid in 3.1.1 and
-/// 5, whose section 3.4.2.1 lets the reason be left out).
-fn ack(kind: u8, pkid: u16) -> Bytes {
-    let [hi, lo] = pkid.to_be_bytes();
-    Bytes::copy_from_slice(&[kind, 2, hi, lo])
 }
 
 /// The fixed header's length and the remaining length of a complete frame.

@@ -2,6 +2,7 @@
 //! it decodes both directions, records each packet in the trace, then forwards the exact
 //! bytes to the broker engine (or back to the client).
 
+mod acks;
 mod conform;
 mod decode;
 mod faults;
@@ -321,11 +322,11 @@ impl Conn<'_> {
         Some(match dir {
             Direction::ToBroker => {
                 let faults = &self.shared.faults;
-                conformance.to_broker(frame, packet, sessions, &|filter| {
+                conformance.client_frame(frame, packet, sessions, &|filter| {
                     faults.refuses_subscription(filter)
                 })
             }
-            Direction::ToClient => conformance.to_client(frame, packet, sessions),
+            Direction::ToClient => conformance.engine_frame(frame, packet, sessions),
         })
     }
 
@@ -488,7 +489,7 @@ async fn serve(
         keep_alive = *asked;
         will = asked_will.clone();
         if shared.conform {
-            conn.conformance = Some(Mutex::new(Conformance::new(protocol, client_id)));
+            conn.conformance = Some(Mutex::new(Conformance::new(protocol, client_id, &frame)));
             if *clean_session {
                 shared.sessions.clean(client_id);
             }
@@ -603,6 +604,7 @@ async fn serve(
             will.retain,
             ledger::Origin {
                 qos: will.qos,
+                retain: will.retain,
                 client: client_id.clone(),
             },
         );
@@ -862,7 +864,7 @@ fn take_complete_frames(
                 note_progress(conn, dir, &packet);
                 let mut frame = frame;
                 if let Some(action) = conn.judge(dir, &frame, &packet) {
-                    if let Some((to, answer)) = action.answer {
+                    for (to, answer) in action.answers {
                         if to == Direction::ToClient {
                             if let Ok(sent) =
                                 Decoder::new(conn.protocol, usize::MAX).decode(&answer)
