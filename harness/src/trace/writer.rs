@@ -18,10 +18,15 @@ pub struct TraceFileError {
     pub source: std::io::Error,
 }
 
-/// Owns the writer thread; events are handed over through a channel so that recording
-/// never waits on the disk.
+/// Events waiting for the disk, at most. Beyond it recording waits for the writer (the
+/// disk is slower than the run for a moment) rather than dropping an event or growing
+/// without bound.
+const QUEUE: usize = 64 * 1024;
+
+/// Owns the writer thread; events are handed over through a bounded channel, so that
+/// recording waits on the disk only when the disk falls a whole queue behind.
 pub(super) struct TraceWriter {
-    events: mpsc::Sender<Arc<Event>>,
+    events: mpsc::SyncSender<Arc<Event>>,
     thread: JoinHandle<Result<u64, TraceFileError>>,
 }
 
@@ -32,7 +37,7 @@ impl TraceWriter {
             source,
         };
         let file = File::create(path).map_err(fail)?;
-        let (events, inbox) = mpsc::channel::<Arc<Event>>();
+        let (events, inbox) = mpsc::sync_channel::<Arc<Event>>(QUEUE);
         let path = path.to_path_buf();
         let thread = std::thread::Builder::new()
             .name("hil-trace-writer".into())
