@@ -885,6 +885,7 @@ async fn fleet(options: &BenchOptions, boards: usize) -> io::Result<Vec<Row>> {
             lock_timeout: Duration::ZERO,
             namespace: None,
             credentials: None,
+            simulator: crate::board::Simulator::Core,
         })
         .await
         .map_err(io::Error::other)?;

@@ -4,6 +4,7 @@
 pub mod profile;
 pub mod serial;
 pub mod sim;
+pub mod sketch;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -16,6 +17,7 @@ use crate::trace::Trace;
 
 pub use serial::SerialBoard;
 pub use sim::SimBoard;
+pub use sketch::{SketchBoard, Simulator};
 
 /// Where and how a scenario's board role is played.
 pub struct BoardSetup<'a> {
@@ -32,6 +34,8 @@ pub struct BoardSetup<'a> {
     /// On a shared broker: the prefixes of this scenario's topics and client ids.
     pub namespace: Option<&'a Namespace>,
     pub credentials: Option<&'a Credentials>,
+    /// What plays a board of profile `sim` (`sim-sketch` is always the sketch).
+    pub simulator: Simulator,
 }
 
 /// A board a scenario drives.
@@ -40,6 +44,8 @@ pub enum Board {
     Sim(SimBoard),
     /// A board on a serial port, driven through its profile.
     Serial(Box<SerialBoard>),
+    /// The Arduino sketch on the host Arduino core, in a child process.
+    Sketch(SketchBoard),
 }
 
 impl Board {
@@ -76,7 +82,8 @@ impl Board {
             .map(|board| Board::Serial(Box::new(board)));
         }
         match setup.spec.profile.as_str() {
-            profile::SIM => Ok(Board::Sim(SimBoard::start(sim::SimSetup {
+            profile::SIM | profile::SIM_SKETCH => {
+                let sim_setup = sim::SimSetup {
                 name: setup.name.to_string(),
                 client_id,
                 topic,
@@ -87,9 +94,15 @@ impl Board {
                 trace: setup.trace,
                 seed: setup.seed,
                 storage: None,
-            }))),
+                };
+                if setup.spec.profile == profile::SIM_SKETCH || setup.simulator == Simulator::Sketch {
+                    SketchBoard::start(sim_setup, sketch::program()).await.map(Board::Sketch)
+                } else {
+                    Ok(Board::Sim(SimBoard::start(sim_setup)))
+                }
+            }
             other => Err(format!(
-                "board {}: profile {other:?} needs a bench board; map it with `hil run --board {}=BENCH_BOARD`, or use `profile: sim`",
+                "board {}: profile {other:?} needs a bench board; map it with `hil run --board {}=BENCH_BOARD`, or use `profile: sim` or `profile: sim-sketch`",
                 setup.name, setup.name
             )),
         }
@@ -98,7 +111,7 @@ impl Board {
     /// How this board's serial lines read (boot line, relay, state).
     pub fn patterns(&self) -> profile::Patterns {
         match self {
-            Board::Sim(_) => profile::Patterns::light_controller().clone(),
+            Board::Sim(_) | Board::Sketch(_) => profile::Patterns::light_controller().clone(),
             Board::Serial(board) => board.patterns().clone(),
         }
     }
@@ -107,6 +120,7 @@ impl Board {
     pub async fn press(&mut self, bounce: u32) -> Result<(), String> {
         match self {
             Board::Sim(board) => board.send(sim::Command::Press { bounce }).await,
+            Board::Sketch(board) => board.send(sim::Command::Press { bounce }).await,
             Board::Serial(board) => board.press(bounce).await,
         }
     }
@@ -115,6 +129,7 @@ impl Board {
     pub async fn send_serial(&mut self, line: &str) -> Result<(), String> {
         match self {
             Board::Sim(board) => board.send(sim::Command::Serial(line.to_string())).await,
+            Board::Sketch(board) => board.send(sim::Command::Serial(line.to_string())).await,
             Board::Serial(board) => board.send_serial(line).await,
         }
     }
@@ -122,6 +137,7 @@ impl Board {
     pub async fn reset(&mut self) -> Result<(), String> {
         match self {
             Board::Sim(board) => board.send(sim::Command::Reset).await,
+            Board::Sketch(board) => board.send(sim::Command::Reset).await,
             Board::Serial(board) => board.reset().await,
         }
     }
@@ -134,6 +150,11 @@ impl Board {
                 tokio::time::sleep(off_for).await;
                 board.send(sim::Command::PowerOn).await
             }
+            Board::Sketch(board) => {
+                board.send(sim::Command::PowerOff).await?;
+                tokio::time::sleep(off_for).await;
+                board.send(sim::Command::PowerOn).await
+            }
             Board::Serial(board) => board.power_cycle(off_for).await,
         }
     }
@@ -141,6 +162,7 @@ impl Board {
     pub async fn wifi(&mut self, up: bool) -> Result<(), String> {
         match self {
             Board::Sim(board) => board.send(sim::Command::Wifi { up }).await,
+            Board::Sketch(board) => board.send(sim::Command::Wifi { up }).await,
             Board::Serial(board) => board.wifi(up).await,
         }
     }
@@ -156,6 +178,7 @@ impl Board {
                 }
                 Ok(())
             }
+            Board::Sketch(board) => board.send_bytes(bytes).await,
             Board::Serial(board) => board.write_raw(bytes).await,
         }
     }
@@ -164,6 +187,7 @@ impl Board {
         match self {
             Board::Sim(board) => board.stop().await,
             Board::Serial(board) => board.stop().await,
+            Board::Sketch(board) => board.stop().await,
         }
     }
 }

@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-use hil::board::profile;
+use hil::board::{profile, Simulator};
 use hil::broker::BrokerConfig;
 use hil::broker::Credentials;
 use hil::config::BenchConfig;
@@ -106,6 +106,16 @@ pub struct RunArgs {
     /// The environment variable holding the password for --broker.
     #[arg(long, value_name = "VAR", requires = "username")]
     password_env: Option<String>,
+    /// What plays the simulated boards (`profile: sim`): the firmware core with hil's
+    /// HAL, or the Arduino sketch itself on the host Arduino core, one process per board.
+    #[arg(long, value_enum, default_value_t = SimArg::Core)]
+    sim: SimArg,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum SimArg {
+    Core,
+    Sketch,
 }
 
 /// The broker config of the run: embedded, or the tap in front of `--broker`; and the
@@ -196,6 +206,10 @@ fn bench_mapping(args: &RunArgs, scenarios: &[Scenario]) -> Result<BenchMapping,
         roles: Default::default(),
         lock_timeout: args.lock_timeout,
         broker_host: broker_host(args)?,
+        simulator: match args.sim {
+            SimArg::Core => Simulator::Core,
+            SimArg::Sketch => Simulator::Sketch,
+        },
     };
     if !args.boards.is_empty() {
         let config =
@@ -218,7 +232,8 @@ fn bench_mapping(args: &RunArgs, scenarios: &[Scenario]) -> Result<BenchMapping,
     }
     for scenario in scenarios {
         for board in &scenario.boards {
-            if board.spec.profile != profile::SIM && !mapping.roles.contains_key(&board.name) {
+            if !profile::simulated(&board.spec.profile) && !mapping.roles.contains_key(&board.name)
+            {
                 return Err(Failure::new(
                     Exit::Usage,
                     format!(

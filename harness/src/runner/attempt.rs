@@ -54,6 +54,8 @@ pub struct BenchMapping {
     /// The address bench boards reach the run's brokers at (`hil run --advertise`);
     /// default the address the brokers listen on.
     pub broker_host: Option<IpAddr>,
+    /// What plays the other boards of profile `sim` (`hil run --sim`).
+    pub simulator: crate::board::Simulator,
 }
 
 /// What an attempt leaves behind for reports and snapshots.
@@ -340,6 +342,7 @@ impl<'a> World<'a> {
                 lock_timeout: self.setup.bench.lock_timeout,
                 namespace: self.setup.broker.namespace.as_ref(),
                 credentials: self.setup.credentials.as_ref(),
+                simulator: self.setup.bench.simulator,
             })
             .await
             .map_err(StepError::Harness)?;
