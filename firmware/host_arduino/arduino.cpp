@@ -66,7 +66,7 @@ void digitalWrite(uint8_t pin, uint8_t val) {
     bool changed = pins[pin].written != level;
     pins[pin].written = level;
     if (changed && pins[pin].mode == OUTPUT) {
-        host_emit("pin %u %d", pin, level);
+        host_report("pin %u %d", pin, level);
     }
 }
 
@@ -140,7 +140,7 @@ size_t HardwareSerial::write(uint8_t c) {
         std::string hex(serial_out.size() * 2 + 1, '\0');
         host_hex(reinterpret_cast<const uint8_t *>(serial_out.data()), serial_out.size(),
                  &hex[0]);
-        host_emit("serial %s", hex.c_str());
+        host_report("serial %s", hex.c_str());
         serial_out.clear();
     } else {
         serial_out.push_back(static_cast<char>(c));
@@ -162,6 +162,7 @@ void host_serial_received(const uint8_t *data, size_t len) {
 EspClass ESP;
 
 void EspClass::restart() {
+    host_sync();
     host_emit("restart");
     _exit(0);
 }

@@ -28,6 +28,10 @@ uint64_t random_state = 0x9e3779b97f4a7c15ull;
 const char *mqtt_user = nullptr;
 const char *mqtt_password = nullptr;
 std::string pending_input;
+bool awaiting_ack = false;
+std::string held_reports;
+// A parent that does not answer within this is not waited for any longer.
+const unsigned long ACK_TIMEOUT_MS = 5000;
 
 [[noreturn]] void usage(const char *problem) {
     fprintf(stderr,
@@ -58,7 +62,9 @@ void complain(const std::string &line, const char *why) {
 void handle(const std::string &line) {
     unsigned pin = 0;
     int level = 0;
-    if (sscanf(line.c_str(), "pin %u %d", &pin, &level) == 2) {
+    if (line == "ok") {
+        awaiting_ack = false;
+    } else if (sscanf(line.c_str(), "pin %u %d", &pin, &level) == 2) {
         host_pin_driven(static_cast<uint8_t>(pin), level);
     } else if (line == "wifi up" || line == "wifi down") {
         host_access_point(line == "wifi up");
@@ -109,6 +115,7 @@ void read_input() {
 }  // namespace
 
 void host_serve_until(unsigned long deadline_ms, int wake_fd) {
+    host_sync();
     for (;;) {
         unsigned long now = millis();
         int wait = deadline_ms > now ? static_cast<int>(deadline_ms - now) : 0;
@@ -123,12 +130,11 @@ void host_serve_until(unsigned long deadline_ms, int wake_fd) {
     }
 }
 
-void host_emit(const char *format, ...) {
-    char line[8192];
-    va_list args;
-    va_start(args, format);
+namespace {
+
+void emit_line(const char *format, va_list args) {
+    char line[65536];
     int n = vsnprintf(line, sizeof line - 1, format, args);
-    va_end(args);
     if (n < 0) {
         return;
     }
@@ -145,6 +151,47 @@ void host_emit(const char *format, ...) {
         }
         sent += static_cast<size_t>(w);
     }
+}
+
+}  // namespace
+
+void host_emit(const char *format, ...) {
+    va_list args;
+    va_start(args, format);
+    emit_line(format, args);
+    va_end(args);
+}
+
+void host_report(const char *format, ...) {
+    char line[8192];
+    va_list args;
+    va_start(args, format);
+    int n = vsnprintf(line, sizeof line, format, args);
+    va_end(args);
+    if (n > 0) {
+        held_reports.append(line, static_cast<size_t>(n) < sizeof line ? static_cast<size_t>(n)
+                                                                       : sizeof line - 1);
+        held_reports.push_back('\n');
+    }
+}
+
+void host_sync() {
+    if (held_reports.empty()) {
+        return;
+    }
+    held_reports.append("sync");
+    std::string reports;
+    reports.swap(held_reports);
+    host_emit("%s", reports.c_str());
+    awaiting_ack = true;
+    unsigned long deadline = millis() + ACK_TIMEOUT_MS;
+    for (unsigned long now = millis(); awaiting_ack && now < deadline; now = millis()) {
+        pollfd input = {STDIN_FILENO, POLLIN, 0};
+        if (poll(&input, 1, static_cast<int>(deadline - now)) > 0) {
+            read_input();
+        }
+    }
+    awaiting_ack = false;
 }
 
 void host_hex(const uint8_t *data, size_t len, char *out) {
@@ -211,6 +258,7 @@ int main(int argc, char **argv) {
     host_emit("hello family=esp32 relay_active_low=%d", RELAY_ACTIVE_LOW ? 1 : 0);
 #endif
     setup();
+    host_sync();
     host_emit("ready");
     for (;;) {
         loop();

@@ -3,12 +3,18 @@
 //   parent -> board   pin GPIO 0|1      drive an input pin (a switch to GND drives 0)
 //                     wifi up|down      the access point comes into or goes out of range
 //                     rx HEX            bytes arriving on the serial console
+//                     ok                the parent has recorded the reports before `sync`
 //   board -> parent   hello family=F relay_active_low=0|1
 //                     mode GPIO MODE    pinMode (OUTPUT, INPUT, INPUT_PULLUP)
 //                     pin GPIO 0|1      an output pin's level changed (first write too)
 //                     serial HEX        one line printed on the console, without newline
+//                     sync              the reports (pin, serial) since the last sync end
 //                     ready             setup() has returned
 //                     restart           ESP.restart(): the process ends, to be started again
+// Reports (`pin`, `serial`) are held and sent together, ended by `sync`, before the board
+// next touches the network or waits; the board then waits for `ok`. So what one pass of
+// the firmware reports is recorded at once, and before the MQTT packets it causes, as
+// the core simulator records it.
 // End of input means the parent is gone: the board stops.
 #ifndef HOST_H
 #define HOST_H
@@ -21,6 +27,11 @@
 void host_serve_until(unsigned long deadline_ms, int wake_fd);
 // One line to the parent.
 void host_emit(const char *format, ...) __attribute__((format(printf, 1, 2)));
+// A report for the parent's trace, held until the next host_sync().
+void host_report(const char *format, ...) __attribute__((format(printf, 1, 2)));
+// Sends the held reports and `sync`, then waits (serving the parent's other messages)
+// for `ok`. Nothing when no report is held.
+void host_sync();
 // Bytes as lowercase hex into `out` (2 * len + 1 bytes).
 void host_hex(const uint8_t *data, size_t len, char *out);
 

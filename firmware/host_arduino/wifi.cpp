@@ -139,6 +139,7 @@ int WiFiClient::connect(const char *host, uint16_t port) {
 
 int WiFiClient::connect_to(const char *host, uint16_t port) {
     stop();
+    host_sync();
     if (!host_station_joined()) {
         return 0;
     }
@@ -183,6 +184,7 @@ size_t WiFiClient::write(uint8_t c) {
 
 // Out of range, nothing leaves the radio.
 size_t WiFiClient::write(const uint8_t *buffer, size_t size) {
+    host_sync();
     if (fd_ < 0 || !host_station_joined()) {
         return 0;
     }
@@ -257,6 +259,7 @@ void WiFiClient::flush() {}
 
 void WiFiClient::stop() {
     if (fd_ >= 0) {
+        host_sync();
         close(fd_);
         fd_ = -1;
     }

@@ -127,6 +127,8 @@ struct Process {
     pins: Pins,
     /// `ESP.restart()` was called: the end of the process is a restart, not a crash.
     restarting: bool,
+    /// Reports since the last `sync`, recorded together when it comes.
+    held: Vec<EventBody>,
 }
 
 /// What the board process said about its pins.
@@ -174,7 +176,7 @@ async fn run(mut board: Board, mut inbox: mpsc::Receiver<(Request, oneshot::Send
                 board.carry_out(request).await;
                 let _ = done.send(());
             }
-            Wake::Line(Ok(Some(line))) => board.heard(&line),
+            Wake::Line(Ok(Some(line))) => board.hear(&line).await,
             Wake::Line(_) => board.ended().await,
             Wake::Edge => {
                 if let Some((_, pressed)) = board.edges.pop_front() {
@@ -246,13 +248,14 @@ impl Board {
             output: BufReader::new(output).lines(),
             pins: Pins::default(),
             restarting: false,
+            held: Vec::new(),
         });
         let deadline = Instant::now() + BOOT_DEADLINE;
         loop {
             let line = tokio::time::timeout_at(deadline, next_line(&mut self.process)).await;
             match line {
                 Ok(Ok(Some(line))) if line == "ready" => return Ok(()),
-                Ok(Ok(Some(line))) => self.heard(&line),
+                Ok(Ok(Some(line))) => self.hear(&line).await,
                 Ok(_) => {
                     self.power_off().await;
                     return Err(format!(
@@ -310,12 +313,24 @@ impl Board {
         }
     }
 
-    /// One line from the board process.
-    fn heard(&mut self, line: &str) {
+    /// One line from the board process. Reports are held until `sync`, then recorded
+    /// at once and answered `ok`, which lets the board go on.
+    async fn hear(&mut self, line: &str) {
+        if self.take_line(line) {
+            if let Some(process) = self.process.as_mut() {
+                for event in process.held.drain(..) {
+                    self.setup.trace.record(event);
+                }
+            }
+            self.tell("ok").await;
+        }
+    }
+
+    /// Returns whether the line was a `sync`.
+    fn take_line(&mut self, line: &str) -> bool {
         let name = self.setup.name.clone();
-        let trace = &self.setup.trace;
         let Some(process) = self.process.as_mut() else {
-            return;
+            return false;
         };
         let mut words = line.split(' ');
         match (words.next(), words.next(), words.next()) {
@@ -323,16 +338,16 @@ impl Board {
                 let bytes = decode_hex(hex.unwrap_or(""));
                 let text = String::from_utf8_lossy(&bytes).into_owned();
                 let report = Patterns::light_controller().report(&name, &text);
-                trace.record(EventBody::Serial {
+                process.held.push(EventBody::Serial {
                     board: name,
                     line: text,
                 });
-                if let Some(report) = report {
-                    trace.record(report);
-                }
+                process.held.extend(report);
             }
             (Some("mode"), Some(pin), Some(mode)) => {
-                let Ok(pin) = pin.parse::<u8>() else { return };
+                let Ok(pin) = pin.parse::<u8>() else {
+                    return false;
+                };
                 let pins = &mut process.pins;
                 match mode {
                     "OUTPUT" if pins.relay.is_none() => pins.relay = Some(pin),
@@ -344,15 +359,17 @@ impl Board {
                 let pins = &process.pins;
                 if pin.parse::<u8>().ok() == pins.relay {
                     let on = (level == "1") != pins.relay_active_low;
-                    trace.record(EventBody::Relay { board: name, on });
+                    process.held.push(EventBody::Relay { board: name, on });
                 }
             }
+            (Some("sync"), None, None) => return true,
             (Some("hello"), _, _) => {
                 process.pins.relay_active_low = line.contains("relay_active_low=1");
             }
             (Some("restart"), None, None) => process.restarting = true,
             _ => tracing::warn!(board = %name, "the sketch board said {line:?}"),
         }
+        false
     }
 
     async fn carry_out(&mut self, request: Request) {
