@@ -139,8 +139,9 @@ int WiFiClient::connect(const char *host, uint16_t port) {
 
 int WiFiClient::connect_to(const char *host, uint16_t port) {
     stop();
+    bool joined = host_station_joined();
     host_sync();
-    if (!host_station_joined()) {
+    if (!joined) {
         return 0;
     }
     char service[8];
@@ -182,10 +183,12 @@ size_t WiFiClient::write(uint8_t c) {
     return write(&c, 1);
 }
 
-// Out of range, nothing leaves the radio.
+// Out of range, nothing leaves the radio. Whether it is in range is decided before the
+// parent hears the reports held so far: what it does meanwhile comes after this write.
 size_t WiFiClient::write(const uint8_t *buffer, size_t size) {
+    bool joined = host_station_joined();
     host_sync();
-    if (fd_ < 0 || !host_station_joined()) {
+    if (fd_ < 0 || !joined) {
         return 0;
     }
     size_t sent = 0;
