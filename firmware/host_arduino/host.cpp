@@ -30,6 +30,7 @@ const char *mqtt_password = nullptr;
 std::string pending_input;
 bool awaiting_ack = false;
 std::string held_reports;
+bool halt_requested = false;
 // A parent that does not answer within this is not waited for any longer.
 const unsigned long ACK_TIMEOUT_MS = 5000;
 
@@ -64,6 +65,8 @@ void handle(const std::string &line) {
     int level = 0;
     if (line == "ok") {
         awaiting_ack = false;
+    } else if (line == "halt") {
+        halt_requested = true;
     } else if (sscanf(line.c_str(), "pin %u %d", &pin, &level) == 2) {
         host_pin_driven(static_cast<uint8_t>(pin), level);
     } else if (line == "wifi up" || line == "wifi down") {
@@ -114,8 +117,25 @@ void read_input() {
 
 }  // namespace
 
+// Power goes between two waits of the firmware, never in the middle of what it does in
+// between, as the core simulator's power-off comes between two events.
+void halt_if_asked() {
+    if (!halt_requested) {
+        return;
+    }
+    host_emit("halted");
+    for (;;) {
+        char ignored[256];
+        ssize_t n = read(STDIN_FILENO, ignored, sizeof ignored);
+        if (n == 0 || (n < 0 && errno != EINTR)) {
+            _exit(0);  // the parent is gone without ending the board
+        }
+    }
+}
+
 void host_serve_until(unsigned long deadline_ms, int wake_fd) {
     host_sync();
+    halt_if_asked();
     for (;;) {
         unsigned long now = millis();
         int wait = deadline_ms > now ? static_cast<int>(deadline_ms - now) : 0;
@@ -123,6 +143,7 @@ void host_serve_until(unsigned long deadline_ms, int wake_fd) {
         int ready = poll(fds, wake_fd >= 0 ? 2 : 1, wait);
         if (ready > 0 && fds[0].revents != 0) {
             read_input();
+            halt_if_asked();
         }
         if (wait == 0 || (wake_fd >= 0 && ready > 0 && fds[1].revents != 0)) {
             return;

@@ -4,6 +4,7 @@
 //                     wifi up|down      the access point comes into or goes out of range
 //                     rx HEX            bytes arriving on the serial console
 //                     ok                the parent has recorded the reports before `sync`
+//                     halt              stop at the next wait (power is about to go)
 //   board -> parent   hello family=F relay_active_low=0|1
 //                     mode GPIO MODE    pinMode (OUTPUT, INPUT, INPUT_PULLUP)
 //                     pin GPIO 0|1      an output pin's level changed (first write too)
@@ -11,6 +12,7 @@
 //                     sync              the reports (pin, serial) since the last sync end
 //                     ready             setup() has returned
 //                     restart           ESP.restart(): the process ends, to be started again
+//                     halted            stopped after `halt`, waiting to be ended
 // Reports (`pin`, `serial`) are held and sent together, ended by `sync`, before the board
 // next touches the network or waits; the board then waits for `ok`. So what one pass of
 // the firmware reports is recorded at once, and before the MQTT packets it causes, as

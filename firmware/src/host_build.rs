@@ -79,10 +79,17 @@ pub fn shipped_sketch() -> PathBuf {
 /// The host core's sources.
 pub fn host_sources() -> Vec<PathBuf> {
     let dir = firmware_dir().join("host_arduino");
-    ["arduino.cpp", "eeprom.cpp", "host.cpp", "print.cpp", "pubsubclient.cpp", "wifi.cpp"]
-        .iter()
-        .map(|file| dir.join(file))
-        .collect()
+    [
+        "arduino.cpp",
+        "eeprom.cpp",
+        "host.cpp",
+        "print.cpp",
+        "pubsubclient.cpp",
+        "wifi.cpp",
+    ]
+    .iter()
+    .map(|file| dir.join(file))
+    .collect()
 }
 
 /// Compiles every translation unit at once (warnings are errors), then links. The error
@@ -96,10 +103,18 @@ pub fn build(build: &HostBuild, c: &Compiler, cxx: &Compiler) -> Result<(), Stri
 
     let core_object = build.work.join("light_controller_core.o");
     let mut core = c.command();
-    core.args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2", "-c"])
-        .arg(firmware.join("core/light_controller.c"))
-        .arg("-o")
-        .arg(&core_object);
+    core.args([
+        "-std=c99",
+        "-Wall",
+        "-Wextra",
+        "-Werror",
+        "-pedantic",
+        "-O2",
+        "-c",
+    ])
+    .arg(firmware.join("core/light_controller.c"))
+    .arg("-o")
+    .arg(&core_object);
     units.push(core);
     objects.push(core_object);
 

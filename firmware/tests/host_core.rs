@@ -82,7 +82,10 @@ impl Board {
     }
 
     fn type_line(&mut self, text: &str) {
-        let hex: String = format!("{text}\n").bytes().map(|b| format!("{b:02x}")).collect();
+        let hex: String = format!("{text}\n")
+            .bytes()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         self.send(&format!("rx {hex}"));
     }
 
@@ -142,7 +145,9 @@ fn connected_probe(eeprom: &Path) -> (Board, TcpStream) {
     broker.set_read_timeout(Some(DEADLINE)).expect("a timeout");
     let (connect, _) = read_packet(&mut broker);
     assert_eq!(connect, 0x10, "CONNECT first");
-    broker.write_all(&[0x20, 0x02, 0x00, 0x00]).expect("CONNACK");
+    broker
+        .write_all(&[0x20, 0x02, 0x00, 0x00])
+        .expect("CONNACK");
     assert!(board.serial_line().starts_with("connect ok=1 state=0"));
     (board, broker)
 }
@@ -189,7 +194,10 @@ fn a_connect_to_a_broker_that_never_answers_gives_up_after_the_socket_timeout() 
         answer.starts_with("connect ok=0 state=-4"),
         "MQTT_CONNECTION_TIMEOUT expected: {answer}"
     );
-    assert!(waited >= 1000, "connect held the loop for the whole 1 s timeout: {answer}");
+    assert!(
+        waited >= 1000,
+        "connect held the loop for the whole 1 s timeout: {answer}"
+    );
     board.power_off();
 }
 
@@ -198,11 +206,19 @@ fn a_message_larger_than_the_buffer_is_dropped_whole_and_not_acknowledged() {
     let dir = tempfile::tempdir().expect("a temporary folder");
     let (mut board, mut broker) = connected_probe(&dir.path().join("eeprom"));
     // The buffer is 64 bytes: 100 bytes of payload cannot fit, 2 can.
-    broker.write_all(&publish_qos1("t/big", 7, 100)).expect("send");
-    broker.write_all(&publish_qos1("t/small", 8, 2)).expect("send");
+    broker
+        .write_all(&publish_qos1("t/big", 7, 100))
+        .expect("send");
+    broker
+        .write_all(&publish_qos1("t/small", 8, 2))
+        .expect("send");
     assert_eq!(board.serial_line(), "message t/small 2");
     let (puback, body) = read_packet(&mut broker);
-    assert_eq!((puback, body), (0x40, vec![0x00, 0x08]), "only the small one is acknowledged");
+    assert_eq!(
+        (puback, body),
+        (0x40, vec![0x00, 0x08]),
+        "only the small one is acknowledged"
+    );
     board.power_off();
 }
 
@@ -211,13 +227,19 @@ fn loop_pings_on_keep_alive_and_drops_a_broker_that_does_not_answer() {
     let dir = tempfile::tempdir().expect("a temporary folder");
     let (mut board, mut broker) = connected_probe(&dir.path().join("eeprom"));
     let (ping, body) = read_packet(&mut broker);
-    assert_eq!((ping, body), (0xC0, vec![]), "PINGREQ after a quiet keep-alive");
+    assert_eq!(
+        (ping, body),
+        (0xC0, vec![]),
+        "PINGREQ after a quiet keep-alive"
+    );
     broker.write_all(&[0xD0, 0x00]).expect("PINGRESP");
     let (ping, _) = read_packet(&mut broker);
     assert_eq!(ping, 0xC0, "a second PINGREQ, left unanswered");
     assert_eq!(board.serial_line(), "lost state=-4");
     let mut rest = Vec::new();
-    broker.read_to_end(&mut rest).expect("the probe closes the connection");
+    broker
+        .read_to_end(&mut rest)
+        .expect("the probe closes the connection");
     assert!(rest.is_empty(), "no DISCONNECT, only the close: {rest:?}");
     board.power_off();
 }
@@ -239,7 +261,11 @@ fn committed_eeprom_survives_power_loss_and_uncommitted_writes_do_not() {
     board.type_line("eeprom read 3");
     assert_eq!(board.serial_line(), "value 42");
     board.type_line("eeprom read 4");
-    assert_eq!(board.serial_line(), "value 255", "erased flash, the write never committed");
+    assert_eq!(
+        board.serial_line(),
+        "value 255",
+        "erased flash, the write never committed"
+    );
     board.power_off();
 }
 
@@ -250,10 +276,16 @@ fn the_shipped_sketch_builds_and_boots_for_both_board_families() {
         let program = build(&host_build::shipped_sketch(), family, dir.path());
         let mut board = Board::start(&program, &dir.path().join("eeprom"));
         let hello = board.lines.recv_timeout(DEADLINE).expect("hello");
-        assert!(hello.starts_with(&format!("hello family={name}")), "{hello}");
+        assert!(
+            hello.starts_with(&format!("hello family={name}")),
+            "{hello}"
+        );
         assert_eq!(
             board.serial_line(),
-            format!("HIL boot fw=light-controller version={}", hil_firmware::VERSION)
+            format!(
+                "HIL boot fw=light-controller version={}",
+                hil_firmware::VERSION
+            )
         );
         board.power_off();
     }

@@ -70,9 +70,19 @@ fn the_reference_suite_passes_on_sketch_boards_but_for_the_written_down_differen
     let (passed, other) = results(&json);
     let scenario_files = std::fs::read_dir(scenarios_dir())
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "yaml"))
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "yaml")
+        })
         .count();
-    assert_eq!(passed.len() + other.len(), scenario_files, "every scenario ran");
+    assert_eq!(
+        passed.len() + other.len(),
+        scenario_files,
+        "every scenario ran"
+    );
     let unexplained: Vec<_> = other
         .iter()
         .filter(|name| !DIFFERENT_ON_THE_SKETCH.contains(&name.as_str()))
@@ -93,9 +103,16 @@ fn the_reference_suite_passes_on_sketch_boards_but_for_the_written_down_differen
 fn broken_sketch(dir: &Path) -> std::path::PathBuf {
     let shipped = std::fs::read_to_string(host_build::shipped_sketch()).unwrap();
     let right = "digitalRead(BUTTON_PIN) == LOW";
-    assert!(shipped.contains(right), "the sketch reads the switch as expected");
+    assert!(
+        shipped.contains(right),
+        "the sketch reads the switch as expected"
+    );
     let broken = dir.join("light_controller.ino");
-    std::fs::write(&broken, shipped.replace(right, "digitalRead(BUTTON_PIN) == HIGH")).unwrap();
+    std::fs::write(
+        &broken,
+        shipped.replace(right, "digitalRead(BUTTON_PIN) == HIGH"),
+    )
+    .unwrap();
     broken
 }
 

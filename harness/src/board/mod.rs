@@ -17,7 +17,7 @@ use crate::trace::Trace;
 
 pub use serial::SerialBoard;
 pub use sim::SimBoard;
-pub use sketch::{SketchBoard, Simulator};
+pub use sketch::{Simulator, SketchBoard};
 
 /// Where and how a scenario's board role is played.
 pub struct BoardSetup<'a> {

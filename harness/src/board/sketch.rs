@@ -30,6 +30,8 @@ const BOUNCE_EDGE: Duration = Duration::from_millis(1);
 const PRESS_LENGTH: Duration = Duration::from_millis(40);
 /// From starting the process to the end of `setup()`.
 const BOOT_DEADLINE: Duration = Duration::from_secs(10);
+/// How long a board may take to reach a wait of its firmware when power is to go.
+const HALT_DEADLINE: Duration = Duration::from_secs(3);
 
 /// Which build plays a run's simulated boards (`hil run --sim`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -76,8 +78,13 @@ impl SketchBoard {
         }
         let dir = tempfile::tempdir().map_err(|e| format!("board {}: {e}", setup.name))?;
         let eeprom = dir.path().join("eeprom.bin");
-        std::fs::write(&eeprom, sim::provision(&setup))
-            .map_err(|e| format!("board {}: cannot write {}: {e}", setup.name, eeprom.display()))?;
+        std::fs::write(&eeprom, sim::provision(&setup)).map_err(|e| {
+            format!(
+                "board {}: cannot write {}: {e}",
+                setup.name,
+                eeprom.display()
+            )
+        })?;
         let mut board = Board {
             setup,
             program,
@@ -240,7 +247,9 @@ impl Board {
             )
         })?;
         let (Some(input), Some(output)) = (child.stdin.take(), child.stdout.take()) else {
-            return Err(format!("board {name}: the sketch board has no stdin or stdout"));
+            return Err(format!(
+                "board {name}: the sketch board has no stdin or stdout"
+            ));
         };
         self.process = Some(Process {
             child,
@@ -281,6 +290,7 @@ impl Board {
     /// and the relay drops out.
     async fn power_off(&mut self) {
         self.edges.clear();
+        self.halt().await;
         let Some(mut process) = self.process.take() else {
             return;
         };
@@ -290,6 +300,23 @@ impl Board {
             board: self.setup.name.clone(),
             on: false,
         });
+    }
+
+    /// Lets the firmware finish what it is doing (recording what it reports) and stop at
+    /// its next wait, so power goes between two of its steps.
+    async fn halt(&mut self) {
+        if self.process.is_none() {
+            return;
+        }
+        self.tell("halt").await;
+        let deadline = Instant::now() + HALT_DEADLINE;
+        loop {
+            match tokio::time::timeout_at(deadline, next_line(&mut self.process)).await {
+                Ok(Ok(Some(line))) if line == "halted" => return,
+                Ok(Ok(Some(line))) => self.hear(&line).await,
+                _ => return,
+            }
+        }
     }
 
     /// The process ended by itself: a restart it asked for, or a crash (the board then
@@ -363,6 +390,7 @@ impl Board {
                 }
             }
             (Some("sync"), None, None) => return true,
+            (Some("halted"), None, None) => {}
             (Some("hello"), _, _) => {
                 process.pins.relay_active_low = line.contains("relay_active_low=1");
             }
