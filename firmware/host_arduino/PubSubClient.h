@@ -82,6 +82,9 @@ public:
     size_t write(uint8_t byte) override;
     size_t write(const uint8_t *buffer, size_t size) override;
 
+    // When this client's keep-alive next needs loop() (millis()), or ULONG_MAX.
+    unsigned long next_due();
+
 private:
     boolean send_packet(uint8_t header, uint16_t body_length);
     boolean read_byte(uint8_t *byte);

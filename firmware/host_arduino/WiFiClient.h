@@ -10,7 +10,7 @@
 
 class WiFiClient : public Client {
 public:
-    WiFiClient() = default;
+    WiFiClient();
     ~WiFiClient() override;
     WiFiClient(const WiFiClient &) = delete;
     WiFiClient &operator=(const WiFiClient &) = delete;
@@ -31,6 +31,11 @@ public:
     // True while the connection is open, or while received bytes remain to be read.
     uint8_t connected() override;
     operator bool() override { return fd_ >= 0; }
+
+    // For an idle delay(): the socket to wake on (-1: none), or UNREAD when received
+    // bytes or the peer's close wait to be seen.
+    static const int UNREAD = -2;
+    int idle_fd() const;
 
 private:
     int connect_to(const char *host, uint16_t port);

@@ -66,6 +66,7 @@ void digitalWrite(uint8_t pin, uint8_t val) {
     bool changed = pins[pin].written != level;
     pins[pin].written = level;
     if (changed && pins[pin].mode == OUTPUT) {
+        host_note_activity();
         host_report("pin %u %d", pin, level);
     }
 }
@@ -99,7 +100,7 @@ unsigned long millis(void) {
 }
 
 void delay(unsigned long ms) {
-    host_serve_until(millis() + ms, -1);
+    host_delay(ms);
 }
 
 void yield(void) {
@@ -156,6 +157,7 @@ size_t HardwareSerial::write(const uint8_t *buffer, size_t size) {
 }
 
 void host_serial_received(const uint8_t *data, size_t len) {
+    host_note_activity();
     serial_in.insert(serial_in.end(), data, data + len);
 }
 

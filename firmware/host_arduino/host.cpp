@@ -11,8 +11,11 @@
 #include <string>
 #include <vector>
 
+#include <limits.h>
+
 #include "Arduino.h"
 #include "host.h"
+#include "light_controller.h"
 
 void setup();
 void loop();
@@ -31,6 +34,12 @@ std::string pending_input;
 bool awaiting_ack = false;
 std::string held_reports;
 bool halt_requested = false;
+bool activity = true;
+// The firmware core's context, seen when the sketch calls lc_tick.
+const lc_ctx *firmware = nullptr;
+// An idle board still looks around this often.
+const unsigned long IDLE_MAX_MS = 1000;
+const int SOCKETS_MAX = 8;
 // A parent that does not answer within this is not waited for any longer.
 const unsigned long ACK_TIMEOUT_MS = 5000;
 
@@ -61,6 +70,7 @@ void complain(const std::string &line, const char *why) {
 }
 
 void handle(const std::string &line) {
+    activity = true;
     unsigned pin = 0;
     int level = 0;
     if (line == "ok") {
@@ -119,7 +129,7 @@ void read_input() {
 
 // Power goes between two waits of the firmware, never in the middle of what it does in
 // between, as the core simulator's power-off comes between two events.
-void halt_if_asked() {
+static void halt_if_asked() {
     if (!halt_requested) {
         return;
     }
@@ -176,6 +186,82 @@ void emit_line(const char *format, va_list args) {
 
 }  // namespace
 
+void host_note_activity() {
+    activity = true;
+}
+
+// The sketch's lc_tick calls come here first (the host build links with
+// --wrap=lc_tick): the core's timers tell when it next has work.
+extern "C" void __real_lc_tick(lc_ctx *ctx);
+extern "C" void __wrap_lc_tick(lc_ctx *ctx) {
+    firmware = ctx;
+    if (lc_ms_until_tick(ctx, static_cast<uint32_t>(millis())) == 0) {
+        activity = true;
+    }
+    __real_lc_tick(ctx);
+}
+
+namespace {
+
+unsigned long next_due(unsigned long now) {
+    unsigned long due = now + IDLE_MAX_MS;
+    uint32_t core = lc_ms_until_tick(firmware, static_cast<uint32_t>(now));
+    if (core != LC_NO_TIMER && now + core < due) {
+        due = now + core;
+    }
+    unsigned long wifi = host_wifi_next_due();
+    unsigned long mqtt = host_mqtt_next_due();
+    due = wifi < due ? wifi : due;
+    return mqtt < due ? mqtt : due;
+}
+
+}  // namespace
+
+// An idle board sleeps. A pass of the loop in which nothing came in and no timer was due
+// leaves nothing for the next pass to do, so delay() may then wait until the earliest
+// timer of the core, the Wi-Fi join or the MQTT keep-alive, or until input arrives
+// (the parent's messages, a socket's bytes), instead of looping every millisecond: the
+// sketch sees the same events at the same times, and a fleet of boards costs little.
+// Sketches without the core (which never call lc_tick) are never idled.
+void host_delay(unsigned long ms) {
+    host_sync();
+    halt_if_asked();
+    unsigned long now = millis();
+    unsigned long minimum = now + ms;
+    unsigned long deadline = minimum;
+    int sockets[SOCKETS_MAX];
+    int count = host_socket_fds(sockets, SOCKETS_MAX);
+    if (!activity && count >= 0 && firmware != nullptr) {
+        unsigned long due = next_due(now);
+        deadline = due > minimum ? due : minimum;
+    }
+    activity = false;
+    for (; now < deadline && !(activity && now >= minimum); now = millis()) {
+        pollfd fds[1 + SOCKETS_MAX];
+        fds[0] = {STDIN_FILENO, POLLIN, 0};
+        if (activity || count < 0) {
+            count = 0;
+        }
+        for (int i = 0; i < count; i++) {
+            fds[1 + i] = {sockets[i], POLLIN, 0};
+        }
+        unsigned long until = activity ? minimum : deadline;
+        int ready = poll(fds, static_cast<nfds_t>(1 + count), static_cast<int>(until - now));
+        if (ready <= 0) {
+            continue;
+        }
+        if (fds[0].revents != 0) {
+            read_input();
+            halt_if_asked();
+        }
+        for (int i = 0; i < count; i++) {
+            if (fds[1 + i].revents != 0) {
+                activity = true;
+            }
+        }
+    }
+}
+
 void host_emit(const char *format, ...) {
     va_list args;
     va_start(args, format);
@@ -184,6 +270,7 @@ void host_emit(const char *format, ...) {
 }
 
 void host_report(const char *format, ...) {
+    activity = true;
     char line[8192];
     va_list args;
     va_start(args, format);

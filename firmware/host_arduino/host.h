@@ -43,6 +43,18 @@ void host_serial_received(const uint8_t *data, size_t len);
 void host_access_point(bool in_range);
 bool host_station_joined();
 
+// Something came in or changed that the firmware may act on in its next pass, so the
+// board must not idle through its next delay().
+void host_note_activity();
+// The earliest time (millis()) a part has work without any input, or ULONG_MAX.
+unsigned long host_wifi_next_due();
+unsigned long host_mqtt_next_due();
+// The sockets whose incoming bytes end an idle delay(); returns how many were written,
+// or -1 when bytes already received wait to be read (the board must not idle).
+int host_socket_fds(int *fds, int max);
+// delay(): at least `ms`; longer while nothing can happen (see host.cpp).
+void host_delay(unsigned long ms);
+
 const char *host_eeprom_path();
 uint32_t host_random();
 

@@ -1,10 +1,15 @@
 // PubSubClient's behaviour, packet by packet (MQTT 3.1.1). Every packet is built in and
 // read into the one buffer, whose first MQTT_MAX_HEADER_SIZE bytes are kept free for the
 // fixed header.
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <algorithm>
+#include <vector>
+
 #include "PubSubClient.h"
+#include "host.h"
 
 namespace {
 
@@ -18,10 +23,26 @@ const uint8_t PINGRESP = 13 << 4;
 const uint8_t DISCONNECT = 14 << 4;
 const uint8_t QOS1 = 1 << 1;
 
+// Built on first use: the sketch's global clients are constructed before this file's
+// globals may be.
+std::vector<PubSubClient *> &clients() {
+    static std::vector<PubSubClient *> all;
+    return all;
+}
+
 }  // namespace
+
+unsigned long host_mqtt_next_due() {
+    unsigned long due = ULONG_MAX;
+    for (PubSubClient *client : clients()) {
+        due = std::min(due, client->next_due());
+    }
+    return due;
+}
 
 PubSubClient::PubSubClient() {
     setBufferSize(MQTT_MAX_PACKET_SIZE);
+    clients().push_back(this);
 }
 
 PubSubClient::PubSubClient(Client &client) : PubSubClient() {
@@ -29,7 +50,15 @@ PubSubClient::PubSubClient(Client &client) : PubSubClient() {
 }
 
 PubSubClient::~PubSubClient() {
+    clients().erase(std::remove(clients().begin(), clients().end(), this), clients().end());
     free(buffer_);
+}
+
+unsigned long PubSubClient::next_due() {
+    if (state_ != MQTT_CONNECTED) {
+        return ULONG_MAX;
+    }
+    return std::min(last_in_, last_out_) + keep_alive_s_ * 1000UL + 1;
 }
 
 PubSubClient &PubSubClient::setServer(IPAddress ip, uint16_t port) {

@@ -10,6 +10,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <climits>
+#include <vector>
+
 #include "Arduino.h"
 #include "host.h"
 #if defined(ESP8266)
@@ -39,11 +43,20 @@ struct Station {
         if (joining && in_range && millis() >= joins_at) {
             joining = false;
             joined = true;
+            host_note_activity();
         }
     }
 };
 
 Station station;
+
+// Every WiFiClient, for an idle delay() to wake on its socket.
+// Built on first use: the sketch's global clients are constructed before this file's
+// globals may be.
+std::vector<WiFiClient *> &clients() {
+    static std::vector<WiFiClient *> all;
+    return all;
+}
 
 bool wait_for(int fd, short events, unsigned long timeout_ms) {
     pollfd p = {fd, events, 0};
@@ -63,6 +76,7 @@ WiFiClass WiFi;
 #endif
 
 void host_access_point(bool in_range) {
+    host_note_activity();
     station.update();
     station.in_range = in_range;
     if (!in_range) {
@@ -73,6 +87,24 @@ void host_access_point(bool in_range) {
     } else if (station.joining) {
         station.joins_at = millis() + JOIN_MS;
     }
+}
+
+unsigned long host_wifi_next_due() {
+    return station.joining && station.in_range ? station.joins_at : ULONG_MAX;
+}
+
+int host_socket_fds(int *fds, int max) {
+    int count = 0;
+    for (WiFiClient *client : clients()) {
+        int fd = client->idle_fd();
+        if (fd == WiFiClient::UNREAD) {
+            return -1;
+        }
+        if (fd >= 0 && count < max) {
+            fds[count++] = fd;
+        }
+    }
+    return count;
 }
 
 bool host_station_joined() {
@@ -123,8 +155,21 @@ wl_status_t HostWiFiStation::status() {
     return station.joined ? WL_CONNECTED : WL_DISCONNECTED;
 }
 
+WiFiClient::WiFiClient() {
+    clients().push_back(this);
+}
+
 WiFiClient::~WiFiClient() {
     stop();
+    clients().erase(std::remove(clients().begin(), clients().end(), this), clients().end());
+}
+
+// A connection the peer has closed is news too, until the sketch stops it.
+int WiFiClient::idle_fd() const {
+    if (fd_ >= 0 && (received_ > taken_ || peer_closed_)) {
+        return UNREAD;
+    }
+    return fd_;
 }
 
 int WiFiClient::connect(IPAddress ip, uint16_t port) {
@@ -217,10 +262,10 @@ size_t WiFiClient::fill() {
         ssize_t n = recv(fd_, buffer_ + received_, sizeof buffer_ - received_, MSG_DONTWAIT);
         if (n > 0) {
             received_ += static_cast<size_t>(n);
-        } else if (n == 0) {
+            host_note_activity();
+        } else if ((n == 0 || (errno != EAGAIN && errno != EINTR)) && !peer_closed_) {
             peer_closed_ = true;
-        } else if (errno != EAGAIN && errno != EINTR) {
-            peer_closed_ = true;
+            host_note_activity();
         }
     }
     return received_ - taken_;
@@ -263,6 +308,7 @@ void WiFiClient::flush() {}
 void WiFiClient::stop() {
     if (fd_ >= 0) {
         host_sync();
+        host_note_activity();
         close(fd_);
         fd_ = -1;
     }

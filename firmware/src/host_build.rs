@@ -174,7 +174,11 @@ pub fn build(build: &HostBuild, c: &Compiler, cxx: &Compiler) -> Result<(), Stri
     }
 
     let mut link = cxx.command();
-    link.args(&objects).arg("-o").arg(&build.out);
+    // The host core sees the sketch's lc_tick calls, to know when an idle board may sleep.
+    link.arg("-Wl,--wrap=lc_tick")
+        .args(&objects)
+        .arg("-o")
+        .arg(&build.out);
     let output = link
         .output()
         .map_err(|e| format!("cannot run {:?}: {e}", link.get_program()))?;
