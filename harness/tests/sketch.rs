@@ -145,4 +145,26 @@ fn a_broken_sketch_fails_a_scenario_that_the_core_passes() {
     );
     let (passed, _) = results(&json);
     assert!(passed.is_empty());
+
+    // `profile: sim-sketch` picks the sketch without --sim.
+    let text =
+        std::fs::read_to_string(scenarios_dir().join("switch_press_publishes.yaml")).unwrap();
+    assert!(text.contains("{ profile: sim }"));
+    let sketch_scenario = dir.path().join("switch_press_on_the_sketch.yaml");
+    std::fs::write(
+        &sketch_scenario,
+        text.replace("{ profile: sim }", "{ profile: sim-sketch }")
+            .replace("snapshot: true", "snapshot: false"),
+    )
+    .unwrap();
+    let json = dir.path().join("profile.json");
+    let output = hil_run(&[sketch_scenario.to_str().unwrap()], Some(&program), &json);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "profile sim-sketch runs the broken sketch:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let output = hil_run(&[sketch_scenario.to_str().unwrap()], None, &json);
+    support::assert_passed(&output);
 }
