@@ -64,8 +64,7 @@ pub struct SketchBoard {
 }
 
 impl SketchBoard {
-    /// Stores the setup's settings in a fresh EEPROM, powers the board on and waits for
-    /// the end of its `setup()`.
+    /// Stores the setup's settings in a fresh EEPROM and powers the board on.
     pub async fn start(setup: SimSetup, program: PathBuf) -> Result<SketchBoard, String> {
         if let Some(version) = &setup.version {
             if version != hil_firmware::VERSION {
@@ -94,7 +93,9 @@ impl SketchBoard {
             access_point: true,
             edges: VecDeque::new(),
         };
-        board.power_on().await?;
+        // Started here, so that a board that cannot start says so; it boots on its own
+        // task, so that many boards boot at once.
+        board.spawn()?;
         let (requests, inbox) = mpsc::channel(64);
         let task = tokio::spawn(run(board, inbox));
         Ok(SketchBoard { requests, task })
@@ -167,6 +168,10 @@ enum Wake {
 }
 
 async fn run(mut board: Board, mut inbox: mpsc::Receiver<(Request, oneshot::Sender<()>)>) {
+    // Commands wait until setup() has returned, as the core simulator's boot comes first.
+    if let Err(error) = board.boot().await {
+        tracing::warn!(board = %board.setup.name, "{error}");
+    }
     loop {
         let next_edge = board.edges.front().map(|(at, _)| *at);
         let wake = tokio::select! {
@@ -222,6 +227,12 @@ impl Board {
 
     /// Starts the board process and reads what it says until its `setup()` has returned.
     async fn power_on(&mut self) -> Result<(), String> {
+        self.spawn()?;
+        self.boot().await
+    }
+
+    /// Starts the board process.
+    fn spawn(&mut self) -> Result<(), String> {
         let name = &self.setup.name;
         let mut command = tokio::process::Command::new(&self.program);
         command
@@ -259,6 +270,11 @@ impl Board {
             restarting: false,
             held: Vec::new(),
         });
+        Ok(())
+    }
+
+    /// Reads what the board says until its `setup()` has returned.
+    async fn boot(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + BOOT_DEADLINE;
         loop {
             let line = tokio::time::timeout_at(deadline, next_line(&mut self.process)).await;
