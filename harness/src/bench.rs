@@ -143,6 +143,12 @@ pub async fn run(options: &BenchOptions, groups: &[String]) -> Vec<Row> {
         add("fuzzing", fuzzing(options).await.map(|row| vec![row]));
     }
     if wanted("fleet") {
+        // A process per board: a fleet of a thousand (first, while the harness holds no
+        // other fleet's sockets).
+        add(
+            "fleet",
+            fleet(options, 1_000.min(fleet_capacity()), Simulator::Sketch).await,
+        );
         for &wanted_boards in &options.fleets {
             // Each simulated board costs the harness three sockets (see
             // `broker::raise_open_file_limit`); a fleet beyond the limit is cut to fit, and
@@ -150,11 +156,6 @@ pub async fn run(options: &BenchOptions, groups: &[String]) -> Vec<Row> {
             let boards = wanted_boards.min(fleet_capacity());
             add("fleet", fleet(options, boards, Simulator::Core).await);
         }
-        // A process per board: a fleet of a thousand.
-        add(
-            "fleet",
-            fleet(options, 1_000.min(fleet_capacity()), Simulator::Sketch).await,
-        );
     }
     if wanted("flash") {
         add("flash", flash::rows(options).await);

@@ -64,7 +64,8 @@ pub struct SketchBoard {
 }
 
 impl SketchBoard {
-    /// Stores the setup's settings in a fresh EEPROM and powers the board on.
+    /// Stores the setup's settings in a fresh EEPROM, powers the board on and waits for
+    /// the end of its `setup()`.
     pub async fn start(setup: SimSetup, program: PathBuf) -> Result<SketchBoard, String> {
         if let Some(version) = &setup.version {
             if version != hil_firmware::VERSION {
@@ -93,9 +94,9 @@ impl SketchBoard {
             access_point: true,
             edges: VecDeque::new(),
         };
-        // Started here, so that a board that cannot start says so; it boots on its own
-        // task, so that many boards boot at once.
-        board.spawn()?;
+        // One board after the other: boards that power on at once all connect at once,
+        // and PubSubClient gives up on a CONNACK after 2 s, so a crowd would churn.
+        board.power_on().await?;
         let (requests, inbox) = mpsc::channel(64);
         let task = tokio::spawn(run(board, inbox));
         Ok(SketchBoard { requests, task })
@@ -168,10 +169,6 @@ enum Wake {
 }
 
 async fn run(mut board: Board, mut inbox: mpsc::Receiver<(Request, oneshot::Sender<()>)>) {
-    // Commands wait until setup() has returned, as the core simulator's boot comes first.
-    if let Err(error) = board.boot().await {
-        tracing::warn!(board = %board.setup.name, "{error}");
-    }
     loop {
         let next_edge = board.edges.front().map(|(at, _)| *at);
         let wake = tokio::select! {
