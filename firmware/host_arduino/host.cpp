@@ -8,7 +8,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <deque>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <limits.h>
@@ -35,6 +37,9 @@ bool awaiting_ack = false;
 std::string held_reports;
 bool halt_requested = false;
 bool activity = true;
+// Pin changes that came during a delay(), applied one per pass of the loop (below).
+bool in_delay = false;
+std::deque<std::pair<uint8_t, int>> pin_changes;
 // The firmware core's context, seen when the sketch calls lc_tick.
 const lc_ctx *firmware = nullptr;
 // An idle board still looks around this often.
@@ -78,7 +83,11 @@ void handle(const std::string &line) {
     } else if (line == "halt") {
         halt_requested = true;
     } else if (sscanf(line.c_str(), "pin %u %d", &pin, &level) == 2) {
-        host_pin_driven(static_cast<uint8_t>(pin), level);
+        if (in_delay || !pin_changes.empty()) {  // never ahead of earlier changes
+            pin_changes.emplace_back(static_cast<uint8_t>(pin), level);
+        } else {
+            host_pin_driven(static_cast<uint8_t>(pin), level);
+        }
     } else if (line == "wifi up" || line == "wifi down") {
         host_access_point(line == "wifi up");
     } else if (line.compare(0, 3, "rx ") == 0) {
@@ -236,6 +245,7 @@ void host_delay(unsigned long ms) {
         deadline = due > minimum ? due : minimum;
     }
     activity = false;
+    in_delay = true;
     for (; now < deadline && !(activity && now >= minimum); now = millis()) {
         pollfd fds[1 + SOCKETS_MAX];
         fds[0] = {STDIN_FILENO, POLLIN, 0};
@@ -259,6 +269,16 @@ void host_delay(unsigned long ms) {
                 activity = true;
             }
         }
+    }
+    in_delay = false;
+    // A chip loops every millisecond or so, so it sees each edge of a press in some pass;
+    // a host process may be scheduled out while several arrive. One change per pass
+    // gives the sketch every edge, in order. (Inside a pass, as during a blocking
+    // connect, a change applies at once: the chip would not have looked either.)
+    if (!pin_changes.empty()) {
+        host_pin_driven(pin_changes.front().first, pin_changes.front().second);
+        pin_changes.pop_front();
+        activity = true;
     }
 }
 
