@@ -168,3 +168,30 @@ fn a_broken_sketch_fails_a_scenario_that_the_core_passes() {
     let output = hil_run(&[sketch_scenario.to_str().unwrap()], None, &json);
     support::assert_passed(&output);
 }
+
+/// A relay module that switches on a LOW input: the build's RELAY_ACTIVE_LOW inverts the
+/// pin, and the trace still says what the relay does.
+#[test]
+fn an_active_low_relay_build_reads_the_same_in_the_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let program = dir.path().join("board");
+    host_build::build(
+        &HostBuild {
+            sketch: host_build::shipped_sketch(),
+            family: Family::Esp8266,
+            defines: vec!["RELAY_ACTIVE_LOW=1".into()],
+            out: program.clone(),
+            work: dir.path().join("objects"),
+        },
+        &Compiler::from_env(false),
+        &Compiler::from_env(true),
+    )
+    .unwrap_or_else(|error| panic!("the active-low build fails:\n{error}"));
+    let json = dir.path().join("report.json");
+    let output = hil_run(
+        &["--sim", "sketch", "scenarios/switch_press_publishes.yaml"],
+        Some(&program),
+        &json,
+    );
+    support::assert_passed(&output);
+}
