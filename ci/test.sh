@@ -7,6 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
+# The firmware crate builds the Arduino sketch for the host with a C++ compiler.
+command -v c++ >/dev/null 2>&1 || missing+=(g++)
 command -v mosquitto >/dev/null 2>&1 || missing+=(mosquitto)
 command -v mosquitto_pub >/dev/null 2>&1 || missing+=(mosquitto-clients)
 command -v tshark >/dev/null 2>&1 || missing+=(tshark)

@@ -102,10 +102,47 @@ static void hal_relay(void *, bool on) {
     digitalWrite(RELAY_PIN, high ? HIGH : LOW);
 }
 
-// PubSubClient can only publish at QoS 0; the qos argument cannot be honoured here.
+// PubSubClient publishes only at QoS 0, and the core asks for QoS 1. So a QoS 1 PUBLISH
+// is built here and sent with PubSubClient's raw write(), which also counts as activity
+// for the keep-alive; mqtt.loop() reads its PUBACK and ignores it. The session is clean,
+// so nothing carries over to the next connection (MQTT 3.1.1, 4.4): a message whose
+// PUBACK never comes is not sent again, and the core publishes the current state after
+// every connect anyway. Packet ids from 0x8000 up never meet PubSubClient's own (its
+// subscriptions count up from 2 on each connection).
+static bool publish_qos1(const char *topic, const uint8_t *payload, size_t len, bool retain) {
+    static uint8_t packet[5 + MQTT_BUFFER_SIZE];
+    static uint16_t packet_id = 0x8000;
+    size_t topic_len = strlen(topic);
+    size_t remaining = 2 + topic_len + 2 + len;
+    if (remaining > MQTT_BUFFER_SIZE || !mqtt.connected()) {
+        return false;  // the limit PubSubClient's own buffer sets
+    }
+    size_t at = 0;
+    packet[at++] = 0x32 | (retain ? 0x01 : 0x00);  // PUBLISH, QoS 1
+    size_t left = remaining;
+    do {
+        uint8_t digit = left % 128;
+        left /= 128;
+        packet[at++] = left > 0 ? (uint8_t)(digit | 0x80) : digit;
+    } while (left > 0);
+    packet[at++] = (uint8_t)(topic_len >> 8);
+    packet[at++] = (uint8_t)(topic_len & 0xFF);
+    memcpy(packet + at, topic, topic_len);
+    at += topic_len;
+    packet_id = packet_id == 0xFFFF ? 0x8000 : (uint16_t)(packet_id + 1);
+    packet[at++] = (uint8_t)(packet_id >> 8);
+    packet[at++] = (uint8_t)(packet_id & 0xFF);
+    memcpy(packet + at, payload, len);
+    at += len;
+    return mqtt.write(packet, at) == at;
+}
+
 static bool hal_publish(void *, const char *topic, const uint8_t *payload, size_t len,
-                        uint8_t, bool retain) {
-    return mqtt.publish(topic, payload, (unsigned int)len, retain);
+                        uint8_t qos, bool retain) {
+    if (qos == 0) {
+        return mqtt.publish(topic, payload, (unsigned int)len, retain);
+    }
+    return publish_qos1(topic, payload, len, retain);
 }
 
 static bool hal_subscribe(void *, const char *topic, uint8_t qos) {

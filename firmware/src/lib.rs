@@ -40,11 +40,16 @@
 #![deny(unsafe_code)]
 
 mod ffi;
+pub mod host_build;
 
 use std::fmt;
 
 /// This crate's version; a natural firmware version string for [`Controller::new`].
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The Arduino sketch built for the host (ESP8266 family) by the build script: one
+/// process is one board (see `host_arduino/host.h` for its line protocol).
+pub const SKETCH_BOARD: &str = env!("HIL_SKETCH_BOARD_BUILT");
 
 /// The topic the core uses until one is configured (`DEFAULT_TOPIC` in the C core).
 pub const DEFAULT_TOPIC: &str = "living_room_lights";

@@ -19,6 +19,7 @@ use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::board::Simulator;
 use crate::broker::{Broker, BrokerConfig};
 use crate::trace::{Event, EventBody, Trace, TraceOptions};
 
@@ -147,12 +148,18 @@ pub async fn run(options: &BenchOptions, groups: &[String]) -> Vec<Row> {
         add("fuzzing", fuzzing(options).await.map(|row| vec![row]));
     }
     if wanted("fleet") {
+        // A process per board: a fleet of a thousand (first, while the harness holds no
+        // other fleet's sockets).
+        add(
+            "fleet",
+            fleet(options, 1_000.min(fleet_capacity()), Simulator::Sketch).await,
+        );
         for &wanted_boards in &options.fleets {
             // Each simulated board costs the harness three sockets (see
             // `broker::raise_open_file_limit`); a fleet beyond the limit is cut to fit, and
             // the row says so by its size.
             let boards = wanted_boards.min(fleet_capacity());
-            add("fleet", fleet(options, boards).await);
+            add("fleet", fleet(options, boards, Simulator::Core).await);
         }
     }
     if wanted("flash") {
@@ -590,8 +597,34 @@ async fn run_suite(
     scenarios: Vec<crate::scenario::Scenario>,
     broker: BrokerConfig,
 ) -> io::Result<(Duration, Vec<std::sync::Arc<crate::runner::ScenarioResult>>)> {
-    use crate::runner::{self, RunOptions, Status};
+    use crate::runner::Status;
     let total = scenarios.len();
+    let (wall, summary, results) = play_suite(scenarios, broker, Simulator::Core).await;
+    if summary.passed != total {
+        let first = results.iter().find(|r| r.status != Status::Passed);
+        return Err(io::Error::other(format!(
+            "{} of {total} scenarios did not pass: {:?}",
+            total - summary.passed,
+            first
+                .and_then(|r| r.last().failure.as_ref())
+                .map(|f| f.headline())
+        )));
+    }
+    Ok((wall, results))
+}
+
+/// Runs `scenarios` with two jobs on `broker`, their simulated boards played by
+/// `simulator`, whatever their outcome.
+async fn play_suite(
+    scenarios: Vec<crate::scenario::Scenario>,
+    broker: BrokerConfig,
+    simulator: Simulator,
+) -> (
+    Duration,
+    crate::runner::RunSummary,
+    Vec<std::sync::Arc<crate::runner::ScenarioResult>>,
+) {
+    use crate::runner::{self, RunOptions};
     let run_options = RunOptions {
         broker,
         jobs: 2,
@@ -604,7 +637,10 @@ async fn run_suite(
         snapshot_policy: crate::snapshot::SnapshotPolicy::WriteNothing(
             "the bench compares no snapshot",
         ),
-        bench: runner::BenchMapping::default(),
+        bench: runner::BenchMapping {
+            simulator,
+            ..Default::default()
+        },
         run_id: crate::namespace::Namespace::run_id(1),
         credentials: None,
     };
@@ -613,18 +649,45 @@ async fn run_suite(
     // Nobody listens: the bench reads the results.
     let (events, _) = std::sync::mpsc::channel();
     let (summary, results) = runner::run(scenarios, &run_options, &interrupt, &events).await;
-    let wall = started.elapsed();
-    if summary.passed != total {
-        let first = results.iter().find(|r| r.status != Status::Passed);
-        return Err(io::Error::other(format!(
-            "{} of {total} scenarios did not pass: {:?}",
-            total - summary.passed,
-            first
-                .and_then(|r| r.last().failure.as_ref())
-                .map(|f| f.headline())
-        )));
-    }
-    Ok((wall, results))
+    (started.elapsed(), summary, results)
+}
+
+/// The reference suite on sketch boards against the firmware core, timed on the
+/// scenarios that pass on both (firmware/README.md says why three differ).
+async fn sketch_suite(
+    scenarios: Vec<crate::scenario::Scenario>,
+    options: &BenchOptions,
+) -> Vec<Row> {
+    use crate::runner::Status;
+    let total = scenarios.len();
+    let (_, summary, results) =
+        play_suite(scenarios.clone(), options.broker.clone(), Simulator::Sketch).await;
+    let passing: Vec<_> = scenarios
+        .into_iter()
+        .filter(|scenario| {
+            results
+                .iter()
+                .any(|r| r.name == scenario.name && r.status == Status::Passed)
+        })
+        .collect();
+    let count = passing.len();
+    let (core, _, _) = play_suite(passing.clone(), options.broker.clone(), Simulator::Core).await;
+    let (sketch, _, _) = play_suite(passing, options.broker.clone(), Simulator::Sketch).await;
+    let ratio = (sketch.as_secs_f64() / core.as_secs_f64() * 100.0).round() / 100.0;
+    vec![
+        Row::info(
+            format!("reference suite with --sim sketch: scenarios passed of {total}"),
+            summary.passed as f64,
+            "",
+        ),
+        Row::target(
+            format!("same {count} scenarios: --sim sketch / --sim core time"),
+            ratio,
+            "x",
+            "< 1.3 x".into(),
+            ratio < 1.3,
+        ),
+    ]
 }
 
 /// The reference suite (`scenarios/` in the working directory) with two jobs, on the
@@ -640,6 +703,7 @@ async fn reference_suite(options: &BenchOptions) -> io::Result<Vec<Row>> {
         })
         .collect::<io::Result<Vec<_>>>()?;
     let (embedded, _) = run_suite(scenarios.clone(), options.broker.clone()).await?;
+    let sketch_rows = sketch_suite(scenarios.clone(), options).await;
     let mut rows = vec![Row::target(
         format!("reference suite ({} scenarios), --jobs 2", scenarios.len()),
         embedded.as_secs_f64(),
@@ -667,6 +731,7 @@ async fn reference_suite(options: &BenchOptions) -> io::Result<Vec<Row>> {
         (on_mosquitto.as_secs_f64() / embedded.as_secs_f64() * 100.0).round() / 100.0,
         "x",
     ));
+    rows.extend(sketch_rows);
     Ok(rows)
 }
 
@@ -922,7 +987,11 @@ async fn fuzzing(options: &BenchOptions) -> io::Result<Row> {
 
 /// `boards` simulated light controllers on one broker: each connects, gets one command
 /// and one press, and every resulting message is observed in the trace.
-async fn fleet(options: &BenchOptions, boards: usize) -> io::Result<Vec<Row>> {
+async fn fleet(
+    options: &BenchOptions,
+    boards: usize,
+    simulator: Simulator,
+) -> io::Result<Vec<Row>> {
     use crate::board::BoardSetup;
     use crate::scenario::BoardSpec;
     use crate::trace::{Direction, Packet};
@@ -961,6 +1030,7 @@ async fn fleet(options: &BenchOptions, boards: usize) -> io::Result<Vec<Row>> {
             lock_timeout: Duration::ZERO,
             namespace: None,
             credentials: None,
+            simulator,
         })
         .await
         .map_err(io::Error::other)?;
@@ -1013,15 +1083,19 @@ async fn fleet(options: &BenchOptions, boards: usize) -> io::Result<Vec<Row>> {
     for board in fleet {
         board.stop().await;
     }
-    let (time_target, rss_target) = if boards <= 1_000 {
-        (5.0, 300.0)
-    } else {
-        (f64::INFINITY, 1024.0)
+    let (time_target, rss_target) = match simulator {
+        Simulator::Sketch => (10.0, 300.0),
+        Simulator::Core if boards <= 1_000 => (5.0, 300.0),
+        Simulator::Core => (f64::INFINITY, 1024.0),
+    };
+    let fleet_name = match simulator {
+        Simulator::Core => format!("fleet of {boards}"),
+        Simulator::Sketch => format!("fleet of {boards} sketch boards"),
     };
     let time_row = |value: f64| {
         if time_target.is_finite() {
             Row::target(
-                format!("fleet of {boards}: connect, command, press, all observed"),
+                format!("{fleet_name}: connect, command, press, all observed"),
                 value,
                 "s",
                 format!("< {time_target} s"),
@@ -1029,7 +1103,7 @@ async fn fleet(options: &BenchOptions, boards: usize) -> io::Result<Vec<Row>> {
             )
         } else {
             Row::info(
-                format!("fleet of {boards}: connect, command, press, all observed"),
+                format!("{fleet_name}: connect, command, press, all observed"),
                 value,
                 "s",
             )
@@ -1037,13 +1111,13 @@ async fn fleet(options: &BenchOptions, boards: usize) -> io::Result<Vec<Row>> {
     };
     Ok(vec![
         Row::info(
-            format!("fleet of {boards}: all connected and subscribed"),
+            format!("{fleet_name}: all connected and subscribed"),
             connected.as_secs_f64(),
             "s",
         ),
         time_row(total.as_secs_f64()),
         Row::target(
-            format!("fleet of {boards}: peak RSS, harness + broker engine"),
+            format!("{fleet_name}: peak RSS, harness + broker engine"),
             (harness_rss + engine_rss).round(),
             "MiB",
             format!("< {rss_target} MiB"),

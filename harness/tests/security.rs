@@ -109,7 +109,11 @@ fn a_login_is_checked_and_a_wrong_one_refused_with_connack_4() {
     assert!(right.status.success(), "{right:?}");
     broker.stop();
     let text = std::fs::read_to_string(&trace).unwrap();
-    assert_eq!(text.matches("bad_user_name_or_password").count(), 2, "{text}");
+    assert_eq!(
+        text.matches("bad_user_name_or_password").count(),
+        2,
+        "{text}"
+    );
     assert!(
         !text.contains("s3cret-login") && !text.contains("guess"),
         "{text}"

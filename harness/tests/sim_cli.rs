@@ -64,8 +64,18 @@ fn exit_code(mut sim: Child) -> Option<i32> {
 
 #[test]
 fn a_simulated_board_obeys_mosquitto_pub_and_its_press_reaches_mosquitto_sub() {
+    obeys_mosquitto(&[]);
+}
+
+/// The Arduino sketch itself, its PubSubClient on the host core talking to mosquitto.
+#[test]
+fn a_sketch_board_obeys_mosquitto_pub_and_its_press_reaches_mosquitto_sub() {
+    obeys_mosquitto(&["--sketch"]);
+}
+
+fn obeys_mosquitto(extra: &[&str]) {
     let broker = Mosquitto::start();
-    let (mut sim, lines) = start_sim(&broker, &[]);
+    let (mut sim, lines) = start_sim(&broker, extra);
     lines.wait_for("the boot line", |l| {
         l.starts_with("HIL boot fw=light-controller")
     });

@@ -4,6 +4,7 @@
 pub mod profile;
 pub mod serial;
 pub mod sim;
+pub mod sketch;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -20,6 +21,7 @@ use profile::Profile;
 
 pub use serial::SerialBoard;
 pub use sim::SimBoard;
+pub use sketch::{Simulator, SketchBoard};
 
 /// One board on the bench, ready to open.
 #[derive(Debug, Clone)]
@@ -49,6 +51,8 @@ pub struct BoardSetup<'a> {
     /// On a shared broker: the prefixes of this scenario's topics and client ids.
     pub namespace: Option<&'a Namespace>,
     pub credentials: Option<&'a Credentials>,
+    /// What plays a board of profile `sim` (`sim-sketch` is always the sketch).
+    pub simulator: Simulator,
 }
 
 /// What a step's future resolves to.
@@ -116,20 +120,28 @@ pub async fn start(setup: BoardSetup<'_>) -> Result<Box<dyn Board>, String> {
         return Ok(Box::new(board));
     }
     match setup.spec.profile.as_str() {
-        profile::SIM => Ok(Box::new(SimBoard::start(sim::SimSetup {
-            name: setup.name.to_string(),
-            client_id,
-            topic,
-            credentials: setup.credentials.cloned(),
-            debounce: setup.spec.debounce,
-            version: setup.spec.version.clone(),
-            broker: setup.broker,
-            trace: setup.trace,
-            seed: setup.seed,
-            storage: None,
-        }))),
+        profile::SIM | profile::SIM_SKETCH => {
+            let sim_setup = sim::SimSetup {
+                name: setup.name.to_string(),
+                client_id,
+                topic,
+                credentials: setup.credentials.cloned(),
+                debounce: setup.spec.debounce,
+                version: setup.spec.version.clone(),
+                broker: setup.broker,
+                trace: setup.trace,
+                seed: setup.seed,
+                storage: None,
+            };
+            if setup.spec.profile == profile::SIM_SKETCH || setup.simulator == Simulator::Sketch {
+                let board = SketchBoard::start(sim_setup, sketch::program()).await?;
+                Ok(Box::new(board))
+            } else {
+                Ok(Box::new(SimBoard::start(sim_setup)))
+            }
+        }
         other => Err(format!(
-            "board {}: profile {other:?} needs a bench board; map it with `hil run --board {}=BENCH_BOARD`, or use `profile: sim`",
+            "board {}: profile {other:?} needs a bench board; map it with `hil run --board {}=BENCH_BOARD`, or use `profile: sim` or `profile: sim-sketch`",
             setup.name, setup.name
         )),
     }

@@ -54,9 +54,18 @@ const BUNDLED: [(&str, &str); 4] = [
 /// The in-process simulated board's profile name.
 pub const SIM: &str = "sim";
 
-/// Every profile name a scenario may use: the simulator and the bundled boards.
+/// The sketch board's profile name: the Arduino sketch on the host Arduino core.
+pub const SIM_SKETCH: &str = "sim-sketch";
+
+/// Whether a profile name is played on the host rather than by a bench board.
+pub fn simulated(name: &str) -> bool {
+    name == SIM || name == SIM_SKETCH
+}
+
+/// Every profile name a scenario may use: the simulators and the bundled boards.
 pub fn known_names() -> Vec<&'static str> {
-    std::iter::once(SIM)
+    [SIM, SIM_SKETCH]
+        .into_iter()
         .chain(BUNDLED.iter().map(|(name, _)| *name))
         .collect()
 }
@@ -566,7 +575,7 @@ mod tests {
 
     #[test]
     fn every_bundled_profile_loads() {
-        for name in known_names().into_iter().filter(|name| *name != SIM) {
+        for name in known_names().into_iter().filter(|name| !simulated(name)) {
             let profile = Profile::bundled(name).unwrap();
             assert_eq!(profile.name, name);
             assert_eq!(profile.flash_size, 4 << 20);

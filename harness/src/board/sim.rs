@@ -272,7 +272,7 @@ impl Hal for SimHal {
 /// The scenario's board settings stored the way a bench engineer stores them, with the
 /// firmware's own `config` console command, on a bench before the board is installed:
 /// the run then starts from a board that boots straight into its configuration.
-fn provision(setup: &SimSetup) -> Vec<u8> {
+pub(super) fn provision(setup: &SimSetup) -> Vec<u8> {
     let settings = Settings::for_run(
         setup.broker,
         &setup.client_id,

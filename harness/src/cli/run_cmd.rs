@@ -4,6 +4,7 @@ use std::io::IsTerminal;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
+use hil::board::Simulator;
 use hil::broker::BrokerConfig;
 use hil::broker::Credentials;
 use hil::config::BenchConfig;
@@ -116,6 +117,16 @@ pub struct RunArgs {
     /// The environment variable holding the password for --broker.
     #[arg(long, value_name = "VAR", requires = "username")]
     password_env: Option<String>,
+    /// What plays the simulated boards (`profile: sim`): the firmware core with hil's
+    /// HAL, or the Arduino sketch itself on the host Arduino core, one process per board.
+    #[arg(long, value_enum, default_value_t = SimArg::Core)]
+    sim: SimArg,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum SimArg {
+    Core,
+    Sketch,
 }
 
 /// The broker config of the run: embedded, or the tap in front of `--broker`; and the
@@ -205,6 +216,10 @@ fn bench_mapping(args: &RunArgs, scenarios: &[Scenario]) -> Result<BenchMapping,
         roles: Default::default(),
         lock_timeout: args.lock_timeout,
         broker_host: broker_host(args)?,
+        simulator: match args.sim {
+            SimArg::Core => Simulator::Core,
+            SimArg::Sketch => Simulator::Sketch,
+        },
     };
     let config = || BenchConfig::load(args.config.as_deref()).map_err(|e| e.to_string());
     runner::map_roles(&mut mapping, &args.boards, config, scenarios)

@@ -3,7 +3,7 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use hil::board::{Board, BoardSetup};
+use hil::board::{Board, BoardSetup, Simulator};
 use hil::exit::Exit;
 use hil::scenario::BoardSpec;
 use hil::trace::{Event, EventBody, Trace};
@@ -60,6 +60,10 @@ pub struct SimArgs {
     /// With --count: every board uses TOPIC itself.
     #[arg(long)]
     shared_topic: bool,
+    /// Run the Arduino sketch itself (on the host Arduino core, one process per board)
+    /// instead of the firmware core.
+    #[arg(long, conflicts_with = "pty")]
+    sketch: bool,
     #[command(flatten)]
     pty: chip_cmd::PtyArgs,
 }
@@ -115,6 +119,11 @@ pub async fn run(args: SimArgs) -> Result<Exit, Failure> {
             lock_timeout: Duration::ZERO,
             namespace: None,
             credentials: None,
+            simulator: if args.sketch {
+                Simulator::Sketch
+            } else {
+                Simulator::Core
+            },
         })
         .await
         .map_err(|e| Failure::new(Exit::Infrastructure, e))?;

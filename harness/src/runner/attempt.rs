@@ -57,6 +57,8 @@ pub struct BenchMapping {
     /// The address bench boards reach the run's brokers at (`hil run --advertise`);
     /// default the address the brokers listen on.
     pub broker_host: Option<IpAddr>,
+    /// What plays the other boards of profile `sim` (`hil run --sim`).
+    pub simulator: crate::board::Simulator,
 }
 
 /// What an attempt leaves behind for reports and snapshots.
@@ -374,6 +376,7 @@ impl<'a> Stage<'a> {
                 lock_timeout: self.setup.bench.lock_timeout,
                 namespace: self.setup.broker.namespace.as_ref(),
                 credentials: self.setup.credentials.as_ref(),
+                simulator: self.setup.bench.simulator,
             })
             .await
             .map_err(StepError::Harness)?;

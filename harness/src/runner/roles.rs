@@ -33,7 +33,8 @@ pub fn map_roles(
     }
     for scenario in scenarios {
         for board in &scenario.boards {
-            if board.spec.profile != profile::SIM && !mapping.roles.contains_key(&board.name) {
+            if !profile::simulated(&board.spec.profile) && !mapping.roles.contains_key(&board.name)
+            {
                 return Err(format!(
                     "{}: board {} has profile {} and needs a bench board: add --board {}=NAME (a board of hil.toml)",
                     scenario.path.display(),

@@ -20,7 +20,7 @@ pub struct ScenarioError {
     message: String,
     help: Option<String>,
     /// The file's other problems, after this one.
-    more: Vec<ScenarioError>,
+    more: Box<[ScenarioError]>,
 }
 
 impl ScenarioError {
@@ -31,19 +31,19 @@ impl ScenarioError {
             location: None,
             message: message.into(),
             help: None,
-            more: Vec::new(),
+            more: Box::default(),
         }
     }
 
     /// This problem, then the file's others.
     pub fn and(mut self, more: Vec<ScenarioError>) -> ScenarioError {
-        self.more = more;
+        self.more = more.into_boxed_slice();
         self
     }
 
     /// Every problem of the file: this one, then the others.
     pub fn problems(&self) -> impl Iterator<Item = &ScenarioError> {
-        std::iter::once(self).chain(&self.more)
+        std::iter::once(self).chain(self.more.iter())
     }
 
     pub fn at(mut self, text: &str, location: Location) -> ScenarioError {

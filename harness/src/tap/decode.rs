@@ -393,6 +393,73 @@ fn lossy(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// rumqttc's codes in hil's words: every variant named, so a library upgrade that adds
+/// one fails to build here instead of changing a trace.
+fn connack_v4(code: v4::ConnectReturnCode) -> ConnackCode {
+    use v4::ConnectReturnCode as Code;
+    match code {
+        Code::Success => ConnackCode::Success,
+        Code::RefusedProtocolVersion => ConnackCode::UnsupportedProtocolVersion,
+        Code::BadClientId => ConnackCode::ClientIdentifierNotValid,
+        Code::ServiceUnavailable => ConnackCode::ServerUnavailable,
+        Code::BadUserNamePassword => ConnackCode::BadUserNameOrPassword,
+        Code::NotAuthorized => ConnackCode::NotAuthorized,
+    }
+}
+
+fn connack_v5(code: v5::ConnectReturnCode) -> ConnackCode {
+    use v5::ConnectReturnCode as Code;
+    match code {
+        Code::Success => ConnackCode::Success,
+        Code::RefusedProtocolVersion | Code::UnsupportedProtocolVersion => {
+            ConnackCode::UnsupportedProtocolVersion
+        }
+        Code::BadClientId | Code::ClientIdentifierNotValid => ConnackCode::ClientIdentifierNotValid,
+        Code::ServiceUnavailable | Code::ServerUnavailable => ConnackCode::ServerUnavailable,
+        Code::UnspecifiedError => ConnackCode::UnspecifiedError,
+        Code::MalformedPacket => ConnackCode::MalformedPacket,
+        Code::ProtocolError => ConnackCode::ProtocolError,
+        Code::ImplementationSpecificError => ConnackCode::ImplementationSpecificError,
+        Code::BadUserNamePassword => ConnackCode::BadUserNameOrPassword,
+        Code::NotAuthorized => ConnackCode::NotAuthorized,
+        Code::ServerBusy => ConnackCode::ServerBusy,
+        Code::Banned => ConnackCode::Banned,
+        Code::BadAuthenticationMethod => ConnackCode::BadAuthenticationMethod,
+        Code::TopicNameInvalid => ConnackCode::TopicNameInvalid,
+        Code::PacketTooLarge => ConnackCode::PacketTooLarge,
+        Code::QuotaExceeded => ConnackCode::QuotaExceeded,
+        Code::PayloadFormatInvalid => ConnackCode::PayloadFormatInvalid,
+        Code::RetainNotSupported => ConnackCode::RetainNotSupported,
+        Code::QoSNotSupported => ConnackCode::QosNotSupported,
+        Code::UseAnotherServer => ConnackCode::UseAnotherServer,
+        Code::ServerMoved => ConnackCode::ServerMoved,
+        Code::ConnectionRateExceeded => ConnackCode::ConnectionRateExceeded,
+    }
+}
+
+fn suback_v4(code: &v4::SubscribeReasonCode) -> SubackCode {
+    match code {
+        v4::SubscribeReasonCode::Success(qos) => SubackCode::granted(*qos as u8),
+        v4::SubscribeReasonCode::Failure => SubackCode::UnspecifiedError,
+    }
+}
+
+fn suback_v5(code: &v5::SubscribeReasonCode) -> SubackCode {
+    use v5::SubscribeReasonCode as Code;
+    match code {
+        Code::Success(qos) => SubackCode::granted(*qos as u8),
+        Code::Failure | Code::Unspecified => SubackCode::UnspecifiedError,
+        Code::ImplementationSpecific => SubackCode::ImplementationSpecificError,
+        Code::NotAuthorized => SubackCode::NotAuthorized,
+        Code::TopicFilterInvalid => SubackCode::TopicFilterInvalid,
+        Code::PkidInUse => SubackCode::PacketIdentifierInUse,
+        Code::QuotaExceeded => SubackCode::QuotaExceeded,
+        Code::SharedSubscriptionsNotSupported => SubackCode::SharedSubscriptionsNotSupported,
+        Code::SubscriptionIdNotSupported => SubackCode::SubscriptionIdentifiersNotSupported,
+        Code::WildcardSubscriptionsNotSupported => SubackCode::WildcardSubscriptionsNotSupported,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -549,72 +616,5 @@ mod tests {
         let json = serde_json::to_string(&packet).unwrap();
         assert!(json.contains("\"username\":\"user\""), "{json}");
         assert!(!json.contains("s3cret-pass"), "{json}");
-    }
-}
-
-/// rumqttc's codes in hil's words: every variant named, so a library upgrade that adds
-/// one fails to build here instead of changing a trace.
-fn connack_v4(code: v4::ConnectReturnCode) -> ConnackCode {
-    use v4::ConnectReturnCode as Code;
-    match code {
-        Code::Success => ConnackCode::Success,
-        Code::RefusedProtocolVersion => ConnackCode::UnsupportedProtocolVersion,
-        Code::BadClientId => ConnackCode::ClientIdentifierNotValid,
-        Code::ServiceUnavailable => ConnackCode::ServerUnavailable,
-        Code::BadUserNamePassword => ConnackCode::BadUserNameOrPassword,
-        Code::NotAuthorized => ConnackCode::NotAuthorized,
-    }
-}
-
-fn connack_v5(code: v5::ConnectReturnCode) -> ConnackCode {
-    use v5::ConnectReturnCode as Code;
-    match code {
-        Code::Success => ConnackCode::Success,
-        Code::RefusedProtocolVersion | Code::UnsupportedProtocolVersion => {
-            ConnackCode::UnsupportedProtocolVersion
-        }
-        Code::BadClientId | Code::ClientIdentifierNotValid => ConnackCode::ClientIdentifierNotValid,
-        Code::ServiceUnavailable | Code::ServerUnavailable => ConnackCode::ServerUnavailable,
-        Code::UnspecifiedError => ConnackCode::UnspecifiedError,
-        Code::MalformedPacket => ConnackCode::MalformedPacket,
-        Code::ProtocolError => ConnackCode::ProtocolError,
-        Code::ImplementationSpecificError => ConnackCode::ImplementationSpecificError,
-        Code::BadUserNamePassword => ConnackCode::BadUserNameOrPassword,
-        Code::NotAuthorized => ConnackCode::NotAuthorized,
-        Code::ServerBusy => ConnackCode::ServerBusy,
-        Code::Banned => ConnackCode::Banned,
-        Code::BadAuthenticationMethod => ConnackCode::BadAuthenticationMethod,
-        Code::TopicNameInvalid => ConnackCode::TopicNameInvalid,
-        Code::PacketTooLarge => ConnackCode::PacketTooLarge,
-        Code::QuotaExceeded => ConnackCode::QuotaExceeded,
-        Code::PayloadFormatInvalid => ConnackCode::PayloadFormatInvalid,
-        Code::RetainNotSupported => ConnackCode::RetainNotSupported,
-        Code::QoSNotSupported => ConnackCode::QosNotSupported,
-        Code::UseAnotherServer => ConnackCode::UseAnotherServer,
-        Code::ServerMoved => ConnackCode::ServerMoved,
-        Code::ConnectionRateExceeded => ConnackCode::ConnectionRateExceeded,
-    }
-}
-
-fn suback_v4(code: &v4::SubscribeReasonCode) -> SubackCode {
-    match code {
-        v4::SubscribeReasonCode::Success(qos) => SubackCode::granted(*qos as u8),
-        v4::SubscribeReasonCode::Failure => SubackCode::UnspecifiedError,
-    }
-}
-
-fn suback_v5(code: &v5::SubscribeReasonCode) -> SubackCode {
-    use v5::SubscribeReasonCode as Code;
-    match code {
-        Code::Success(qos) => SubackCode::granted(*qos as u8),
-        Code::Failure | Code::Unspecified => SubackCode::UnspecifiedError,
-        Code::ImplementationSpecific => SubackCode::ImplementationSpecificError,
-        Code::NotAuthorized => SubackCode::NotAuthorized,
-        Code::TopicFilterInvalid => SubackCode::TopicFilterInvalid,
-        Code::PkidInUse => SubackCode::PacketIdentifierInUse,
-        Code::QuotaExceeded => SubackCode::QuotaExceeded,
-        Code::SharedSubscriptionsNotSupported => SubackCode::SharedSubscriptionsNotSupported,
-        Code::SubscriptionIdNotSupported => SubackCode::SubscriptionIdentifiersNotSupported,
-        Code::WildcardSubscriptionsNotSupported => SubackCode::WildcardSubscriptionsNotSupported,
     }
 }
