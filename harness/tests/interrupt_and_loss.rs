@@ -92,7 +92,7 @@ fn interrupt_mid_run(signal: &str) {
     write(
         dir.path(),
         "b_slow.yaml",
-        "name: slow\nboards:\n  lamp: { profile: sim }\nsteps:\n  - expect_connected: { client: lamp, within: 5s }\n  - wait: { for: 60s }\n",
+        "name: slow\ntimeout: 90s\nboards:\n  lamp: { profile: sim }\nsteps:\n  - expect_connected: { client: lamp, within: 5s }\n  - wait: { for: 60s }\n",
     );
     let mut child = Command::new(hil_exe())
         .current_dir(dir.path())
