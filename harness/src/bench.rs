@@ -1148,8 +1148,7 @@ async fn count_until(
 
 /// How many simulated boards this process can hold open at once.
 fn fleet_capacity() -> usize {
-    let limit = rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft);
-    (limit.saturating_sub(512) / 3) as usize
+    crate::broker::boards_that_fit(3).0
 }
 
 /// `VmHWM` (peak resident set) of a process, in MiB; 0 where /proc has no answer.

@@ -127,19 +127,38 @@ pub fn find_engine_exe() -> Result<PathBuf, BrokerError> {
 
 /// Lets this process (and the engines it starts, which inherit it) hold as many sockets
 /// as a large fleet needs: every client costs the harness three (the client's own when it
-/// is simulated here, and the tap's two). Raises the soft limit to the hard one, and the
-/// hard one too where the process may (as root).
+/// is simulated here, and the tap's two). Raises the soft limit to the hard one, and as
+/// root the hard one too, up to the kernel's ceiling (`fs.nr_open`).
 pub fn raise_open_file_limit() {
-    const WANTED: u64 = 65_536;
     let Ok((soft, hard)) = rlimit::getrlimit(rlimit::Resource::NOFILE) else {
         return;
     };
-    if soft >= WANTED {
+    let ceiling = kernel_open_file_ceiling().unwrap_or(hard).max(hard);
+    if soft >= ceiling {
         return;
     }
-    if rlimit::setrlimit(rlimit::Resource::NOFILE, WANTED, WANTED.max(hard)).is_err() {
+    if rlimit::setrlimit(rlimit::Resource::NOFILE, ceiling, ceiling).is_err() {
         let _ = rlimit::setrlimit(rlimit::Resource::NOFILE, hard, hard);
     }
+}
+
+fn kernel_open_file_ceiling() -> Option<u64> {
+    std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Descriptors kept aside for everything but the boards: engine links, files, runtime.
+const DESCRIPTOR_RESERVE: u64 = 512;
+
+/// How many boards fit in this process's open-file limit when each costs `per_board`
+/// descriptors, and that limit.
+pub fn boards_that_fit(per_board: u64) -> (usize, u64) {
+    let limit = rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft);
+    let fit = limit.saturating_sub(DESCRIPTOR_RESERVE) / per_board.max(1);
+    (usize::try_from(fit).unwrap_or(usize::MAX), limit)
 }
 
 /// A running broker. Stop it with [`Broker::stop`]; dropping it kills the engine too.

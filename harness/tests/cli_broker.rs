@@ -438,3 +438,59 @@ fn tshark_decodes_the_capture_with_one_stream_per_client_and_no_password() {
         "tshark found problems"
     );
 }
+
+/// What mosquitto's own clients see: a QoS 2 subscriber gets each message at the QoS it
+/// was published with, and a filter refused by `--deny-subscribe` is refused.
+#[test]
+fn mosquitto_sub_gets_the_lower_qos_and_a_refused_filter() {
+    let mut broker = BrokerProcess::start(&["--port", "0", "--deny-subscribe", "secret/#"]);
+    let port = broker.addr().port().to_string();
+    // Line-buffered, so each debug line arrives as it is printed.
+    let mut subscriber = Command::new("stdbuf")
+        .args(["-oL", "mosquitto_sub"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-i",
+            "mosq-q2",
+            "-q",
+            "2",
+            "-d",
+        ])
+        .args(["-t", "living_room_lights/#", "-C", "3", "-W", "10"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("mosquitto_sub is installed (ci/test.sh installs mosquitto-clients)");
+    let lines = support::Lines::of(subscriber.stdout.take().unwrap());
+    lines.wait_for("the SUBACK", |line| line.contains("received SUBACK"));
+    for qos in ["0", "1", "2"] {
+        let status = Command::new("mosquitto_pub")
+            .args(["-h", "127.0.0.1", "-p", &port, "-q", qos, "-m", qos])
+            .args(["-t", "living_room_lights/state"])
+            .status()
+            .expect("mosquitto_pub is installed");
+        assert!(status.success());
+        let delivery = lines.wait_for("a delivery", |line| line.contains("received PUBLISH"));
+        assert!(
+            delivery.contains(&format!("(d0, q{qos},")),
+            "published at QoS {qos}, delivered as: {delivery}"
+        );
+    }
+    assert!(subscriber.wait().unwrap().success());
+
+    let refused = Command::new("mosquitto_sub")
+        .args(["-h", "127.0.0.1", "-p", &port, "-i", "mosq-refused", "-d"])
+        .args(["-t", "secret/key", "-C", "1", "-W", "3"])
+        .output()
+        .expect("mosquitto_sub is installed");
+    let said = String::from_utf8_lossy(&refused.stdout).into_owned()
+        + &String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("received SUBACK"), "{said}");
+    assert!(
+        said.contains("All subscription requests were denied"),
+        "mosquitto_sub reports the refusal: {said}"
+    );
+    broker.signal("TERM");
+}

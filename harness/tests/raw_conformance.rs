@@ -145,6 +145,8 @@ impl Frame {
 struct Raw {
     stream: TcpStream,
     version: Version,
+    /// Frames that came while a QoS 2 flow waited for its PUBREL, for later.
+    early: std::collections::VecDeque<Frame>,
 }
 
 impl Raw {
@@ -152,6 +154,7 @@ impl Raw {
         Raw {
             stream: TcpStream::connect(addr).await.unwrap(),
             version,
+            early: std::collections::VecDeque::new(),
         }
     }
 
@@ -169,6 +172,13 @@ impl Raw {
 
     /// The next frame, or `None` when the broker closed the connection.
     async fn next(&mut self) -> Option<Frame> {
+        if let Some(frame) = self.early.pop_front() {
+            return Some(frame);
+        }
+        self.next_on_the_wire().await
+    }
+
+    async fn next_on_the_wire(&mut self) -> Option<Frame> {
         tokio::time::timeout(DEADLINE, self.read_frame())
             .await
             .expect("a frame or a close within the deadline")
@@ -233,7 +243,14 @@ impl Raw {
             1 => self.send(&ack(0x40, delivery.publish_pkid())).await,
             2 => {
                 self.send(&ack(0x50, delivery.publish_pkid())).await;
-                let pubrel = self.expect(6, "PUBREL").await;
+                // Other deliveries may come before the PUBREL.
+                let pubrel = loop {
+                    let frame = self.next_on_the_wire().await.expect("PUBREL, not a close");
+                    if frame.kind() == 6 {
+                        break frame;
+                    }
+                    self.early.push_back(frame);
+                };
                 self.send(&ack(0x70, pubrel.pkid())).await;
             }
             _ => {}

@@ -135,3 +135,26 @@ fn ctrl_c_or_sigterm_exits_130_as_interrupted() {
         assert_eq!(exit_code(sim), Some(130), "SIG{signal}");
     }
 }
+
+#[test]
+fn a_fleet_that_does_not_fit_the_open_file_limit_is_refused_before_it_starts() {
+    // More boards than the kernel lets any process open files: never fits, even as root.
+    let ceiling: u64 = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let count = (ceiling + 1).to_string();
+    let output = Command::new(hil_exe())
+        .args(["sim", "--broker", "mqtt://127.0.0.1:1", "--count", &count])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{count} boards do not fit")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("room for "), "{stderr}");
+}

@@ -86,6 +86,18 @@ pub async fn run(args: SimArgs) -> Result<Exit, Failure> {
     if args.count == 0 {
         return Err(Failure::new(Exit::Usage, "--count must be at least 1"));
     }
+    // Each board holds one socket to the broker; say so before starting rather than
+    // failing half-way through the fleet.
+    let (fit, limit) = hil::broker::boards_that_fit(1);
+    if args.count > fit {
+        return Err(Failure::new(
+            Exit::Infrastructure,
+            format!(
+                "{} boards do not fit: each holds a socket, and this process may open {limit} files (already raised as far as it may), room for {fit} boards; raise the hard limit (ulimit -Hn, or LimitNOFILE) or run fewer with --count {fit}",
+                args.count
+            ),
+        ));
+    }
     let trace = Trace::in_memory();
     let fleet = args.count > 1;
     let mut boards = Vec::with_capacity(args.count);
