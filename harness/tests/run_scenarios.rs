@@ -755,6 +755,7 @@ fn a_flaky_scenario_is_a_passing_testcase_with_its_failed_attempt_in_junit() {
                     expected: "a message".into(),
                     observed: "none in time".into(),
                     near_misses: Vec::new(),
+                    error_kind: None,
                 }),
             ),
             attempt(Status::Passed, None),

@@ -80,6 +80,12 @@ pub enum BoardError {
         program: PathBuf,
         reason: String,
     },
+    #[error("board {board}: the sketch board {} did not finish setup() within {within}", program.display())]
+    SketchSilent {
+        board: String,
+        program: PathBuf,
+        within: String,
+    },
     #[error("board {board}: {reason}")]
     SketchStart { board: String, reason: String },
     /// The harness's own machinery (a thread, a blocking task) failed.
@@ -96,7 +102,7 @@ impl BoardError {
             | BoardError::NoAutoPort { .. }
             | BoardError::CannotOpen { .. } => "port_not_found",
             BoardError::Write { .. } | BoardError::ModemLines { .. } => "port_io",
-            BoardError::Silent { .. } => "board_silent",
+            BoardError::Silent { .. } | BoardError::SketchSilent { .. } => "board_silent",
             BoardError::Refused { .. } => "settings_refused",
             BoardError::WrongProfile { .. } => "wrong_profile",
             BoardError::NoControlSocket { .. }

@@ -90,6 +90,28 @@ impl ModemLines for TTYPort {
     }
 }
 
+/// Why a port could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum PortError {
+    /// Another process holds the port, or its lock file cannot be used.
+    #[error(transparent)]
+    Lock(#[from] lock::LockError),
+    /// The RFC 2217 server could not be reached or did not set the port up.
+    #[error("{0}")]
+    Remote(String),
+}
+
+impl PortError {
+    /// A stable name for the kind of failure, for machine-readable reports.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PortError::Lock(lock::LockError::Busy { .. }) => "port_busy",
+            PortError::Lock(lock::LockError::Io { .. }) => "port_lock",
+            PortError::Remote(_) => "remote_port",
+        }
+    }
+}
+
 /// A port taken for use: its lock is held (one user per port, across processes), and a
 /// remote port is bridged to a local pty for as long as this lives.
 pub struct Endpoint {
@@ -102,13 +124,12 @@ pub struct Endpoint {
 impl Endpoint {
     /// Takes `name`'s lock, waiting up to `lock_timeout` for another holder, then, for a
     /// remote port, connects at `baud`. Blocks: call it off an async runtime's thread.
-    pub fn open(name: &PortName, baud: u32, lock_timeout: Duration) -> Result<Endpoint, String> {
-        let lock = PortLock::acquire(Path::new(&name.to_string()), lock_timeout)
-            .map_err(|e| e.to_string())?;
+    pub fn open(name: &PortName, baud: u32, lock_timeout: Duration) -> Result<Endpoint, PortError> {
+        let lock = PortLock::acquire(Path::new(&name.to_string()), lock_timeout)?;
         let (path, remote) = match name {
             PortName::Device(path) => (path.clone(), None),
             PortName::Rfc2217(address) => {
-                let remote = RemotePort::connect(address, baud)?;
+                let remote = RemotePort::connect(address, baud).map_err(PortError::Remote)?;
                 (remote.path().to_path_buf(), Some(remote))
             }
         };
