@@ -97,8 +97,8 @@ pub enum PortError {
     #[error(transparent)]
     Lock(#[from] lock::LockError),
     /// The RFC 2217 server could not be reached or did not set the port up.
-    #[error("{0}")]
-    Remote(String),
+    #[error(transparent)]
+    Remote(#[from] rfc2217::Rfc2217Error),
 }
 
 impl PortError {
@@ -107,6 +107,7 @@ impl PortError {
         match self {
             PortError::Lock(lock::LockError::Busy { .. }) => "port_busy",
             PortError::Lock(lock::LockError::Io { .. }) => "port_lock",
+            PortError::Remote(rfc2217::Rfc2217Error::Busy { .. }) => "port_busy",
             PortError::Remote(_) => "remote_port",
         }
     }
@@ -129,7 +130,7 @@ impl Endpoint {
         let (path, remote) = match name {
             PortName::Device(path) => (path.clone(), None),
             PortName::Rfc2217(address) => {
-                let remote = RemotePort::connect(address, baud).map_err(PortError::Remote)?;
+                let remote = RemotePort::connect(address, baud)?;
                 (remote.path().to_path_buf(), Some(remote))
             }
         };

@@ -76,11 +76,56 @@ fn settings(baud: u32) -> PortSettings {
     }
 }
 
+/// Why a remote port could not be connected.
+#[derive(Debug, thiserror::Error)]
+pub enum Rfc2217Error {
+    #[error("cannot reach rfc2217://{address}: {source}; {}", SERVER_HINT)]
+    Unreachable {
+        address: String,
+        source: std::io::Error,
+    },
+    #[error("rfc2217://{address}: no connection within {within}; is the bench host up?")]
+    NoConnection { address: String, within: String },
+    /// The server refused or changed the port settings.
+    #[error(
+        "rfc2217://{address}: {reason} (reported: {reported}); {}",
+        SERVER_HINT
+    )]
+    Refused {
+        address: String,
+        reason: String,
+        reported: String,
+    },
+    #[error("rfc2217://{address}: {reason} within {within}; {}", SERVER_HINT)]
+    Unanswered {
+        address: String,
+        reason: String,
+        within: String,
+    },
+    /// The server hung up while negotiating: ser2net serves one client at a time.
+    #[error("rfc2217://{address} closed the connection while negotiating: the port may be in use by another client (ser2net serves one at a time)")]
+    Busy { address: String },
+    #[error("rfc2217://{address}: {source}")]
+    Io {
+        address: String,
+        source: std::io::Error,
+    },
+    /// What bridges the remote port here (a thread, a runtime, the local pty) failed.
+    #[error("rfc2217://{address}: {what}: {source}")]
+    Local {
+        address: String,
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error("rfc2217://{address}: the bridge stopped while connecting")]
+    BridgeStopped { address: String },
+}
+
 impl RemotePort {
     /// Connects to the RFC 2217 server at `address` (`host:port`), sets the remote port
     /// to `baud` 8N1 without flow control, and bridges it to a new local pty. Returns
     /// once the server has confirmed the settings, or with an error that says why not.
-    pub fn connect(address: &str, baud: u32) -> Result<RemotePort, String> {
+    pub fn connect(address: &str, baud: u32) -> Result<RemotePort, Rfc2217Error> {
         let stop = CancellationToken::new();
         let (ready, opened) = std_mpsc::channel();
         let bridge = {
@@ -88,7 +133,11 @@ impl RemotePort {
             std::thread::Builder::new()
                 .name(format!("rfc2217 {address}"))
                 .spawn(move || run(&owned, baud, &ready, &stop))
-                .map_err(|e| format!("rfc2217://{address}: cannot start the bridge: {e}"))?
+                .map_err(|source| Rfc2217Error::Local {
+                    address: address.to_string(),
+                    what: "cannot start the bridge",
+                    source,
+                })?
         };
         // The bridge thread reports within its own deadlines; a thread that died
         // without a word drops the sender, which ends the wait too.
@@ -105,9 +154,9 @@ impl RemotePort {
             }
             Err(_) => {
                 let _ = bridge.join();
-                Err(format!(
-                    "rfc2217://{address}: the bridge stopped while connecting"
-                ))
+                Err(Rfc2217Error::BridgeStopped {
+                    address: address.to_string(),
+                })
             }
         }
     }
@@ -202,7 +251,7 @@ fn log_event(address: &str, event: &Event) {
     }
 }
 
-type Opened = Result<(PathBuf, RemoteLines), String>;
+type Opened = Result<(PathBuf, RemoteLines), Rfc2217Error>;
 
 /// The bridge thread: connect, report, then move bytes until stopped or disconnected.
 fn run(address: &str, baud: u32, ready: &std_mpsc::Sender<Opened>, stop: &CancellationToken) {
@@ -211,8 +260,12 @@ fn run(address: &str, baud: u32, ready: &std_mpsc::Sender<Opened>, stop: &Cancel
         .build()
     {
         Ok(runtime) => runtime,
-        Err(e) => {
-            let _ = ready.send(Err(format!("rfc2217://{address}: no runtime: {e}")));
+        Err(source) => {
+            let _ = ready.send(Err(Rfc2217Error::Local {
+                address: address.to_string(),
+                what: "no runtime",
+                source,
+            }));
             return;
         }
     };
@@ -249,24 +302,31 @@ struct Session {
 }
 
 impl Session {
-    async fn open(address: &str, baud: u32) -> Result<Session, String> {
+    async fn open(address: &str, baud: u32) -> Result<Session, Rfc2217Error> {
         let stream = timeout(CONNECT_DEADLINE, TcpStream::connect(address))
             .await
-            .map_err(|_| {
-                format!(
-                    "rfc2217://{address}: no connection within {}; is the bench host up?",
-                    humantime::format_duration(CONNECT_DEADLINE)
-                )
+            .map_err(|_| Rfc2217Error::NoConnection {
+                address: address.to_string(),
+                within: humantime::format_duration(CONNECT_DEADLINE).to_string(),
             })?
-            .map_err(|e| format!("cannot reach rfc2217://{address}: {e}; {SERVER_HINT}"))?;
+            .map_err(|source| Rfc2217Error::Unreachable {
+                address: address.to_string(),
+                source,
+            })?;
         let _ = stream.set_nodelay(true);
         let (mut reader, mut writer) = stream.into_split();
         let mut client = Client::new(settings(baud));
         let early = negotiate(address, &mut client, &mut reader, &mut writer).await?;
-        let pty = Pty::open()
-            .map_err(|e| format!("rfc2217://{address}: cannot open a local pty: {e}"))?;
+        let local = |what| {
+            move |source| Rfc2217Error::Local {
+                address: address.to_string(),
+                what,
+                source,
+            }
+        };
+        let pty = Pty::open().map_err(local("cannot open a local pty"))?;
         pty.set_baud(baud)
-            .map_err(|e| format!("rfc2217://{address}: cannot set the local pty's baud: {e}"))?;
+            .map_err(local("cannot set the local pty's baud"))?;
         let (outbound_tx, outbound) = mpsc::unbounded_channel();
         Ok(Session {
             shared: Arc::new(Shared {
@@ -314,23 +374,25 @@ async fn negotiate(
     client: &mut Client,
     reader: &mut OwnedReadHalf,
     writer: &mut OwnedWriteHalf,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, Rfc2217Error> {
+    let io = |source| Rfc2217Error::Io {
+        address: address.to_string(),
+        source,
+    };
     let deadline = Instant::now() + NEGOTIATION_DEADLINE;
     let mut early = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
         let output = client.take_output();
-        writer
-            .write_all(&output)
-            .await
-            .map_err(|e| format!("rfc2217://{address}: {e}"))?;
+        writer.write_all(&output).await.map_err(io)?;
         match client.readiness() {
             Ok(()) => return Ok(early),
             Err(reason @ (NotReady::Refused | NotReady::Mismatched(_))) => {
-                return Err(format!(
-                    "rfc2217://{address}: {reason} (reported: {:?}); {SERVER_HINT}",
-                    client.reported_settings()
-                ))
+                return Err(Rfc2217Error::Refused {
+                    address: address.to_string(),
+                    reason: reason.to_string(),
+                    reported: format!("{:?}", client.reported_settings()),
+                })
             }
             Err(_) => {}
         }
@@ -340,10 +402,9 @@ async fn negotiate(
         };
         match read {
             Ok(0) => {
-                return Err(format!(
-                    "rfc2217://{address} closed the connection while negotiating: the port may \
-                     be in use by another client (ser2net serves one at a time)"
-                ))
+                return Err(Rfc2217Error::Busy {
+                    address: address.to_string(),
+                })
             }
             Ok(n) => {
                 early.extend(client.receive(&buf[..n]));
@@ -351,24 +412,25 @@ async fn negotiate(
                     log_event(address, &event);
                 }
             }
-            Err(e) => return Err(format!("rfc2217://{address}: {e}")),
+            Err(e) => return Err(io(e)),
         }
     }
 }
 
 /// Settings still unanswered at the deadline: some bridges never confirm some values,
 /// so the port is used as it is; no answer at all means no RFC 2217 server.
-fn at_deadline(address: &str, client: &Client, early: Vec<u8>) -> Result<Vec<u8>, String> {
+fn at_deadline(address: &str, client: &Client, early: Vec<u8>) -> Result<Vec<u8>, Rfc2217Error> {
     match client.readiness() {
         Ok(()) => Ok(early),
         Err(reason @ NotReady::Pending(_)) => {
             tracing::warn!(%address, "{reason}; using the port as it is");
             Ok(early)
         }
-        Err(reason) => Err(format!(
-            "rfc2217://{address}: {reason} within {}; {SERVER_HINT}",
-            humantime::format_duration(NEGOTIATION_DEADLINE)
-        )),
+        Err(reason) => Err(Rfc2217Error::Unanswered {
+            address: address.to_string(),
+            reason: reason.to_string(),
+            within: humantime::format_duration(NEGOTIATION_DEADLINE).to_string(),
+        }),
     }
 }
 
