@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::port::{PortError, PortName};
+use crate::port::{LinesError, PortError, PortName};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BoardError {
@@ -50,7 +50,8 @@ pub enum BoardError {
     ModemLines {
         board: String,
         port: PortName,
-        reason: String,
+        #[source]
+        reason: LinesError,
     },
     #[error("board {board}: profile {profile} has no control socket on {port}")]
     NoControlSocket {

@@ -74,19 +74,38 @@ impl PortSpec {
 
 /// DTR and RTS, which dev boards wire to EN and GPIO0 (the auto-reset circuit).
 pub trait ModemLines {
-    fn set_dtr(&mut self, on: bool) -> Result<(), String>;
-    fn set_rts(&mut self, on: bool) -> Result<(), String>;
+    fn set_dtr(&mut self, on: bool) -> Result<(), LinesError>;
+    fn set_rts(&mut self, on: bool) -> Result<(), LinesError>;
+}
+
+/// Why a modem line could not be set.
+#[derive(Debug, thiserror::Error)]
+pub enum LinesError {
+    /// The local port refused the ioctl (a pty has no modem lines).
+    #[error("cannot set {line} ({source})")]
+    Local {
+        line: &'static str,
+        source: serialport::Error,
+    },
+    #[error("rfc2217://{address}: the connection to the server is gone")]
+    RemoteGone { address: String },
 }
 
 impl ModemLines for TTYPort {
-    fn set_dtr(&mut self, on: bool) -> Result<(), String> {
+    fn set_dtr(&mut self, on: bool) -> Result<(), LinesError> {
         self.write_data_terminal_ready(on)
-            .map_err(|e| format!("cannot set DTR ({e})"))
+            .map_err(|source| LinesError::Local {
+                line: "DTR",
+                source,
+            })
     }
 
-    fn set_rts(&mut self, on: bool) -> Result<(), String> {
+    fn set_rts(&mut self, on: bool) -> Result<(), LinesError> {
         self.write_request_to_send(on)
-            .map_err(|e| format!("cannot set RTS ({e})"))
+            .map_err(|source| LinesError::Local {
+                line: "RTS",
+                source,
+            })
     }
 }
 

@@ -181,24 +181,24 @@ impl Drop for RemotePort {
 }
 
 impl super::ModemLines for RemoteLines {
-    fn set_dtr(&mut self, on: bool) -> Result<(), String> {
+    fn set_dtr(&mut self, on: bool) -> Result<(), super::LinesError> {
         self.shared.command(|client| client.set_dtr(on))
     }
 
-    fn set_rts(&mut self, on: bool) -> Result<(), String> {
+    fn set_rts(&mut self, on: bool) -> Result<(), super::LinesError> {
         self.shared.command(|client| client.set_rts(on))
     }
 }
 
 impl Shared {
-    fn command(&self, command: impl FnOnce(&mut Client)) -> Result<(), String> {
+    fn command(&self, command: impl FnOnce(&mut Client)) -> Result<(), super::LinesError> {
         let mut state = self.lock();
         command(&mut state.client);
         self.flush(&mut state)
     }
 
     /// Serial data from the pty, after a baud change when the pty's rate moved.
-    fn send_data(&self, data: &[u8], baud: u32) -> Result<(), String> {
+    fn send_data(&self, data: &[u8], baud: u32) -> Result<(), super::LinesError> {
         let mut state = self.lock();
         if baud != state.baud && baud != 0 {
             tracing::debug!(address = %self.address, baud, "the local pty changed its baud rate");
@@ -210,7 +210,7 @@ impl Shared {
     }
 
     /// Bytes from the server: the serial data in them, and the replies queued.
-    fn receive(&self, bytes: &[u8]) -> Result<Vec<u8>, String> {
+    fn receive(&self, bytes: &[u8]) -> Result<Vec<u8>, super::LinesError> {
         let mut state = self.lock();
         let payload = state.client.receive(bytes);
         while let Some(event) = state.client.poll_event() {
@@ -220,17 +220,16 @@ impl Shared {
         Ok(payload)
     }
 
-    fn flush(&self, state: &mut ClientState) -> Result<(), String> {
+    fn flush(&self, state: &mut ClientState) -> Result<(), super::LinesError> {
         let output = state.client.take_output();
         if output.is_empty() {
             return Ok(());
         }
-        self.outbound.send(output).map_err(|_| {
-            format!(
-                "rfc2217://{}: the connection to the server is gone",
-                self.address
-            )
-        })
+        self.outbound
+            .send(output)
+            .map_err(|_| super::LinesError::RemoteGone {
+                address: self.address.clone(),
+            })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ClientState> {
@@ -444,7 +443,7 @@ async fn from_server(mut reader: OwnedReadHalf, shared: &Shared, pty: &Pty) -> R
         if n == 0 {
             return Err("the server closed the connection".to_string());
         }
-        let payload = shared.receive(&buf[..n])?;
+        let payload = shared.receive(&buf[..n]).map_err(|e| e.to_string())?;
         // Bytes nobody reads from the pty are dropped after its deadline, as a UART
         // drops what no one listens to; the bridge carries on.
         if let Err(e) = pty.write_all(&payload).await {
@@ -461,7 +460,9 @@ async fn to_server(pty: &Pty, shared: &Shared) -> Result<(), String> {
             .await
             .map_err(|e| format!("reading the local pty: {e}"))?;
         let baud = pty.baud().unwrap_or(0);
-        shared.send_data(&buf[..n], baud)?;
+        shared
+            .send_data(&buf[..n], baud)
+            .map_err(|e| e.to_string())?;
     }
 }
 
