@@ -478,3 +478,34 @@ async fn send(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// ser2net hangs up on a second client while the first holds the port.
+    #[test]
+    fn a_server_that_hangs_up_while_negotiating_is_a_busy_port() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        // Hang up (FIN), then read what the client sent until it lets go: closing with
+        // its bytes unread would reset the connection instead.
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            stream.shutdown(std::net::Shutdown::Write).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            let _ = std::io::Read::read_to_end(&mut stream, &mut Vec::new());
+        });
+        let error = RemotePort::connect(&address, 115_200).err().unwrap();
+        server.join().unwrap();
+        assert!(matches!(error, Rfc2217Error::Busy { .. }), "{error}");
+        let port = super::super::PortError::from(error);
+        assert_eq!(port.kind(), "port_busy");
+        assert!(
+            port.to_string().contains("in use by another client"),
+            "{port}"
+        );
+    }
+}
