@@ -798,8 +798,8 @@ async fn scenario_suite(options: &BenchOptions) -> io::Result<Vec<Row>> {
             "harness overhead per scenario (p50, wall minus waits)",
             overhead.p50 / 1000.0,
             "ms",
-            "< 30 ms".into(),
-            overhead.p50 < 30_000.0,
+            "< 10 ms".into(),
+            overhead.p50 < 10_000.0,
         ),
         Row::info(
             "harness overhead per scenario (p99)",

@@ -164,11 +164,16 @@ impl<'c> Checks<'c> {
         }
     }
 
-    /// A topic filter to match against.
+    /// A topic filter, in the step's `topic` field.
     pub fn filter(&mut self, filter: &str) {
+        self.filter_in("topic", filter);
+    }
+
+    /// A topic filter, in `field`.
+    pub fn filter_in(&mut self, field: &'static str, filter: &str) {
         if filter.is_empty() || !rumqttc::valid_filter(filter) {
             self.field(
-                "topic",
+                field,
                 format!("`{filter}` is not a valid topic filter"),
                 "`+` stands alone for one level, `#` only as the last level: a/+/c, a/#",
             );

@@ -285,6 +285,7 @@ steps! {
     delay::Delay,
     drop::DropFrames,
     duplicate::Duplicate,
+    deny_subscribe::DenySubscribe,
     serial_noise::SerialNoise,
 }
 

@@ -27,6 +27,11 @@ pub use timeline::{board_of, client_of, render_rows, Row, Tone, TraceFilter};
 pub use writer::TraceFileError;
 use writer::TraceWriter;
 
+/// The most events a trace keeps in memory (about 200 bytes each, so a few hundred MiB).
+/// Beyond it, events still go to the file, and the trace says it overflowed, which the
+/// runner turns into the scenario's error: an expectation cannot see what is not kept.
+pub const MAX_EVENTS_IN_MEMORY: usize = 2_000_000;
+
 /// A run's event stream. Cloning gives another handle to the same stream.
 #[derive(Clone)]
 pub struct Trace {
@@ -42,8 +47,11 @@ struct Inner {
 
 struct State {
     last_seq: u64,
-    /// Kept in memory only when the trace was asked to (see [`TraceOptions::keep_in_memory`]).
+    /// Kept in memory only when the trace was asked to (see [`TraceOptions::keep_in_memory`]),
+    /// up to [`MAX_EVENTS_IN_MEMORY`].
     log: Option<Vec<Arc<Event>>>,
+    /// Events recorded but not kept in memory, the log being full.
+    not_kept: u64,
     file: Option<TraceWriter>,
 }
 
@@ -74,6 +82,7 @@ impl Trace {
                 state: Mutex::new(State {
                     last_seq: 0,
                     log: options.keep_in_memory.then(Vec::new),
+                    not_kept: 0,
                     file,
                 }),
                 recorded: watch::Sender::new(0),
@@ -104,8 +113,10 @@ impl Trace {
             t_us: self.elapsed_us(),
             body,
         });
-        if let Some(log) = state.log.as_mut() {
-            log.push(event.clone());
+        match state.log.as_mut() {
+            Some(log) if log.len() < MAX_EVENTS_IN_MEMORY => log.push(event.clone()),
+            Some(_) => state.not_kept += 1,
+            None => {}
         }
         if let Some(file) = state.file.as_ref() {
             file.send(event.clone());
@@ -178,6 +189,12 @@ impl Trace {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// How many events were recorded but not kept in memory, the in-memory log being full
+    /// (they are in the file).
+    pub fn not_kept(&self) -> u64 {
+        self.lock().not_kept
+    }
+
     /// The event at `index` (0-based), if recorded and kept in memory.
     pub fn event(&self, index: usize) -> Option<Arc<Event>> {
         self.lock().log.as_ref()?.get(index).cloned()
@@ -225,6 +242,26 @@ impl Cursor {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn past_the_memory_bound_events_are_counted_not_kept() {
+        let trace = Trace::in_memory();
+        for i in 0..MAX_EVENTS_IN_MEMORY + 9 {
+            trace.record(EventBody::ConnRefused {
+                peer: String::new(),
+                reason: if i == 0 {
+                    "first".into()
+                } else {
+                    String::new()
+                },
+            });
+        }
+        // The trace_started event and the first MAX - 1 records are kept.
+        assert_eq!(trace.not_kept(), 10);
+        assert_eq!(trace.len(), MAX_EVENTS_IN_MEMORY as u64 + 10);
+        assert!(trace.event(MAX_EVENTS_IN_MEMORY - 1).is_some());
+        assert!(trace.event(MAX_EVENTS_IN_MEMORY).is_none());
+    }
 
     #[test]
     fn sequence_numbers_and_clock_are_monotonic() {
