@@ -146,11 +146,10 @@ pub async fn run(
     };
     let outcome = match trace.not_kept() {
         0 => outcome,
-        not_kept => Err(StepError::Harness(format!(
-            "the scenario recorded {not_kept} events more than the {} a trace keeps in memory \
-             (all are in its trace file with --out); expectations could not see them",
-            crate::trace::MAX_EVENTS_IN_MEMORY
-        ))),
+        not_kept => Err(StepError::TraceFull {
+            not_kept,
+            kept: crate::trace::MAX_EVENTS_IN_MEMORY,
+        }),
     };
     let events = trace.events_from(0);
     let trace_tail = tail(&events);

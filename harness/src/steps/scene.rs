@@ -36,6 +36,9 @@ pub enum StepError {
     /// The step's own fields do not make sense (validation lets none such through).
     #[error("{0}")]
     Invalid(String),
+    /// The scenario recorded more events than a trace keeps in memory.
+    #[error("the scenario recorded {not_kept} events more than the {kept} a trace keeps in memory (all are in its trace file with --out); expectations could not see them")]
+    TraceFull { not_kept: u64, kept: usize },
     #[error("the harness panicked: {0}")]
     Panicked(String),
     /// Ctrl-C or SIGTERM.
@@ -73,6 +76,7 @@ impl StepError {
             StepError::Broker(_) => Some("broker"),
             StepError::Client(_) => Some("client"),
             StepError::NoBoard(_) | StepError::Invalid(_) => Some("scenario"),
+            StepError::TraceFull { .. } => Some("trace_full"),
             StepError::Panicked(_) => Some("panic"),
         }
     }
