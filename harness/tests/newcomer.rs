@@ -187,6 +187,7 @@ fn a_flaky_pass_says_on_which_attempt() {
                     expected: "a message".into(),
                     observed: "none in time".into(),
                     near_misses: Vec::new(),
+                    error_kind: None,
                 }),
             ),
             attempt(Status::Passed, None),

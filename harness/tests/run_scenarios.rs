@@ -755,6 +755,7 @@ fn a_flaky_scenario_is_a_passing_testcase_with_its_failed_attempt_in_junit() {
                     expected: "a message".into(),
                     observed: "none in time".into(),
                     near_misses: Vec::new(),
+                    error_kind: None,
                 }),
             ),
             attempt(Status::Passed, None),
@@ -793,5 +794,81 @@ fn a_flaky_scenario_is_a_passing_testcase_with_its_failed_attempt_in_junit() {
     assert_eq!(
         case.flaky_failures[0].message.as_deref(),
         Some("expected a message; none in time")
+    );
+}
+
+/// A scenario on bench board `bench1` of `config`, run with a JSON report: the kind of
+/// harness error its failure names, and what it says.
+fn bench_error_kind(suite: &Suite, config: &Path) -> (serde_json::Value, String) {
+    suite.add(
+        "press.yaml",
+        "name: press on the bench\nboards:\n  lamp: { profile: sim }\nsteps:\n  - press_switch: { board: lamp }\n",
+    );
+    let output = suite.hil(&[
+        "run",
+        "press.yaml",
+        "--board",
+        "lamp=bench1",
+        "--config",
+        config.to_str().unwrap(),
+        "--lock-timeout",
+        "100ms",
+        "--json",
+        "report.json",
+    ]);
+    assert_ne!(output.status.code(), Some(0), "{}", stdout(&output));
+    let report = json_report(&suite.path("report.json"));
+    let failure = report["scenarios"][0]["attempts"][0]["failure"].clone();
+    assert_eq!(
+        report["scenarios"][0]["status"],
+        "error",
+        "{report}{}",
+        stderr(&output)
+    );
+    (
+        failure["error_kind"].clone(),
+        failure["observed"].to_string(),
+    )
+}
+
+#[test]
+fn a_bench_port_another_process_holds_reports_port_busy() {
+    let suite = Suite::new();
+    let port = suite.path("ttyHELD");
+    std::fs::write(&port, "").unwrap();
+    suite.add(
+        "hil.toml",
+        &format!(
+            "[boards.bench1]\nport = \"{}\"\nprofile = \"sim-pty\"\n",
+            port.display()
+        ),
+    );
+    let _held = hil::port::lock::PortLock::acquire(&port, std::time::Duration::ZERO).unwrap();
+    let (kind, observed) = bench_error_kind(&suite, &suite.path("hil.toml"));
+    assert_eq!(kind, "port_busy", "{observed}");
+    assert!(observed.contains("is in use by pid "), "{observed}");
+}
+
+#[test]
+fn a_bench_board_that_never_boots_reports_board_silent() {
+    // Erased flash: the chip's ROM finds no image and the firmware's boot line never comes.
+    let dir = tempfile::tempdir().unwrap();
+    let flash_file = dir.path().join("flash.bin");
+    std::fs::write(&flash_file, vec![0xFF; hil::chip::FLASH_SIZE]).unwrap();
+    let port = dir.path().join("c3");
+    let chip = VirtualChip::start_with(Chip::Esp32c3, dir, port, flash_file, &[]);
+    let suite = Suite::new();
+    suite.add(
+        "hil.toml",
+        &format!(
+            "[boards.bench1]\nport = \"{}\"\nprofile = \"sim-pty\"\n",
+            chip.port.display()
+        ),
+    );
+    let (kind, observed) = bench_error_kind(&suite, &suite.path("hil.toml"));
+    assert_eq!(kind, "board_silent", "{observed}");
+    assert!(
+        observed.contains("did not print its boot line"),
+        "{observed}"
     );
 }

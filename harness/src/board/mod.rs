@@ -1,6 +1,7 @@
 //! Boards under test. A scenario's board steps go through the [`Board`] trait; what a
 //! board does (serial lines, relay changes) goes into the trace, where expectations read it.
 
+mod error;
 pub mod profile;
 pub mod serial;
 pub mod sim;
@@ -19,6 +20,7 @@ use crate::scenario::BoardSpec;
 use crate::trace::Trace;
 use profile::Profile;
 
+pub use error::BoardError;
 pub use serial::SerialBoard;
 pub use sim::SimBoard;
 pub use sketch::{Simulator, SketchBoard};
@@ -56,7 +58,7 @@ pub struct BoardSetup<'a> {
 }
 
 /// What a step's future resolves to.
-pub type BoardFuture<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+pub type BoardFuture<'a> = Pin<Box<dyn Future<Output = Result<(), BoardError>> + Send + 'a>>;
 
 /// What a scenario's steps ask of a board, whatever plays it: the simulated board, a
 /// board on a serial port. What the board does in return (serial lines, relay changes)
@@ -88,7 +90,7 @@ pub trait Board: Send + Sync {
 }
 
 /// Powers the board on (or resets it); it boots and connects by itself.
-pub async fn start(setup: BoardSetup<'_>) -> Result<Box<dyn Board>, String> {
+pub async fn start(setup: BoardSetup<'_>) -> Result<Box<dyn Board>, BoardError> {
     // What the board sends on the wire: with a namespace, prefixed client id and topic.
     let (client_id, topic) = match setup.namespace {
         Some(namespace) => (
@@ -140,9 +142,12 @@ pub async fn start(setup: BoardSetup<'_>) -> Result<Box<dyn Board>, String> {
                 Ok(Box::new(SimBoard::start(sim_setup)))
             }
         }
-        other => Err(format!(
-            "board {}: profile {other:?} needs a bench board; map it with `hil run --board {}=BENCH_BOARD`, or use `profile: sim` or `profile: sim-sketch`",
-            setup.name, setup.name
-        )),
+        other => Err(BoardError::WrongProfile {
+            board: setup.name.to_string(),
+            reason: format!(
+                "profile {other:?} needs a bench board; map it with `hil run --board {}=BENCH_BOARD`, or use `profile: sim` or `profile: sim-sketch`",
+                setup.name
+            ),
+        }),
     }
 }

@@ -28,7 +28,7 @@ use serde::Deserialize;
 
 use crate::chip::control_socket_path;
 use crate::image::Chip;
-use crate::port::{ModemLines, PortName};
+use crate::port::{LinesError, ModemLines, PortName};
 use crate::trace::EventBody;
 
 /// The profiles that ship with hil (`fixtures/boards/`).
@@ -109,7 +109,7 @@ pub enum LineStep {
 impl LineStep {
     /// Sets the lines this step changes; returns the pause it asks for instead, so that
     /// blocking and async callers each wait their own way.
-    pub fn apply(&self, lines: &mut dyn ModemLines) -> Result<Option<Duration>, String> {
+    pub fn apply(&self, lines: &mut dyn ModemLines) -> Result<Option<Duration>, LinesError> {
         match *self {
             LineStep::Set { dtr, rts } => {
                 if let Some(dtr) = dtr {

@@ -19,7 +19,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
 use super::profile::{LineStep, Patterns, Profile, Sequence, Settings};
-use super::BenchBoard;
+use super::{BenchBoard, BoardError};
 use crate::port::PortSpec;
 use crate::port::{self, Endpoint, PortName};
 use crate::trace::{BoardChange, EventBody, Trace};
@@ -59,20 +59,24 @@ pub struct SerialBoard {
 }
 
 /// A port that is not there or not ours, with the ports that are.
-fn open_error(port: &PortName, error: &serialport::Error) -> String {
-    format!(
-        "cannot open serial port {port}: {error}. {}",
-        port::available_ports()
-    )
+fn open_error(port: &PortName, source: serialport::Error) -> BoardError {
+    BoardError::CannotOpen {
+        port: port.clone(),
+        source,
+        available: port::available_ports(),
+    }
 }
 
 /// The port of a bench board: as written, or the first port with a USB id of its
 /// profile.
-pub fn resolve_port(bench: &BenchBoard) -> Result<PortName, String> {
+pub fn resolve_port(bench: &BenchBoard) -> Result<PortName, BoardError> {
     match &bench.port {
         PortSpec::Named(name) => Ok(name.clone()),
         PortSpec::Auto => {
-            let ports = port::list().map_err(|e| format!("board {}: {e}", bench.name))?;
+            let ports = port::list().map_err(|reason| BoardError::CannotListPorts {
+                board: bench.name.clone(),
+                reason,
+            })?;
             ports
                 .into_iter()
                 .find(|port| match &port.port_type {
@@ -82,20 +86,17 @@ pub fn resolve_port(bench: &BenchBoard) -> Result<PortName, String> {
                     _ => false,
                 })
                 .map(|port| PortName::Device(PathBuf::from(port.port_name)))
-                .ok_or_else(|| {
-                    format!(
-                        "board {}: port = \"auto\" found no port with a USB id of profile {} ({}). {}",
-                        bench.name,
-                        bench.profile.name,
-                        bench
-                            .profile
-                            .usb
-                            .iter()
-                            .map(|(vid, pid)| format!("{vid:04x}:{pid:04x}"))
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                        port::available_ports()
-                    )
+                .ok_or_else(|| BoardError::NoAutoPort {
+                    board: bench.name.clone(),
+                    profile: bench.profile.name.clone(),
+                    usb: bench
+                        .profile
+                        .usb
+                        .iter()
+                        .map(|(vid, pid)| format!("{vid:04x}:{pid:04x}"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    available: port::available_ports(),
                 })
         }
     }
@@ -116,7 +117,7 @@ impl SerialBoard {
     /// Takes the port (waiting up to `lock_timeout` for another holder; connecting a
     /// remote one) and starts recording what the board prints; the board itself is left
     /// as it is.
-    pub async fn open(setup: PortSetup<'_>) -> Result<SerialBoard, String> {
+    pub async fn open(setup: PortSetup<'_>) -> Result<SerialBoard, BoardError> {
         let PortSetup {
             name,
             port: port_name,
@@ -125,20 +126,28 @@ impl SerialBoard {
             trace,
             lock_timeout,
         } = setup;
-        let control = profile.control_socket(port_name, control)?;
+        let control = profile
+            .control_socket(port_name, control)
+            .map_err(|reason| BoardError::WrongProfile {
+                board: name.to_string(),
+                reason,
+            })?;
         let endpoint = {
             let (port_name, baud) = (port_name.clone(), profile.baud);
             tokio::task::spawn_blocking(move || Endpoint::open(&port_name, baud, lock_timeout))
                 .await
-                .map_err(|e| e.to_string())??
+                .map_err(|e| BoardError::Harness {
+                    board: name.to_string(),
+                    reason: e.to_string(),
+                })??
         };
         let port = serialport::new(endpoint.path().to_string_lossy(), profile.baud)
             .timeout(READ_POLL)
             .open_native()
-            .map_err(|e| open_error(port_name, &e))?;
+            .map_err(|e| open_error(port_name, e))?;
         let reader_port = port
             .try_clone_native()
-            .map_err(|e| open_error(port_name, &e))?;
+            .map_err(|e| open_error(port_name, e))?;
         let stop = Arc::new(AtomicBool::new(false));
         let reader = {
             let (trace, name, profile, stop) = (
@@ -150,8 +159,11 @@ impl SerialBoard {
             std::thread::Builder::new()
                 .name(format!("serial-{name}"))
                 .spawn(move || read_lines(reader_port, &name, &profile, &trace, &stop))
-                .map_err(|e| e.to_string())?
-        };
+        }
+        .map_err(|e| BoardError::Harness {
+            board: name.to_string(),
+            reason: e.to_string(),
+        })?;
         Ok(SerialBoard {
             name: name.to_string(),
             profile,
@@ -166,7 +178,7 @@ impl SerialBoard {
 
     /// Takes the port, resets the board, waits for its boot line, then points it at the
     /// run's broker with the firmware's own `config` command.
-    pub async fn start(setup: SerialSetup<'_>) -> Result<SerialBoard, String> {
+    pub async fn start(setup: SerialSetup<'_>) -> Result<SerialBoard, BoardError> {
         let port = resolve_port(setup.bench)?;
         let mut board = SerialBoard::open(PortSetup {
             name: setup.name,
@@ -192,7 +204,7 @@ impl SerialBoard {
 
     /// Stores settings with the profile's `config` command and waits for the firmware
     /// to confirm them (the profile's `config_saved` pattern). Returns the confirmation.
-    pub async fn configure(&mut self, settings: &Settings) -> Result<String, String> {
+    pub async fn configure(&mut self, settings: &Settings) -> Result<String, BoardError> {
         let command = self.profile.commands.config_line(settings);
         let from = self.trace.len() as usize;
         self.send_serial(&command).await?;
@@ -208,7 +220,10 @@ impl SerialBoard {
         .await
         .and_then(|line| {
             if self.profile.patterns.config_refused.is_match(&line) {
-                Err(format!("board {} refused the settings: {line}", self.name))
+                Err(BoardError::Refused {
+                    board: self.name.clone(),
+                    line,
+                })
             } else {
                 Ok(line)
             }
@@ -221,9 +236,9 @@ impl SerialBoard {
         &self,
         from: usize,
         within: Duration,
-        what: &str,
+        what: &'static str,
         wanted: impl Fn(&super::profile::Patterns, &str) -> bool,
-    ) -> Result<String, String> {
+    ) -> Result<String, BoardError> {
         let mut cursor = self.trace.cursor_at(from);
         let deadline = tokio::time::Instant::now() + within;
         while let Some(event) = cursor.next_before(deadline).await {
@@ -233,13 +248,13 @@ impl SerialBoard {
                 }
             }
         }
-        Err(format!(
-            "board {} on {} did not print {what} within {}; check the port, the baud rate ({}) and that the firmware is flashed",
-            self.name,
-            self.endpoint.name(),
-            humantime::format_duration(within),
-            self.profile.baud
-        ))
+        Err(BoardError::Silent {
+            board: self.name.clone(),
+            port: self.endpoint.name().clone(),
+            what,
+            within: humantime::format_duration(within).to_string(),
+            baud: self.profile.baud,
+        })
     }
 
     /// The port as the user named it.
@@ -251,35 +266,34 @@ impl SerialBoard {
         &self.profile.patterns
     }
 
-    pub async fn press(&mut self, bounce: u32) -> Result<(), String> {
+    pub async fn press(&mut self, bounce: u32) -> Result<(), BoardError> {
         if bounce > 0 {
-            return Err(format!(
-                "board {}: contact bounce can only be simulated; a real switch bounces by itself",
-                self.name
-            ));
+            return Err(BoardError::WrongProfile {
+                board: self.name.clone(),
+                reason: "contact bounce can only be simulated; a real switch bounces by itself"
+                    .to_string(),
+            });
         }
         let press = self.profile.commands.press.clone();
         self.send_serial(&press).await
     }
 
-    pub async fn send_serial(&mut self, line: &str) -> Result<(), String> {
+    pub async fn send_serial(&mut self, line: &str) -> Result<(), BoardError> {
         self.write_raw(format!("{line}\r\n").as_bytes()).await
     }
 
-    pub async fn write_raw(&mut self, bytes: &[u8]) -> Result<(), String> {
+    pub async fn write_raw(&mut self, bytes: &[u8]) -> Result<(), BoardError> {
         self.port
             .write_all(bytes)
             .and_then(|()| self.port.flush())
-            .map_err(|e| {
-                format!(
-                    "board {}: writing to {}: {e}",
-                    self.name,
-                    self.endpoint.name()
-                )
+            .map_err(|source| BoardError::Write {
+                board: self.name.clone(),
+                port: self.endpoint.name().clone(),
+                source,
             })
     }
 
-    pub async fn reset(&mut self) -> Result<(), String> {
+    pub async fn reset(&mut self) -> Result<(), BoardError> {
         self.trace.record(EventBody::Board {
             board: self.name.clone(),
             change: BoardChange::Reset,
@@ -291,7 +305,7 @@ impl SerialBoard {
     /// A bench board has no power switch hil can reach: the reset line is held for
     /// `off_for` instead, so the board is silent for as long (its network session then
     /// ends without a DISCONNECT, as on power loss).
-    pub async fn power_cycle(&mut self, off_for: Duration) -> Result<(), String> {
+    pub async fn power_cycle(&mut self, off_for: Duration) -> Result<(), BoardError> {
         self.trace.record(EventBody::Board {
             board: self.name.clone(),
             change: BoardChange::PowerOff,
@@ -314,14 +328,15 @@ impl SerialBoard {
         self.run_sequence(&reset).await
     }
 
-    pub async fn wifi(&mut self, _up: bool) -> Result<(), String> {
-        Err(format!(
-            "board {}: `wifi` needs the simulated board; on a bench, use a `partition` of its client instead",
-            self.name
-        ))
+    pub async fn wifi(&mut self, _up: bool) -> Result<(), BoardError> {
+        Err(BoardError::WrongProfile {
+            board: self.name.clone(),
+            reason: "`wifi` needs the simulated board; on a bench, use a `partition` of its client instead"
+                .to_string(),
+        })
     }
 
-    async fn run_sequence(&mut self, sequence: &Sequence) -> Result<(), String> {
+    async fn run_sequence(&mut self, sequence: &Sequence) -> Result<(), BoardError> {
         match sequence {
             Sequence::Control(command) => self.control(command).await,
             Sequence::Lines(steps) => {
@@ -335,38 +350,34 @@ impl SerialBoard {
         }
     }
 
-    fn set_lines(&mut self, dtr: Option<bool>, rts: Option<bool>) -> Result<(), String> {
+    fn set_lines(&mut self, dtr: Option<bool>, rts: Option<bool>) -> Result<(), BoardError> {
         self.apply(&LineStep::Set { dtr, rts }).map(drop)
     }
 
     /// One step on the board's DTR/RTS: RFC 2217 commands on a remote port, ioctls on
     /// a local one.
-    fn apply(&mut self, step: &LineStep) -> Result<Option<Duration>, String> {
+    fn apply(&mut self, step: &LineStep) -> Result<Option<Duration>, BoardError> {
         let applied = match self.endpoint.remote_lines() {
             Some(mut remote) => step.apply(&mut remote),
             None => step.apply(&mut self.port),
         };
-        applied.map_err(|e| self.lines_error(&e))
-    }
-
-    fn lines_error(&self, error: &str) -> String {
-        format!(
-            "board {}: {}: {error}; a port without modem lines needs a profile with `control` sequences",
-            self.name,
-            self.endpoint.name()
-        )
+        applied.map_err(|reason| BoardError::ModemLines {
+            board: self.name.clone(),
+            port: self.endpoint.name().clone(),
+            reason,
+        })
     }
 
     /// One command on the board's control socket, answered `ok`.
-    async fn control(&self, command: &str) -> Result<(), String> {
-        let socket = self.control.as_ref().ok_or_else(|| {
-            format!(
-                "board {}: profile {} has no control socket on {}",
-                self.name,
-                self.profile.name,
-                self.endpoint.name()
-            )
-        })?;
+    async fn control(&self, command: &str) -> Result<(), BoardError> {
+        let socket = self
+            .control
+            .as_ref()
+            .ok_or_else(|| BoardError::NoControlSocket {
+                board: self.name.clone(),
+                profile: self.profile.name.clone(),
+                port: self.endpoint.name().clone(),
+            })?;
         let talk = async {
             let mut stream = UnixStream::connect(&socket).await?;
             stream.write_all(format!("{command}\n").as_bytes()).await?;
@@ -376,19 +387,21 @@ impl SerialBoard {
         };
         let answer = tokio::time::timeout(CONTROL_DEADLINE, talk)
             .await
-            .map_err(|_| {
-                format!(
-                    "control socket {} did not answer `{command}`",
-                    socket.display()
-                )
+            .map_err(|_| BoardError::ControlSilent {
+                socket: socket.clone(),
+                command: command.to_string(),
             })?
-            .map_err(|e| format!("control socket {}: {e}", socket.display()))?;
+            .map_err(|source| BoardError::ControlIo {
+                socket: socket.clone(),
+                source,
+            })?;
         match answer.trim() {
             "ok" => Ok(()),
-            other => Err(format!(
-                "control socket {} refused `{command}`: {other}",
-                socket.display()
-            )),
+            other => Err(BoardError::ControlRefused {
+                socket: socket.clone(),
+                command: command.to_string(),
+                answer: other.to_string(),
+            }),
         }
     }
 

@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::profile::{Commands, Patterns, Settings};
+use super::BoardError;
 use crate::broker::Credentials;
 use crate::trace::{BoardChange, EventBody, Trace};
 
@@ -80,15 +81,13 @@ impl SimBoard {
     }
 
     /// Hands a command to the board and waits until the board has acted on it.
-    pub async fn send(&self, command: Command) -> Result<(), String> {
+    pub async fn send(&self, command: Command) -> Result<(), BoardError> {
         let (done, acted) = oneshot::channel();
         self.commands
             .send((command, done))
             .await
-            .map_err(|_| "the simulated board stopped".to_string())?;
-        acted
-            .await
-            .map_err(|_| "the simulated board stopped".to_string())
+            .map_err(|_| BoardError::Stopped("simulated"))?;
+        acted.await.map_err(|_| BoardError::Stopped("simulated"))
     }
 
     pub async fn stop(self) {

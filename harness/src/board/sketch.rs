@@ -22,6 +22,7 @@ use tokio::time::Instant;
 
 use super::profile::Patterns;
 use super::sim::{self, Command, SimSetup};
+use super::BoardError;
 use crate::trace::{BoardChange, EventBody};
 
 /// Contact bounce edges are this far apart (as on the core simulator).
@@ -66,24 +67,26 @@ pub struct SketchBoard {
 impl SketchBoard {
     /// Stores the setup's settings in a fresh EEPROM, powers the board on and waits for
     /// the end of its `setup()`.
-    pub async fn start(setup: SimSetup, program: PathBuf) -> Result<SketchBoard, String> {
+    pub async fn start(setup: SimSetup, program: PathBuf) -> Result<SketchBoard, BoardError> {
         if let Some(version) = &setup.version {
             if version != hil_firmware::VERSION {
-                return Err(format!(
-                    "board {}: version {version:?}: a sketch board boots the version it was built with ({}); use `profile: sim` for another version",
-                    setup.name,
-                    hil_firmware::VERSION
-                ));
+                return Err(BoardError::WrongProfile {
+                    board: setup.name.clone(),
+                    reason: format!(
+                        "version {version:?}: a sketch board boots the version it was built with ({}); use `profile: sim` for another version",
+                        hil_firmware::VERSION
+                    ),
+                });
             }
         }
-        let dir = tempfile::tempdir().map_err(|e| format!("board {}: {e}", setup.name))?;
+        let dir = tempfile::tempdir().map_err(|e| BoardError::SketchStart {
+            board: setup.name.clone(),
+            reason: e.to_string(),
+        })?;
         let eeprom = dir.path().join("eeprom.bin");
-        std::fs::write(&eeprom, sim::provision(&setup)).map_err(|e| {
-            format!(
-                "board {}: cannot write {}: {e}",
-                setup.name,
-                eeprom.display()
-            )
+        std::fs::write(&eeprom, sim::provision(&setup)).map_err(|e| BoardError::SketchStart {
+            board: setup.name.clone(),
+            reason: format!("cannot write {}: {e}", eeprom.display()),
         })?;
         let mut board = Board {
             setup,
@@ -103,23 +106,21 @@ impl SketchBoard {
     }
 
     /// Hands a command to the board and waits until it has been passed on.
-    pub async fn send(&self, command: Command) -> Result<(), String> {
+    pub async fn send(&self, command: Command) -> Result<(), BoardError> {
         self.request(Request::Command(command)).await
     }
 
-    pub async fn send_bytes(&self, bytes: &[u8]) -> Result<(), String> {
+    pub async fn send_bytes(&self, bytes: &[u8]) -> Result<(), BoardError> {
         self.request(Request::Bytes(bytes.to_vec())).await
     }
 
-    async fn request(&self, request: Request) -> Result<(), String> {
+    async fn request(&self, request: Request) -> Result<(), BoardError> {
         let (done, acted) = oneshot::channel();
         self.requests
             .send((request, done))
             .await
-            .map_err(|_| "the sketch board stopped".to_string())?;
-        acted
-            .await
-            .map_err(|_| "the sketch board stopped".to_string())
+            .map_err(|_| BoardError::Stopped("sketch"))?;
+        acted.await.map_err(|_| BoardError::Stopped("sketch"))
     }
 
     pub async fn stop(self) {
@@ -263,13 +264,13 @@ impl Board {
     }
 
     /// Starts the board process and reads what it says until its `setup()` has returned.
-    async fn power_on(&mut self) -> Result<(), String> {
+    async fn power_on(&mut self) -> Result<(), BoardError> {
         self.spawn()?;
         self.boot().await
     }
 
     /// Starts the board process.
-    fn spawn(&mut self) -> Result<(), String> {
+    fn spawn(&mut self) -> Result<(), BoardError> {
         let name = &self.setup.name;
         let mut command = tokio::process::Command::new(&self.program);
         command
@@ -288,16 +289,18 @@ impl Board {
                 .env("HIL_MQTT_USER", &credentials.username)
                 .env("HIL_MQTT_PASSWORD", &credentials.password);
         }
-        let mut child = command.spawn().map_err(|e| {
-            format!(
-                "board {name}: cannot start the sketch board {}: {e}; build it with `cargo build -p hil-firmware`, or point HIL_SKETCH_BOARD at a host build of the sketch",
+        let mut child = command.spawn().map_err(|e| BoardError::SketchStart {
+            board: name.clone(),
+            reason: format!(
+                "cannot start the sketch board {}: {e}; build it with `cargo build -p hil-firmware`, or point HIL_SKETCH_BOARD at a host build of the sketch",
                 self.program.display()
-            )
+            ),
         })?;
         let (Some(input), Some(output)) = (child.stdin.take(), child.stdout.take()) else {
-            return Err(format!(
-                "board {name}: the sketch board has no stdin or stdout"
-            ));
+            return Err(BoardError::SketchStart {
+                board: name.clone(),
+                reason: "the sketch board has no stdin or stdout".to_string(),
+            });
         };
         self.process = Some(Process {
             child,
@@ -311,7 +314,7 @@ impl Board {
     }
 
     /// Reads what the board says until its `setup()` has returned.
-    async fn boot(&mut self) -> Result<(), String> {
+    async fn boot(&mut self) -> Result<(), BoardError> {
         let deadline = Instant::now() + BOOT_DEADLINE;
         loop {
             let line = tokio::time::timeout_at(deadline, next_line(&mut self.process)).await;
@@ -320,20 +323,19 @@ impl Board {
                 Ok(Ok(Some(line))) => self.hear(&line).await,
                 Ok(_) => {
                     self.power_off().await;
-                    return Err(format!(
-                        "board {}: the sketch board {} ended during setup()",
-                        self.setup.name,
-                        self.program.display()
-                    ));
+                    return Err(BoardError::SketchEnded {
+                        board: self.setup.name.clone(),
+                        program: self.program.clone(),
+                        reason: "ended during setup()".to_string(),
+                    });
                 }
                 Err(_) => {
                     self.power_off().await;
-                    return Err(format!(
-                        "board {}: the sketch board {} did not finish setup() within {}",
-                        self.setup.name,
-                        self.program.display(),
-                        humantime::format_duration(BOOT_DEADLINE)
-                    ));
+                    return Err(BoardError::SketchSilent {
+                        board: self.setup.name.clone(),
+                        program: self.program.clone(),
+                        within: humantime::format_duration(BOOT_DEADLINE).to_string(),
+                    });
                 }
             }
         }

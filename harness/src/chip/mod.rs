@@ -84,7 +84,9 @@ pub enum ChipError {
     #[error("{0}")]
     FlashFile(String),
     #[error("the firmware could not start: {0}")]
-    App(String),
+    App(#[source] crate::board::BoardError),
+    #[error("the firmware could not start: {0}")]
+    Settings(String),
 }
 
 /// How the chip's session ended.
@@ -478,7 +480,7 @@ impl Session {
     /// The firmware's settings go to their sector, in flash and in the flash file.
     fn store_settings(&mut self, record: &[u8]) -> Result<(), ChipError> {
         let at = self.profile().settings_sector;
-        let sector = settings::sector_with(record).map_err(ChipError::App)?;
+        let sector = settings::sector_with(record).map_err(ChipError::Settings)?;
         self.rom.app_write(at, &sector);
         self.store.write(at, &sector).map_err(ChipError::FlashFile)
     }

@@ -83,8 +83,8 @@ impl FlashPort {
                 _ => ResetLines::Espflash,
             },
         };
-        let endpoint =
-            Endpoint::open(name, ROM_BAUD, lock_timeout).map_err(FlashError::infrastructure)?;
+        let endpoint = Endpoint::open(name, ROM_BAUD, lock_timeout)
+            .map_err(|e| FlashError::infrastructure(e.to_string()))?;
         Ok(FlashPort { endpoint, lines })
     }
 

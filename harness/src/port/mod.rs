@@ -74,19 +74,61 @@ impl PortSpec {
 
 /// DTR and RTS, which dev boards wire to EN and GPIO0 (the auto-reset circuit).
 pub trait ModemLines {
-    fn set_dtr(&mut self, on: bool) -> Result<(), String>;
-    fn set_rts(&mut self, on: bool) -> Result<(), String>;
+    fn set_dtr(&mut self, on: bool) -> Result<(), LinesError>;
+    fn set_rts(&mut self, on: bool) -> Result<(), LinesError>;
+}
+
+/// Why a modem line could not be set.
+#[derive(Debug, thiserror::Error)]
+pub enum LinesError {
+    /// The local port refused the ioctl (a pty has no modem lines).
+    #[error("cannot set {line} ({source})")]
+    Local {
+        line: &'static str,
+        source: serialport::Error,
+    },
+    #[error("rfc2217://{address}: the connection to the server is gone")]
+    RemoteGone { address: String },
 }
 
 impl ModemLines for TTYPort {
-    fn set_dtr(&mut self, on: bool) -> Result<(), String> {
+    fn set_dtr(&mut self, on: bool) -> Result<(), LinesError> {
         self.write_data_terminal_ready(on)
-            .map_err(|e| format!("cannot set DTR ({e})"))
+            .map_err(|source| LinesError::Local {
+                line: "DTR",
+                source,
+            })
     }
 
-    fn set_rts(&mut self, on: bool) -> Result<(), String> {
+    fn set_rts(&mut self, on: bool) -> Result<(), LinesError> {
         self.write_request_to_send(on)
-            .map_err(|e| format!("cannot set RTS ({e})"))
+            .map_err(|source| LinesError::Local {
+                line: "RTS",
+                source,
+            })
+    }
+}
+
+/// Why a port could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum PortError {
+    /// Another process holds the port, or its lock file cannot be used.
+    #[error(transparent)]
+    Lock(#[from] lock::LockError),
+    /// The RFC 2217 server could not be reached or did not set the port up.
+    #[error(transparent)]
+    Remote(#[from] rfc2217::Rfc2217Error),
+}
+
+impl PortError {
+    /// A stable name for the kind of failure, for machine-readable reports.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PortError::Lock(lock::LockError::Busy { .. }) => "port_busy",
+            PortError::Lock(lock::LockError::Io { .. }) => "port_lock",
+            PortError::Remote(rfc2217::Rfc2217Error::Busy { .. }) => "port_busy",
+            PortError::Remote(_) => "remote_port",
+        }
     }
 }
 
@@ -102,9 +144,8 @@ pub struct Endpoint {
 impl Endpoint {
     /// Takes `name`'s lock, waiting up to `lock_timeout` for another holder, then, for a
     /// remote port, connects at `baud`. Blocks: call it off an async runtime's thread.
-    pub fn open(name: &PortName, baud: u32, lock_timeout: Duration) -> Result<Endpoint, String> {
-        let lock = PortLock::acquire(Path::new(&name.to_string()), lock_timeout)
-            .map_err(|e| e.to_string())?;
+    pub fn open(name: &PortName, baud: u32, lock_timeout: Duration) -> Result<Endpoint, PortError> {
+        let lock = PortLock::acquire(Path::new(&name.to_string()), lock_timeout)?;
         let (path, remote) = match name {
             PortName::Device(path) => (path.clone(), None),
             PortName::Rfc2217(address) => {

@@ -76,11 +76,56 @@ fn settings(baud: u32) -> PortSettings {
     }
 }
 
+/// Why a remote port could not be connected.
+#[derive(Debug, thiserror::Error)]
+pub enum Rfc2217Error {
+    #[error("cannot reach rfc2217://{address}: {source}; {}", SERVER_HINT)]
+    Unreachable {
+        address: String,
+        source: std::io::Error,
+    },
+    #[error("rfc2217://{address}: no connection within {within}; is the bench host up?")]
+    NoConnection { address: String, within: String },
+    /// The server refused or changed the port settings.
+    #[error(
+        "rfc2217://{address}: {reason} (reported: {reported}); {}",
+        SERVER_HINT
+    )]
+    Refused {
+        address: String,
+        reason: String,
+        reported: String,
+    },
+    #[error("rfc2217://{address}: {reason} within {within}; {}", SERVER_HINT)]
+    Unanswered {
+        address: String,
+        reason: String,
+        within: String,
+    },
+    /// The server hung up while negotiating: ser2net serves one client at a time.
+    #[error("rfc2217://{address} closed the connection while negotiating: the port may be in use by another client (ser2net serves one at a time)")]
+    Busy { address: String },
+    #[error("rfc2217://{address}: {source}")]
+    Io {
+        address: String,
+        source: std::io::Error,
+    },
+    /// What bridges the remote port here (a thread, a runtime, the local pty) failed.
+    #[error("rfc2217://{address}: {what}: {source}")]
+    Local {
+        address: String,
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error("rfc2217://{address}: the bridge stopped while connecting")]
+    BridgeStopped { address: String },
+}
+
 impl RemotePort {
     /// Connects to the RFC 2217 server at `address` (`host:port`), sets the remote port
     /// to `baud` 8N1 without flow control, and bridges it to a new local pty. Returns
     /// once the server has confirmed the settings, or with an error that says why not.
-    pub fn connect(address: &str, baud: u32) -> Result<RemotePort, String> {
+    pub fn connect(address: &str, baud: u32) -> Result<RemotePort, Rfc2217Error> {
         let stop = CancellationToken::new();
         let (ready, opened) = std_mpsc::channel();
         let bridge = {
@@ -88,7 +133,11 @@ impl RemotePort {
             std::thread::Builder::new()
                 .name(format!("rfc2217 {address}"))
                 .spawn(move || run(&owned, baud, &ready, &stop))
-                .map_err(|e| format!("rfc2217://{address}: cannot start the bridge: {e}"))?
+                .map_err(|source| Rfc2217Error::Local {
+                    address: address.to_string(),
+                    what: "cannot start the bridge",
+                    source,
+                })?
         };
         // The bridge thread reports within its own deadlines; a thread that died
         // without a word drops the sender, which ends the wait too.
@@ -105,9 +154,9 @@ impl RemotePort {
             }
             Err(_) => {
                 let _ = bridge.join();
-                Err(format!(
-                    "rfc2217://{address}: the bridge stopped while connecting"
-                ))
+                Err(Rfc2217Error::BridgeStopped {
+                    address: address.to_string(),
+                })
             }
         }
     }
@@ -132,24 +181,24 @@ impl Drop for RemotePort {
 }
 
 impl super::ModemLines for RemoteLines {
-    fn set_dtr(&mut self, on: bool) -> Result<(), String> {
+    fn set_dtr(&mut self, on: bool) -> Result<(), super::LinesError> {
         self.shared.command(|client| client.set_dtr(on))
     }
 
-    fn set_rts(&mut self, on: bool) -> Result<(), String> {
+    fn set_rts(&mut self, on: bool) -> Result<(), super::LinesError> {
         self.shared.command(|client| client.set_rts(on))
     }
 }
 
 impl Shared {
-    fn command(&self, command: impl FnOnce(&mut Client)) -> Result<(), String> {
+    fn command(&self, command: impl FnOnce(&mut Client)) -> Result<(), super::LinesError> {
         let mut state = self.lock();
         command(&mut state.client);
         self.flush(&mut state)
     }
 
     /// Serial data from the pty, after a baud change when the pty's rate moved.
-    fn send_data(&self, data: &[u8], baud: u32) -> Result<(), String> {
+    fn send_data(&self, data: &[u8], baud: u32) -> Result<(), super::LinesError> {
         let mut state = self.lock();
         if baud != state.baud && baud != 0 {
             tracing::debug!(address = %self.address, baud, "the local pty changed its baud rate");
@@ -161,7 +210,7 @@ impl Shared {
     }
 
     /// Bytes from the server: the serial data in them, and the replies queued.
-    fn receive(&self, bytes: &[u8]) -> Result<Vec<u8>, String> {
+    fn receive(&self, bytes: &[u8]) -> Result<Vec<u8>, super::LinesError> {
         let mut state = self.lock();
         let payload = state.client.receive(bytes);
         while let Some(event) = state.client.poll_event() {
@@ -171,17 +220,16 @@ impl Shared {
         Ok(payload)
     }
 
-    fn flush(&self, state: &mut ClientState) -> Result<(), String> {
+    fn flush(&self, state: &mut ClientState) -> Result<(), super::LinesError> {
         let output = state.client.take_output();
         if output.is_empty() {
             return Ok(());
         }
-        self.outbound.send(output).map_err(|_| {
-            format!(
-                "rfc2217://{}: the connection to the server is gone",
-                self.address
-            )
-        })
+        self.outbound
+            .send(output)
+            .map_err(|_| super::LinesError::RemoteGone {
+                address: self.address.clone(),
+            })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ClientState> {
@@ -202,7 +250,7 @@ fn log_event(address: &str, event: &Event) {
     }
 }
 
-type Opened = Result<(PathBuf, RemoteLines), String>;
+type Opened = Result<(PathBuf, RemoteLines), Rfc2217Error>;
 
 /// The bridge thread: connect, report, then move bytes until stopped or disconnected.
 fn run(address: &str, baud: u32, ready: &std_mpsc::Sender<Opened>, stop: &CancellationToken) {
@@ -211,8 +259,12 @@ fn run(address: &str, baud: u32, ready: &std_mpsc::Sender<Opened>, stop: &Cancel
         .build()
     {
         Ok(runtime) => runtime,
-        Err(e) => {
-            let _ = ready.send(Err(format!("rfc2217://{address}: no runtime: {e}")));
+        Err(source) => {
+            let _ = ready.send(Err(Rfc2217Error::Local {
+                address: address.to_string(),
+                what: "no runtime",
+                source,
+            }));
             return;
         }
     };
@@ -249,24 +301,31 @@ struct Session {
 }
 
 impl Session {
-    async fn open(address: &str, baud: u32) -> Result<Session, String> {
+    async fn open(address: &str, baud: u32) -> Result<Session, Rfc2217Error> {
         let stream = timeout(CONNECT_DEADLINE, TcpStream::connect(address))
             .await
-            .map_err(|_| {
-                format!(
-                    "rfc2217://{address}: no connection within {}; is the bench host up?",
-                    humantime::format_duration(CONNECT_DEADLINE)
-                )
+            .map_err(|_| Rfc2217Error::NoConnection {
+                address: address.to_string(),
+                within: humantime::format_duration(CONNECT_DEADLINE).to_string(),
             })?
-            .map_err(|e| format!("cannot reach rfc2217://{address}: {e}; {SERVER_HINT}"))?;
+            .map_err(|source| Rfc2217Error::Unreachable {
+                address: address.to_string(),
+                source,
+            })?;
         let _ = stream.set_nodelay(true);
         let (mut reader, mut writer) = stream.into_split();
         let mut client = Client::new(settings(baud));
         let early = negotiate(address, &mut client, &mut reader, &mut writer).await?;
-        let pty = Pty::open()
-            .map_err(|e| format!("rfc2217://{address}: cannot open a local pty: {e}"))?;
+        let local = |what| {
+            move |source| Rfc2217Error::Local {
+                address: address.to_string(),
+                what,
+                source,
+            }
+        };
+        let pty = Pty::open().map_err(local("cannot open a local pty"))?;
         pty.set_baud(baud)
-            .map_err(|e| format!("rfc2217://{address}: cannot set the local pty's baud: {e}"))?;
+            .map_err(local("cannot set the local pty's baud"))?;
         let (outbound_tx, outbound) = mpsc::unbounded_channel();
         Ok(Session {
             shared: Arc::new(Shared {
@@ -314,23 +373,25 @@ async fn negotiate(
     client: &mut Client,
     reader: &mut OwnedReadHalf,
     writer: &mut OwnedWriteHalf,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, Rfc2217Error> {
+    let io = |source| Rfc2217Error::Io {
+        address: address.to_string(),
+        source,
+    };
     let deadline = Instant::now() + NEGOTIATION_DEADLINE;
     let mut early = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
         let output = client.take_output();
-        writer
-            .write_all(&output)
-            .await
-            .map_err(|e| format!("rfc2217://{address}: {e}"))?;
+        writer.write_all(&output).await.map_err(io)?;
         match client.readiness() {
             Ok(()) => return Ok(early),
             Err(reason @ (NotReady::Refused | NotReady::Mismatched(_))) => {
-                return Err(format!(
-                    "rfc2217://{address}: {reason} (reported: {:?}); {SERVER_HINT}",
-                    client.reported_settings()
-                ))
+                return Err(Rfc2217Error::Refused {
+                    address: address.to_string(),
+                    reason: reason.to_string(),
+                    reported: format!("{:?}", client.reported_settings()),
+                })
             }
             Err(_) => {}
         }
@@ -340,10 +401,9 @@ async fn negotiate(
         };
         match read {
             Ok(0) => {
-                return Err(format!(
-                    "rfc2217://{address} closed the connection while negotiating: the port may \
-                     be in use by another client (ser2net serves one at a time)"
-                ))
+                return Err(Rfc2217Error::Busy {
+                    address: address.to_string(),
+                })
             }
             Ok(n) => {
                 early.extend(client.receive(&buf[..n]));
@@ -351,24 +411,25 @@ async fn negotiate(
                     log_event(address, &event);
                 }
             }
-            Err(e) => return Err(format!("rfc2217://{address}: {e}")),
+            Err(e) => return Err(io(e)),
         }
     }
 }
 
 /// Settings still unanswered at the deadline: some bridges never confirm some values,
 /// so the port is used as it is; no answer at all means no RFC 2217 server.
-fn at_deadline(address: &str, client: &Client, early: Vec<u8>) -> Result<Vec<u8>, String> {
+fn at_deadline(address: &str, client: &Client, early: Vec<u8>) -> Result<Vec<u8>, Rfc2217Error> {
     match client.readiness() {
         Ok(()) => Ok(early),
         Err(reason @ NotReady::Pending(_)) => {
             tracing::warn!(%address, "{reason}; using the port as it is");
             Ok(early)
         }
-        Err(reason) => Err(format!(
-            "rfc2217://{address}: {reason} within {}; {SERVER_HINT}",
-            humantime::format_duration(NEGOTIATION_DEADLINE)
-        )),
+        Err(reason) => Err(Rfc2217Error::Unanswered {
+            address: address.to_string(),
+            reason: reason.to_string(),
+            within: humantime::format_duration(NEGOTIATION_DEADLINE).to_string(),
+        }),
     }
 }
 
@@ -382,7 +443,7 @@ async fn from_server(mut reader: OwnedReadHalf, shared: &Shared, pty: &Pty) -> R
         if n == 0 {
             return Err("the server closed the connection".to_string());
         }
-        let payload = shared.receive(&buf[..n])?;
+        let payload = shared.receive(&buf[..n]).map_err(|e| e.to_string())?;
         // Bytes nobody reads from the pty are dropped after its deadline, as a UART
         // drops what no one listens to; the bridge carries on.
         if let Err(e) = pty.write_all(&payload).await {
@@ -399,7 +460,9 @@ async fn to_server(pty: &Pty, shared: &Shared) -> Result<(), String> {
             .await
             .map_err(|e| format!("reading the local pty: {e}"))?;
         let baud = pty.baud().unwrap_or(0);
-        shared.send_data(&buf[..n], baud)?;
+        shared
+            .send_data(&buf[..n], baud)
+            .map_err(|e| e.to_string())?;
     }
 }
 
@@ -414,4 +477,35 @@ async fn send(
             .map_err(|e| format!("writing to the server: {e}"))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// ser2net hangs up on a second client while the first holds the port.
+    #[test]
+    fn a_server_that_hangs_up_while_negotiating_is_a_busy_port() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        // Hang up (FIN), then read what the client sent until it lets go: closing with
+        // its bytes unread would reset the connection instead.
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            stream.shutdown(std::net::Shutdown::Write).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            let _ = std::io::Read::read_to_end(&mut stream, &mut Vec::new());
+        });
+        let error = RemotePort::connect(&address, 115_200).err().unwrap();
+        server.join().unwrap();
+        assert!(matches!(error, Rfc2217Error::Busy { .. }), "{error}");
+        let port = super::super::PortError::from(error);
+        assert_eq!(port.kind(), "port_busy");
+        assert!(
+            port.to_string().contains("in use by another client"),
+            "{port}"
+        );
+    }
 }

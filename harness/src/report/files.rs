@@ -388,6 +388,7 @@ mod tests {
                     expected: "a message".into(),
                     observed: "none <in time>".into(),
                     near_misses: Vec::new(),
+                    error_kind: None,
                 }),
                 trace_tail: vec!["0.000 ms  hil  started".into()],
                 skip_reason: None,

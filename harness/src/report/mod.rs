@@ -182,6 +182,7 @@ mod tests {
                     expected: "something".into(),
                     observed: "nothing".into(),
                     near_misses,
+                    error_kind: None,
                 }),
                 trace_tail: Vec::new(),
                 skip_reason: None,

@@ -24,7 +24,7 @@ use crate::broker::Credentials;
 use crate::broker::{Broker, BrokerConfig};
 use crate::config::BenchBoard;
 use crate::scenario::Scenario;
-use crate::steps::{all_steps, Role, Scene, Step, StepError, Watch, Window};
+use crate::steps::{all_steps, ClientError, Role, Scene, Step, StepError, Watch, Window};
 use crate::tap::{Faults, Protocol};
 use crate::trace::{render_rows, Direction, Event, EventBody, Packet, Row, Trace, TraceOptions};
 
@@ -90,7 +90,7 @@ pub async fn run(
         };
     }
     let trace_file = setup.out_dir.as_ref().map(|dir| dir.join("trace.jsonl"));
-    let infra_failure = |observed: String| AttemptRun {
+    let infra_failure = |kind: &'static str, observed: String| AttemptRun {
         attempt: Attempt {
             status: Status::Error,
             duration: started.elapsed(),
@@ -100,6 +100,7 @@ pub async fn run(
                 expected: "the harness to start".into(),
                 observed,
                 near_misses: Vec::new(),
+                error_kind: Some(kind),
             }),
             trace_tail: Vec::new(),
             skip_reason: None,
@@ -109,7 +110,10 @@ pub async fn run(
     };
     if let Some(dir) = &setup.out_dir {
         if let Err(error) = std::fs::create_dir_all(dir) {
-            return infra_failure(format!("cannot create {}: {error}", dir.display()));
+            return infra_failure(
+                "out_dir",
+                format!("cannot create {}: {error}", dir.display()),
+            );
         }
     }
     let trace = match Trace::start(TraceOptions {
@@ -117,7 +121,7 @@ pub async fn run(
         keep_in_memory: true,
     }) {
         Ok(trace) => trace,
-        Err(error) => return infra_failure(error.to_string()),
+        Err(error) => return infra_failure("trace_file", error.to_string()),
     };
     let mut broker_config = setup.broker.clone();
     if setup.pcap {
@@ -125,7 +129,7 @@ pub async fn run(
     }
     let broker = match Broker::start(broker_config, trace.clone()).await {
         Ok(broker) => broker,
-        Err(error) => return infra_failure(error.to_string()),
+        Err(error) => return infra_failure("broker", error.to_string()),
     };
     broker.faults().reseed(setup.seed);
     let mut world = Stage::new(scenario, setup, broker, trace.clone());
@@ -142,11 +146,10 @@ pub async fn run(
     };
     let outcome = match trace.not_kept() {
         0 => outcome,
-        not_kept => Err(StepError::Harness(format!(
-            "the scenario recorded {not_kept} events more than the {} a trace keeps in memory \
-             (all are in its trace file with --out); expectations could not see them",
-            crate::trace::MAX_EVENTS_IN_MEMORY
-        ))),
+        not_kept => Err(StepError::TraceFull {
+            not_kept,
+            kept: crate::trace::MAX_EVENTS_IN_MEMORY,
+        }),
     };
     let events = trace.events_from(0);
     let trace_tail = tail(&events);
@@ -171,18 +174,19 @@ pub async fn run(
     .or(capture_error);
     let (status, failure) = match (outcome, file_error) {
         (Err(StepError::Interrupted), _) => (Status::Interrupted, None),
-        (Err(StepError::Harness(observed)), _) => (
+        (Err(StepError::Failed(mismatch)), _) => (
+            Status::Failed,
+            Some(Failure::at_step(current_step, *mismatch)),
+        ),
+        (Err(error), _) => (
             Status::Error,
             Some(Failure {
                 step: current_step,
                 expected: "the harness to keep working".into(),
-                observed,
+                observed: error.to_string(),
                 near_misses: Vec::new(),
+                error_kind: error.error_kind(),
             }),
-        ),
-        (Err(StepError::Failed(mismatch)), _) => (
-            Status::Failed,
-            Some(Failure::at_step(current_step, *mismatch)),
         ),
         (Ok(()), Some(error)) => (
             Status::Error,
@@ -191,6 +195,7 @@ pub async fn run(
                 expected: "the trace to be written".into(),
                 observed: error,
                 near_misses: Vec::new(),
+                error_kind: Some("trace_file"),
             }),
         ),
         (Ok(()), None) => (Status::Passed, None),
@@ -239,9 +244,7 @@ async fn panic_as_error(
                 .map(|text| text.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "a panic without a message".into());
-            Err(StepError::Harness(format!(
-                "the harness panicked: {message}"
-            )))
+            Err(StepError::Panicked(message))
         }
     }
 }
@@ -387,7 +390,7 @@ impl<'a> Stage<'a> {
                 simulator: self.setup.bench.simulator,
             })
             .await
-            .map_err(StepError::Harness)?;
+            .map_err(StepError::Board)?;
             self.boards.insert(declared.name.clone(), board);
         }
         let steps = &self.scenario.steps;
@@ -438,8 +441,8 @@ impl<'a> Stage<'a> {
                     passed: result.is_ok(),
                     detail: match &result {
                         Err(StepError::Failed(mismatch)) => Some(mismatch.observed.clone()),
-                        Err(StepError::Harness(error)) => Some(error.clone()),
-                        _ => None,
+                        Err(StepError::Interrupted) | Ok(()) => None,
+                        Err(error) => Some(error.to_string()),
                     },
                 });
                 result?;
@@ -471,7 +474,7 @@ impl<'a> Stage<'a> {
         let setup = self
             .client_setups
             .get(name)
-            .ok_or_else(|| StepError::Harness(format!("no client named {name}")))?
+            .ok_or_else(|| ClientError::Unknown(name.to_string()))?
             .clone();
         if self.clients.get(name).is_some_and(Option::is_some) {
             return Ok(());
@@ -489,10 +492,11 @@ impl<'a> Stage<'a> {
         let (mut connacked, mut subacks) = (false, 0);
         while !(connacked && subacks >= wanted) {
             let Some(event) = cursor.next_before(deadline).await else {
-                return Err(StepError::Harness(format!(
-                    "client {name} did not connect and subscribe within {}s",
-                    SETUP_DEADLINE.as_secs()
-                )));
+                return Err(ClientError::NotSubscribed {
+                    client: name.to_string(),
+                    seconds: SETUP_DEADLINE.as_secs(),
+                }
+                .into());
             };
             if let EventBody::Mqtt {
                 client,
@@ -543,7 +547,7 @@ impl Scene for Stage<'_> {
         running
             .publish(topic, payload, qos, retain)
             .await
-            .map_err(StepError::Harness)
+            .map_err(|e| ClientError::Publish(e).into())
     }
 
     async fn connect(&mut self, client: &str) -> Result<(), StepError> {
@@ -570,7 +574,7 @@ impl Scene for Stage<'_> {
     fn board(&mut self, name: &str) -> Result<&mut dyn Board, StepError> {
         match self.boards.get_mut(name) {
             Some(board) => Ok(board.as_mut()),
-            None => Err(StepError::Harness(format!("no board named {name}"))),
+            None => Err(StepError::NoBoard(name.to_string())),
         }
     }
 
@@ -593,7 +597,7 @@ impl Scene for Stage<'_> {
         self.broker
             .restart(down_for)
             .await
-            .map_err(|e| StepError::Harness(e.to_string()))
+            .map_err(|e| StepError::Broker(Box::new(e)))
     }
 
     fn now_us(&self) -> u64 {
@@ -657,12 +661,12 @@ mod tests {
     async fn a_panic_becomes_a_harness_error_with_its_message() {
         let text = panic_as_error(async { panic!("board table corrupt") }).await;
         assert!(
-            matches!(&text, Err(StepError::Harness(m)) if m == "the harness panicked: board table corrupt"),
+            matches!(&text, Err(error @ StepError::Panicked(_)) if error.to_string() == "the harness panicked: board table corrupt"),
             "{text:?}"
         );
         let formatted = panic_as_error(async { panic!("step {}", 3) }).await;
         assert!(
-            matches!(&formatted, Err(StepError::Harness(m)) if m.ends_with("step 3")),
+            matches!(&formatted, Err(StepError::Panicked(m)) if m.ends_with("step 3")),
             "{formatted:?}"
         );
         assert!(panic_as_error(async { Ok(()) }).await.is_ok());

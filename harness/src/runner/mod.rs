@@ -261,6 +261,7 @@ async fn run_scenario(
                         expected: "the snapshot to be readable and writable".into(),
                         observed: error,
                         near_misses: Vec::new(),
+                        error_kind: Some("snapshot"),
                     });
                 }
             }
@@ -349,6 +350,7 @@ fn snapshot_failure(outcome: &SnapshotOutcome) -> Failure {
         observed,
         // The diff is told from the snapshot outcome, under its own heading.
         near_misses: Vec::new(),
+        error_kind: None,
     }
 }
 

@@ -58,6 +58,10 @@ pub struct Failure {
     pub observed: String,
     /// Publishes that came close, each saying what was different.
     pub near_misses: Vec<String>,
+    /// For an error of the harness rather than a verdict about the device: what kind
+    /// (`port_busy`, `board_silent`, `wrong_profile`, …), so that CI can tell them apart.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_kind: Option<&'static str>,
 }
 
 impl Failure {
@@ -68,6 +72,7 @@ impl Failure {
             expected: mismatch.expected,
             observed: mismatch.observed,
             near_misses: mismatch.near_misses,
+            error_kind: None,
         }
     }
 

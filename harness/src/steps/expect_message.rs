@@ -53,15 +53,15 @@ pub struct ExpectMessage {
 
 impl ExpectMessage {
     fn payload_match(&self) -> Result<PayloadMatch, StepError> {
-        let harness = |e: String| StepError::Harness(e);
+        let invalid = |e: String| StepError::Invalid(e);
         Ok(
             match (&self.payload, &self.payload_regex, &self.payload_json) {
                 (Some(text), _, _) => PayloadMatch::Exact(text.clone()),
                 (_, Some(regex), _) => {
-                    PayloadMatch::Regex(Regex::new(regex).map_err(|e| harness(e.to_string()))?)
+                    PayloadMatch::Regex(Regex::new(regex).map_err(|e| invalid(e.to_string()))?)
                 }
                 (_, _, Some(serde_json::Value::String(text))) => PayloadMatch::Json(
-                    serde_json::from_str(text).map_err(|e| harness(e.to_string()))?,
+                    serde_json::from_str(text).map_err(|e| invalid(e.to_string()))?,
                 ),
                 (_, _, Some(value)) => PayloadMatch::Json(value.clone()),
                 (None, None, None) => PayloadMatch::Any,

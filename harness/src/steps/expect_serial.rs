@@ -51,7 +51,7 @@ impl StepKind for ExpectSerial {
     }
 
     async fn run<S: Scene>(&self, scene: &mut S) -> Result<(), StepError> {
-        let regex = Regex::new(&self.regex).map_err(|e| StepError::Harness(e.to_string()))?;
+        let regex = Regex::new(&self.regex).map_err(|e| StepError::Invalid(e.to_string()))?;
         let mut watch = scene.watch(Window::SinceStimulus);
         let found = watch
             .until(self.within, |event| {

@@ -12,7 +12,7 @@ pub fn target_client_id<S: Scene>(
 ) -> Result<String, StepError> {
     match (client, board) {
         (Some(actor), None) | (None, Some(actor)) => Ok(scene.client_id(actor)),
-        _ => Err(StepError::Harness(
+        _ => Err(StepError::Invalid(
             "a fault needs exactly one of `client` or `board`".into(),
         )),
     }

@@ -22,7 +22,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use check::{Checks, DeclaredActors, Problem, MAX_DURATION};
 pub use docs::{markdown_table, with_table, FieldDoc, StepDoc, TABLE_BEGIN, TABLE_END};
-pub use scene::{Mismatch, Scene, StepError, Watch, Window};
+pub use scene::{ClientError, Mismatch, Scene, StepError, Watch, Window};
 
 /// Where something stands in its file, 1-based.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]

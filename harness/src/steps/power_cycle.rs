@@ -53,7 +53,7 @@ impl StepKind for PowerCycle {
             .board(&self.board)?
             .power_cycle(self.off_for)
             .await
-            .map_err(StepError::Harness)?;
+            .map_err(StepError::Board)?;
         scene.paused(self.off_for);
         Ok(())
     }

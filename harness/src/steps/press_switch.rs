@@ -39,6 +39,6 @@ impl StepKind for PressSwitch {
             .board(&self.board)?
             .press(bounce)
             .await
-            .map_err(StepError::Harness)
+            .map_err(StepError::Board)
     }
 }

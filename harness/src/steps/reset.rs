@@ -30,6 +30,6 @@ impl StepKind for Reset {
             .board(&self.board)?
             .reset()
             .await
-            .map_err(StepError::Harness)
+            .map_err(StepError::Board)
     }
 }

@@ -11,19 +11,50 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::Step;
-use crate::board::Board;
+use crate::board::{Board, BoardError};
 use crate::tap::Faults;
 use crate::trace::{Cursor, Event, EventBody};
 
 /// Why a step did not complete.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum StepError {
     /// The device did not do what the step expects: a verdict about the device.
+    #[error("{}", .0.observed)]
     Failed(Box<Mismatch>),
-    /// The harness could not carry the step out (a board or broker stopped answering).
-    Harness(String),
+    /// The harness could not drive a board: its port, its profile, the board itself.
+    #[error(transparent)]
+    Board(#[from] BoardError),
+    /// The broker could not do what the step asks (restart).
+    #[error(transparent)]
+    Broker(Box<dyn std::error::Error + Send + Sync>),
+    /// A harness client could not do what the step asks.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// The scenario names a board the run does not have.
+    #[error("no board named {0}")]
+    NoBoard(String),
+    /// The step's own fields do not make sense (validation lets none such through).
+    #[error("{0}")]
+    Invalid(String),
+    /// The scenario recorded more events than a trace keeps in memory.
+    #[error("the scenario recorded {not_kept} events more than the {kept} a trace keeps in memory (all are in its trace file with --out); expectations could not see them")]
+    TraceFull { not_kept: u64, kept: usize },
+    #[error("the harness panicked: {0}")]
+    Panicked(String),
     /// Ctrl-C or SIGTERM.
+    #[error("interrupted")]
     Interrupted,
+}
+
+/// Why a harness client could not do what a step asks.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("no client named {0}")]
+    Unknown(String),
+    #[error("client {client} did not connect and subscribe within {seconds}s")]
+    NotSubscribed { client: String, seconds: u64 },
+    #[error("{0}")]
+    Publish(String),
 }
 
 /// What a failed step expected and what it saw instead; the runner adds where the step is.
@@ -36,6 +67,20 @@ pub struct Mismatch {
 }
 
 impl StepError {
+    /// For an error of the harness (not a verdict about the device, not an interrupt):
+    /// a stable name for its kind, for machine-readable reports.
+    pub fn error_kind(&self) -> Option<&'static str> {
+        match self {
+            StepError::Failed(_) | StepError::Interrupted => None,
+            StepError::Board(board) => Some(board.kind()),
+            StepError::Broker(_) => Some("broker"),
+            StepError::Client(_) => Some("client"),
+            StepError::NoBoard(_) | StepError::Invalid(_) => Some("scenario"),
+            StepError::TraceFull { .. } => Some("trace_full"),
+            StepError::Panicked(_) => Some("panic"),
+        }
+    }
+
     pub fn failed(expected: impl Into<String>, observed: impl Into<String>) -> StepError {
         StepError::with_near_misses(expected, observed, Vec::new())
     }

@@ -32,6 +32,6 @@ impl StepKind for SendSerial {
             .board(&self.board)?
             .send_serial(&self.line)
             .await
-            .map_err(StepError::Harness)
+            .map_err(StepError::Board)
     }
 }

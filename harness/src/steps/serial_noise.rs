@@ -53,6 +53,6 @@ impl StepKind for SerialNoise {
             .board(&self.board)?
             .serial_noise(&bytes)
             .await
-            .map_err(StepError::Harness)
+            .map_err(StepError::Board)
     }
 }

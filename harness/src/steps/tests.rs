@@ -152,7 +152,7 @@ impl Scene for FakeScene {
     fn board(&mut self, name: &str) -> Result<&mut dyn Board, StepError> {
         match name {
             "lamp" => Ok(&mut self.lamp),
-            other => Err(StepError::Harness(format!("no board named {other}"))),
+            other => Err(StepError::NoBoard(other.to_string())),
         }
     }
 

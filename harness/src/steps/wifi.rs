@@ -42,6 +42,6 @@ impl StepKind for Wifi {
             .board(&self.board)?
             .wifi(self.state == LinkState::Up)
             .await
-            .map_err(StepError::Harness)
+            .map_err(StepError::Board)
     }
 }

@@ -1,0 +1,118 @@
+//! What can go wrong with a board, told apart so that the runner and the exit code can
+//! say whether the port is busy, the board is silent or the profile cannot do a step.
+
+use std::path::PathBuf;
+
+use crate::port::{LinesError, PortError, PortName};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BoardError {
+    /// Taking the port failed: held by another process, or its remote end failed.
+    #[error(transparent)]
+    Port(#[from] PortError),
+    #[error("board {board}: {reason}")]
+    CannotListPorts { board: String, reason: String },
+    #[error("board {board}: port = \"auto\" found no port with a USB id of profile {profile} ({usb}). {available}")]
+    NoAutoPort {
+        board: String,
+        profile: String,
+        usb: String,
+        available: String,
+    },
+    /// A port that is not there or not ours, with the ports that are.
+    #[error("cannot open serial port {port}: {source}. {available}")]
+    CannotOpen {
+        port: PortName,
+        source: serialport::Error,
+        available: String,
+    },
+    #[error("board {board}: writing to {port}: {source}")]
+    Write {
+        board: String,
+        port: PortName,
+        source: std::io::Error,
+    },
+    #[error("board {board} on {port} did not print {what} within {within}; check the port, the baud rate ({baud}) and that the firmware is flashed")]
+    Silent {
+        board: String,
+        port: PortName,
+        what: &'static str,
+        within: String,
+        baud: u32,
+    },
+    #[error("board {board} refused the settings: {line}")]
+    Refused { board: String, line: String },
+    /// The board's profile cannot do what was asked: a step that needs the simulated
+    /// board, or a profile that needs a bench board.
+    #[error("board {board}: {reason}")]
+    WrongProfile { board: String, reason: String },
+    #[error("board {board}: {port}: {reason}; a port without modem lines needs a profile with `control` sequences")]
+    ModemLines {
+        board: String,
+        port: PortName,
+        #[source]
+        reason: LinesError,
+    },
+    #[error("board {board}: profile {profile} has no control socket on {port}")]
+    NoControlSocket {
+        board: String,
+        profile: String,
+        port: PortName,
+    },
+    #[error("control socket {} did not answer `{command}`", socket.display())]
+    ControlSilent { socket: PathBuf, command: String },
+    #[error("control socket {}: {source}", socket.display())]
+    ControlIo {
+        socket: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("control socket {} refused `{command}`: {answer}", socket.display())]
+    ControlRefused {
+        socket: PathBuf,
+        command: String,
+        answer: String,
+    },
+    /// The simulated or sketch board's task is gone.
+    #[error("the {0} board stopped")]
+    Stopped(&'static str),
+    #[error("board {board}: the sketch board {} {reason}", program.display())]
+    SketchEnded {
+        board: String,
+        program: PathBuf,
+        reason: String,
+    },
+    #[error("board {board}: the sketch board {} did not finish setup() within {within}", program.display())]
+    SketchSilent {
+        board: String,
+        program: PathBuf,
+        within: String,
+    },
+    #[error("board {board}: {reason}")]
+    SketchStart { board: String, reason: String },
+    /// The harness's own machinery (a thread, a blocking task) failed.
+    #[error("board {board}: {reason}")]
+    Harness { board: String, reason: String },
+}
+
+impl BoardError {
+    /// A stable name for the kind of failure, for machine-readable reports.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BoardError::Port(port) => port.kind(),
+            BoardError::CannotListPorts { .. }
+            | BoardError::NoAutoPort { .. }
+            | BoardError::CannotOpen { .. } => "port_not_found",
+            BoardError::Write { .. } | BoardError::ModemLines { .. } => "port_io",
+            BoardError::Silent { .. } | BoardError::SketchSilent { .. } => "board_silent",
+            BoardError::Refused { .. } => "settings_refused",
+            BoardError::WrongProfile { .. } => "wrong_profile",
+            BoardError::NoControlSocket { .. }
+            | BoardError::ControlSilent { .. }
+            | BoardError::ControlIo { .. }
+            | BoardError::ControlRefused { .. } => "control_socket",
+            BoardError::Stopped(_) | BoardError::SketchEnded { .. } => "board_stopped",
+            BoardError::SketchStart { .. } => "sketch_start",
+            BoardError::Harness { .. } => "harness",
+        }
+    }
+}
