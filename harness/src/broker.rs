@@ -21,6 +21,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::Mutex;
 
 use crate::engine::{BIND_FAILED_PREFIX, READY_LINE};
+use crate::login::Credentials;
 use crate::namespace::Namespace;
 use crate::pcap::Capture;
 use crate::tap::{Faults, Tap, TapStats, Upstream};
@@ -65,23 +66,6 @@ impl BrokerConfig {
             namespace: None,
             login: None,
         })
-    }
-}
-
-/// A user name and password for a broker; the password never shows in `Debug`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Credentials {
-    pub username: String,
-    pub password: String,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "Credentials {{ username: {:?}, password: <hidden> }}",
-            self.username
-        )
     }
 }
 

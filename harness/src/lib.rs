@@ -14,6 +14,7 @@ pub mod expect;
 pub mod flash;
 pub mod fuzz;
 pub mod image;
+pub mod login;
 pub mod namespace;
 pub mod pcap;
 pub mod port;

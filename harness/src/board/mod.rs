@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::time::Duration;
 
-use crate::broker::Credentials;
+use crate::login::Credentials;
 use crate::namespace::Namespace;
 use crate::port::PortSpec;
 use crate::scenario::BoardSpec;

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use super::profile::{Commands, Patterns, Settings};
 use super::BoardError;
-use crate::broker::Credentials;
+use crate::login::Credentials;
 use crate::trace::{BoardChange, EventBody, Trace};
 
 /// Contact bounce edges are this far apart.

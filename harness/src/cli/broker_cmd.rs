@@ -4,9 +4,9 @@ use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
-use hil::broker::Credentials;
 use hil::broker::{find_engine_exe, Broker, BrokerConfig, DEFAULT_MAX_PACKET_SIZE};
 use hil::exit::Exit;
+use hil::login::Credentials;
 use hil::trace::{Trace, TraceOptions};
 
 use super::{stop_signal, Failure};

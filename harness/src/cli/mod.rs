@@ -150,10 +150,10 @@ fn block_on(
 }
 
 /// `--auth USER:PASS`.
-fn parse_login(text: &str) -> Result<hil::broker::Credentials, String> {
+fn parse_login(text: &str) -> Result<hil::login::Credentials, String> {
     match text.split_once(':') {
         Some((username, password)) if !username.is_empty() && !password.is_empty() => {
-            Ok(hil::broker::Credentials {
+            Ok(hil::login::Credentials {
                 username: username.to_string(),
                 password: password.to_string(),
             })

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 use hil::board::Simulator;
 use hil::broker::BrokerConfig;
-use hil::broker::Credentials;
 use hil::config::BenchConfig;
 use hil::exit::Exit;
+use hil::login::Credentials;
 use hil::namespace::Namespace;
 use hil::report::{Console, JsonFile, JunitFile, ReportThread, Reporter};
 use hil::runner::{self, BenchMapping, Partition, RunOptions, RunSummary, Selection};

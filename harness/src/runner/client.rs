@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::task::JoinHandle;
 
-use crate::broker::Credentials;
+use crate::login::Credentials;
 use crate::namespace::Namespace;
 use crate::tap::Protocol;
 

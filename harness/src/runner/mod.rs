@@ -23,7 +23,7 @@ pub use roles::map_roles;
 pub use select::{Partition, Selection};
 
 use crate::broker::BrokerConfig;
-use crate::broker::Credentials;
+use crate::login::Credentials;
 use crate::namespace::Namespace;
 use crate::scenario::Scenario;
 use crate::snapshot::{self, NewVersion, SnapshotOutcome, SnapshotPolicy};

@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use subtle::ConstantTimeEq;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
@@ -34,7 +35,7 @@ pub use faults::{DropAmount, Fate, Faults};
 
 use conform::{Conformance, Sessions, Verdict};
 
-use crate::broker::Credentials;
+use crate::login::Credentials;
 use crate::namespace::Namespace;
 use crate::pcap::Capture;
 use crate::trace::{hex_excerpt, CloseReason, ConnackCode, Direction, EventBody, Packet, Trace};
@@ -373,6 +374,11 @@ impl Conn<'_> {
         if let Some(namespace) = &self.shared.namespace {
             namespace.strip(&mut packet);
         }
+        self.record_stripped(dir, packet);
+    }
+
+    /// Records a packet whose namespace prefixes are already taken off.
+    fn record_stripped(&self, dir: Direction, packet: Packet) {
         self.shared.stats.packets.fetch_add(1, Ordering::Relaxed);
         self.shared.trace.record(EventBody::Mqtt {
             conn: self.id,
@@ -495,7 +501,7 @@ async fn serve(
             }
         }
     }
-    conn.record_packet(Direction::ToBroker, connect);
+    conn.record_stripped(Direction::ToBroker, connect);
     let client_id = conn.client.clone().unwrap_or_default();
     if shared.faults.is_partitioned(&client_id) {
         shared.trace.record(EventBody::ConnRefused {
@@ -506,8 +512,12 @@ async fn serve(
     }
     if let Some(login) = &shared.login {
         let given = connect_login(&frame, protocol);
+        // Compared in constant time, so how long a refusal takes tells nothing of how
+        // much of the login was right.
         let matches = given.is_some_and(|(username, password)| {
-            username == login.username && password == login.password
+            let name = username.as_bytes().ct_eq(login.username.as_bytes());
+            let word = password.as_bytes().ct_eq(login.password.as_bytes());
+            bool::from(name & word)
         });
         if !matches {
             let refusal = refusal_connack(protocol);
