@@ -15,7 +15,7 @@ use regex::Regex;
 
 use serde::Serialize;
 
-use crate::runner::slug;
+use crate::scenario::slug;
 use crate::scenario::Scenario;
 use crate::trace::{CloseReason, Direction, Event, EventBody, Packet};
 

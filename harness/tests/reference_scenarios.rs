@@ -41,7 +41,7 @@ fn reference_scenarios_pass_and_match_their_snapshots() {
         settings.set_omit_expression(true);
         settings.bind(|| {
             insta::assert_snapshot!(
-                runner::slug(&scenario.name),
+                hil::scenario::slug(&scenario.name),
                 snapshot::normalize(&run.events)
             );
         });

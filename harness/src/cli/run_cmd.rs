@@ -287,7 +287,7 @@ fn load_all(command: &str, paths: &[PathBuf]) -> Result<Vec<Scenario>, Failure> 
     }
     let mut by_name: std::collections::HashMap<String, &Path> = std::collections::HashMap::new();
     for scenario in &scenarios {
-        if let Some(first) = by_name.insert(runner::slug(&scenario.name), &scenario.path) {
+        if let Some(first) = by_name.insert(hil::scenario::slug(&scenario.name), &scenario.path) {
             return Err(Failure::new(
                 Exit::Usage,
                 format!(

@@ -103,19 +103,6 @@ pub async fn reach(addr: std::net::SocketAddr) -> Result<(), String> {
     }
 }
 
-/// A file-system safe name for a scenario: its output folder and snapshot file.
-pub fn slug(name: &str) -> String {
-    let mut slug = String::new();
-    for c in name.chars() {
-        if c.is_ascii_alphanumeric() {
-            slug.push(c.to_ascii_lowercase());
-        } else if !slug.ends_with('-') {
-            slug.push('-');
-        }
-    }
-    slug.trim_matches('-').to_string()
-}
-
 /// Runs `scenarios` and returns the totals and the results in scenario order;
 /// `interrupt` stops the run early (running scenarios end as interrupted, the rest are
 /// not started).
@@ -216,7 +203,7 @@ async fn run_scenario(
     let out_dir = options
         .out_dir
         .as_ref()
-        .map(|dir| dir.join(slug(&scenario.name)));
+        .map(|dir| dir.join(crate::scenario::slug(&scenario.name)));
     let mut broker = options.broker.clone();
     if broker.external.is_some() {
         broker.namespace = Some(Namespace::new(&options.run_id, index));
@@ -356,8 +343,6 @@ fn snapshot_failure(outcome: &SnapshotOutcome) -> Failure {
 
 #[cfg(test)]
 mod tests {
-    use super::slug;
-
     #[test]
     fn the_accept_hint_names_the_folder_of_a_file_outside_the_working_directory() {
         use std::path::Path;
@@ -373,14 +358,5 @@ mod tests {
             super::accept_command(Path::new("/tmp/sc/snapshots/x.snap.new")),
             "hil snapshot accept --dir /tmp/sc/snapshots"
         );
-    }
-
-    #[test]
-    fn slugs_are_lowercase_words_joined_by_dashes() {
-        assert_eq!(
-            slug("Phone turns the lights ON!"),
-            "phone-turns-the-lights-on"
-        );
-        assert_eq!(slug("  QoS 1 / delivery  "), "qos-1-delivery");
     }
 }

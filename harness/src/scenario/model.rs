@@ -83,3 +83,30 @@ pub struct ClientDecl {
     pub spec: ClientSpec,
     pub location: Location,
 }
+
+/// A file-system safe name for a scenario: its output folder and snapshot file.
+pub fn slug(name: &str) -> String {
+    let mut slug = String::new();
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() {
+            slug.push(c.to_ascii_lowercase());
+        } else if !slug.ends_with('-') {
+            slug.push('-');
+        }
+    }
+    slug.trim_matches('-').to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs_are_lowercase_words_joined_by_dashes() {
+        assert_eq!(
+            slug("Phone turns the lights ON!"),
+            "phone-turns-the-lights-on"
+        );
+        assert_eq!(slug("  QoS 1 / delivery  "), "qos-1-delivery");
+    }
+}
