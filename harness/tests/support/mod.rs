@@ -164,7 +164,20 @@ pub struct Mosquitto {
 }
 
 impl Mosquitto {
+    /// Starts mosquitto on a free port. A port found free can be taken by another test
+    /// before mosquitto binds it (mosquitto then exits, and the port answers for someone
+    /// else): so the broker counts as started only when the port answers while mosquitto
+    /// still runs, and a lost race is tried again on another port.
     pub fn start() -> Mosquitto {
+        for _ in 0..5 {
+            if let Some(broker) = Mosquitto::try_start() {
+                return broker;
+            }
+        }
+        panic!("mosquitto did not start on any of 5 free ports");
+    }
+
+    fn try_start() -> Option<Mosquitto> {
         let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -177,7 +190,7 @@ impl Mosquitto {
             format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
         )
         .unwrap();
-        let child = std::process::Command::new("mosquitto")
+        let mut child = std::process::Command::new("mosquitto")
             .arg("-c")
             .arg(&config)
             .stdout(std::process::Stdio::null())
@@ -185,18 +198,29 @@ impl Mosquitto {
             .spawn()
             .expect("mosquitto is installed (ci/test.sh installs it)");
         let deadline = std::time::Instant::now() + DEADLINE;
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                return None;
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
             assert!(
                 std::time::Instant::now() < deadline,
                 "mosquitto did not listen on {port}"
             );
             std::thread::sleep(Duration::from_millis(10));
         }
-        Mosquitto {
+        // Listening, and still ours: a mosquitto that lost the port has exited by now.
+        std::thread::sleep(Duration::from_millis(50));
+        if child.try_wait().unwrap().is_some() {
+            return None;
+        }
+        Some(Mosquitto {
             child,
             port,
             _dir: dir,
-        }
+        })
     }
 
     pub fn url(&self) -> String {
