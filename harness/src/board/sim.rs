@@ -6,7 +6,9 @@
 //! so MQTT work they ask for is queued and carried out by the task after each call.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -96,40 +98,50 @@ impl SimBoard {
     }
 }
 
-impl super::Board for SimBoard {
+/// A simulated board: it takes [`Command`]s, whether the firmware core runs in-process
+/// ([`SimBoard`]) or the sketch in a child process (`SketchBoard`). What a step asks of a
+/// board is then said once, for both, by the `Board` impl below.
+pub(super) trait Commanded: Send + Sync + 'static {
+    /// Hands a command to the board and waits until the board has taken it.
+    fn command(&self, command: Command) -> impl Future<Output = Result<(), BoardError>> + Send;
+
+    /// Random bytes on the console input, as this board's console takes them.
+    fn console_noise<'a>(
+        &'a self,
+        bytes: &'a [u8],
+    ) -> impl Future<Output = Result<(), BoardError>> + Send + 'a;
+
+    /// Stops the board for good.
+    fn halt(self) -> impl Future<Output = ()> + Send;
+}
+
+impl<T: Commanded> super::Board for T {
     fn press(&mut self, bounce: u32) -> super::BoardFuture<'_> {
-        Box::pin(self.send(Command::Press { bounce }))
+        Box::pin(self.command(Command::Press { bounce }))
     }
 
     fn send_serial<'a>(&'a mut self, line: &'a str) -> super::BoardFuture<'a> {
-        Box::pin(self.send(Command::Serial(line.to_string())))
+        Box::pin(self.command(Command::Serial(line.to_string())))
     }
 
     fn serial_noise<'a>(&'a mut self, bytes: &'a [u8]) -> super::BoardFuture<'a> {
-        Box::pin(async move {
-            // The console reads lines: the noise arrives as the lines it contains.
-            let text = String::from_utf8_lossy(bytes);
-            for line in text.lines() {
-                self.send(Command::Serial(line.to_string())).await?;
-            }
-            Ok(())
-        })
+        Box::pin(self.console_noise(bytes))
     }
 
     fn reset(&mut self) -> super::BoardFuture<'_> {
-        Box::pin(self.send(Command::Reset))
+        Box::pin(self.command(Command::Reset))
     }
 
     fn power_cycle(&mut self, off_for: Duration) -> super::BoardFuture<'_> {
         Box::pin(async move {
-            self.send(Command::PowerOff).await?;
+            self.command(Command::PowerOff).await?;
             tokio::time::sleep(off_for).await;
-            self.send(Command::PowerOn).await
+            self.command(Command::PowerOn).await
         })
     }
 
     fn wifi(&mut self, up: bool) -> super::BoardFuture<'_> {
-        Box::pin(self.send(Command::Wifi { up }))
+        Box::pin(self.command(Command::Wifi { up }))
     }
 
     fn boot_version(&self, line: &str) -> Option<String> {
@@ -138,8 +150,27 @@ impl super::Board for SimBoard {
             .map(str::to_string)
     }
 
-    fn stop(self: Box<Self>) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
-        Box::pin(SimBoard::stop(*self))
+    fn stop(self: Box<Self>) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin((*self).halt())
+    }
+}
+
+impl Commanded for SimBoard {
+    fn command(&self, command: Command) -> impl Future<Output = Result<(), BoardError>> + Send {
+        self.send(command)
+    }
+
+    async fn console_noise(&self, bytes: &[u8]) -> Result<(), BoardError> {
+        // The core's console reads lines: the noise arrives as the lines it contains.
+        let text = String::from_utf8_lossy(bytes);
+        for line in text.lines() {
+            self.send(Command::Serial(line.to_string())).await?;
+        }
+        Ok(())
+    }
+
+    fn halt(self) -> impl Future<Output = ()> + Send {
+        self.stop()
     }
 }
 

@@ -10,6 +10,7 @@
 //! records it, so expectations and snapshots read both the same.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
@@ -129,43 +130,20 @@ impl SketchBoard {
     }
 }
 
-impl super::Board for SketchBoard {
-    fn press(&mut self, bounce: u32) -> super::BoardFuture<'_> {
-        Box::pin(self.send(Command::Press { bounce }))
+impl sim::Commanded for SketchBoard {
+    fn command(&self, command: Command) -> impl Future<Output = Result<(), BoardError>> + Send {
+        self.send(command)
     }
 
-    fn send_serial<'a>(&'a mut self, line: &'a str) -> super::BoardFuture<'a> {
-        Box::pin(self.send(Command::Serial(line.to_string())))
+    fn console_noise<'a>(
+        &'a self,
+        bytes: &'a [u8],
+    ) -> impl Future<Output = Result<(), BoardError>> + Send + 'a {
+        self.send_bytes(bytes)
     }
 
-    fn serial_noise<'a>(&'a mut self, bytes: &'a [u8]) -> super::BoardFuture<'a> {
-        Box::pin(self.send_bytes(bytes))
-    }
-
-    fn reset(&mut self) -> super::BoardFuture<'_> {
-        Box::pin(self.send(Command::Reset))
-    }
-
-    fn power_cycle(&mut self, off_for: Duration) -> super::BoardFuture<'_> {
-        Box::pin(async move {
-            self.send(Command::PowerOff).await?;
-            tokio::time::sleep(off_for).await;
-            self.send(Command::PowerOn).await
-        })
-    }
-
-    fn wifi(&mut self, up: bool) -> super::BoardFuture<'_> {
-        Box::pin(self.send(Command::Wifi { up }))
-    }
-
-    fn boot_version(&self, line: &str) -> Option<String> {
-        Patterns::light_controller()
-            .boot_version(line)
-            .map(str::to_string)
-    }
-
-    fn stop(self: Box<Self>) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
-        Box::pin(SketchBoard::stop(*self))
+    fn halt(self) -> impl Future<Output = ()> + Send {
+        self.stop()
     }
 }
 
