@@ -1,3 +1,4 @@
+use std::future::Future;
 use std::time::Duration;
 
 use schemars::JsonSchema;
@@ -40,17 +41,11 @@ impl StepKind for ExpectConnected {
     }
 
     async fn run<S: Scene>(&self, scene: &mut S) -> Result<(), StepError> {
-        let client_id = scene.client_id(&self.client);
         let must_subscribe = scene.is_board(&self.client);
-        let mut tracker = ConnectionTracker::new(&client_id);
-        let mut watch = scene.watch(Window::WholeTrace);
-        let connected = watch
-            .until_settled(self.within, |batch| {
-                batch.iter().for_each(|event| tracker.see(event));
-                tracker.is_connected(must_subscribe)
-            })
-            .await;
-        if connected {
+        let connected = connection_settles(scene, &self.client, self.within, |tracker| {
+            tracker.is_connected(must_subscribe)
+        });
+        if connected.await {
             return Ok(());
         }
         Err(StepError::failed(
@@ -60,5 +55,26 @@ impl StepKind for ExpectConnected {
                 humantime::format_duration(self.within)
             ),
         ))
+    }
+}
+
+/// Whether an actor's connection state, read from the whole trace, comes to satisfy
+/// `holds` within `within`. The future holds nothing of the scene but its trace.
+pub(super) fn connection_settles<S: Scene>(
+    scene: &S,
+    actor: &str,
+    within: Duration,
+    holds: impl Fn(&ConnectionTracker) -> bool + Send + Sync,
+) -> impl Future<Output = bool> + Send {
+    let client_id = scene.client_id(actor);
+    let mut watch = scene.watch(Window::WholeTrace);
+    async move {
+        let mut tracker = ConnectionTracker::new(&client_id);
+        watch
+            .until_settled(within, |batch| {
+                batch.iter().for_each(|event| tracker.see(event));
+                holds(&tracker)
+            })
+            .await
     }
 }

@@ -4,8 +4,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::duration::{self, DurationText};
-use super::{Checks, Needs, Role, Scene, StepError, StepKind, Window};
-use crate::expect::ConnectionTracker;
+use super::expect_connected::connection_settles;
+use super::{Checks, Needs, Role, Scene, StepError, StepKind};
 
 /// A client or board is not connected (any more).
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
@@ -40,16 +40,10 @@ impl StepKind for ExpectDisconnected {
     }
 
     async fn run<S: Scene>(&self, scene: &mut S) -> Result<(), StepError> {
-        let client_id = scene.client_id(&self.client);
-        let mut tracker = ConnectionTracker::new(&client_id);
-        let mut watch = scene.watch(Window::WholeTrace);
-        let disconnected = watch
-            .until_settled(self.within, |batch| {
-                batch.iter().for_each(|event| tracker.see(event));
-                !tracker.is_connected(false)
-            })
-            .await;
-        if disconnected {
+        let disconnected = connection_settles(scene, &self.client, self.within, |tracker| {
+            !tracker.is_connected(false)
+        });
+        if disconnected.await {
             return Ok(());
         }
         Err(StepError::failed(
