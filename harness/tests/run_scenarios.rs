@@ -566,6 +566,31 @@ steps:
     assert_exit(&output, 0);
 }
 
+/// The firmware's `reboot` says `offline` itself, then disconnects cleanly: the broker
+/// holds the will back, and the simulated board sends both before it lets go of the link.
+#[test]
+fn a_reboot_the_firmware_asks_for_disconnects_cleanly_after_its_offline() {
+    let suite = Suite::new();
+    suite.add(
+        "reboot.yaml",
+        r#"name: reboot leaves cleanly
+boards:
+  lamp: { profile: sim }
+steps:
+  - expect_connected: { client: lamp }
+  - send_serial: { board: lamp, line: reboot }
+  - expect_trace:
+      events:
+        - { kind: mqtt, client: lamp, dir: c2b, packet: publish, topic: living_room_lights/status, payload: offline }
+        - { kind: mqtt, client: lamp, dir: c2b, packet: disconnect }
+        - { kind: conn_closed, client: lamp, reason: clean }
+  - expect_connected: { client: lamp, within: 2s }
+"#,
+    );
+    let output = suite.hil(&["run", "reboot.yaml"]);
+    assert_exit(&output, 0);
+}
+
 #[test]
 fn a_late_message_is_named_with_its_lateness_past_the_deadline() {
     let suite = Suite::new();

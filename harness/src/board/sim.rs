@@ -32,6 +32,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// rebooted board from reconnecting before the broker has seen its old socket close
 /// (rumqttd can mistake the old connection's end for the new one's).
 const WIFI_JOIN: Duration = Duration::from_millis(20);
+/// How long a link the firmware closed may take to send what was queued on it.
+const CLOSE_DEADLINE: Duration = Duration::from_secs(1);
 
 pub struct SimSetup {
     pub name: String,
@@ -335,6 +337,27 @@ struct Link {
     connected: bool,
 }
 
+impl Link {
+    /// Closes the session as the firmware asked: what it queued last (its `offline`) goes
+    /// out, then DISCONNECT, so the broker holds back the will, as a chip's TCP stack
+    /// sends them. The board goes on meanwhile; the closing link has its own deadline.
+    fn close(self) {
+        let Link {
+            client,
+            mut eventloop,
+            ..
+        } = self;
+        if client.try_disconnect().is_err() {
+            return;
+        }
+        // Read on until the broker closes: a socket closed with acks still unread is
+        // reset, and a reset can take the DISCONNECT with it.
+        tokio::spawn(tokio::time::timeout(CLOSE_DEADLINE, async move {
+            while eventloop.poll().await.is_ok() {}
+        }));
+    }
+}
+
 struct SimulatedDevice {
     setup: SimSetup,
     firmware: Option<Controller<SimHal>>,
@@ -596,7 +619,7 @@ impl SimulatedDevice {
                 }
                 Request::Disconnect => {
                     if let Some(link) = self.end_link() {
-                        let _ = link.client.try_disconnect();
+                        link.close();
                     }
                 }
                 Request::Restart => {
