@@ -533,3 +533,38 @@ async fn v5_retain_as_published_and_retain_handling_are_applied() {
     );
     assert_eq!(never.receive().await.publish_topic(), "options/live");
 }
+
+#[tokio::test]
+async fn v5_topic_alias_0_is_answered_with_disconnect_0x94_and_nothing_after_it() {
+    let (broker, trace) = broker().await;
+    let mut client = Raw::connected(broker.addr(), Version::V5, "aliased").await;
+    // PUBLISH QoS 0 to a/b, properties: Topic Alias (0x23) = 0 (section 3.3.2.3.4).
+    let mut body = Vec::new();
+    field(&mut body, "a/b");
+    body.extend_from_slice(&[3, 0x23, 0, 0]);
+    body.extend_from_slice(b"x");
+    client.send(&frame(0x30, &body)).await;
+    let disconnect = client.expect(14, "DISCONNECT").await;
+    assert_eq!(disconnect.body, [0x94], "reason: topic alias invalid");
+    assert!(
+        client.next().await.is_none(),
+        "the connection ends right after the DISCONNECT, no stray byte before the close"
+    );
+    let closed = wait_for(
+        &trace,
+        "the close",
+        |e| matches!(&e.body, EventBody::ConnClosed { client: Some(c), .. } if c == "aliased"),
+    )
+    .await;
+    assert_eq!(
+        closed_reason(&closed),
+        Some(CloseReason::ProtocolError),
+        "{}",
+        dump(&trace)
+    );
+    let malformed = trace
+        .events_from(0)
+        .iter()
+        .any(|e| matches!(e.body, EventBody::Malformed { .. }));
+    assert!(!malformed, "nothing malformed recorded: {}", dump(&trace));
+}

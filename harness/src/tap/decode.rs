@@ -109,11 +109,12 @@ impl Decoder {
                 .map_err(|e| DecodeError::Invalid(e.to_string())),
             Protocol::V5 => {
                 // MQTT 5 lets DISCONNECT and AUTH leave out everything when the reason is
-                // 0 (sections 3.14.2.1, 3.15.2.1); rumqttc writes DISCONNECT so but cannot
-                // read it back.
+                // 0, and the property length when there are no properties (sections
+                // 3.14.2.1, 3.14.2.2.1, 3.15.2.1); rumqttc cannot read either form (it
+                // writes the first, rumqttd the second).
                 match &frame[..] {
-                    [0xe0, 0x00] => return Ok(Packet::Disconnect),
-                    [0xf0, 0x00] => return Ok(Packet::Auth),
+                    [0xe0, 0x00] | [0xe0, 0x01, _] => return Ok(Packet::Disconnect),
+                    [0xf0, 0x00] | [0xf0, 0x01, _] => return Ok(Packet::Auth),
                     _ => {}
                 }
                 let max = u32::try_from(self.max_packet_size).ok();
@@ -605,6 +606,20 @@ mod tests {
         assert_eq!(decoder.decode(&written.freeze()), Ok(Packet::Disconnect));
         assert_eq!(
             decoder.decode(&Bytes::from_static(&[0xf0, 0x00])),
+            Ok(Packet::Auth)
+        );
+    }
+
+    #[test]
+    fn a_v5_disconnect_or_auth_with_a_reason_and_no_properties_is_read() {
+        let mut decoder = Decoder::new(Protocol::V5, 1024);
+        // rumqttd's DISCONNECT for an invalid topic alias: reason 0x94, no property length.
+        assert_eq!(
+            decoder.decode(&Bytes::from_static(&[0xe0, 0x01, 0x94])),
+            Ok(Packet::Disconnect)
+        );
+        assert_eq!(
+            decoder.decode(&Bytes::from_static(&[0xf0, 0x01, 0x18])),
             Ok(Packet::Auth)
         );
     }

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use subtle::ConstantTimeEq;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -749,6 +749,15 @@ async fn pump(
     }
 }
 
+/// rumqttd 0.20 writes an MQTT 5 DISCONNECT with a reason as `E0 01 R 00`: its remaining
+/// length counts the reason only, yet a property length follows, which a client would
+/// read as the start of another packet. The tap forwards `E0 01 R` and drops the `00`.
+fn skip_engine_stray_byte(frame: &[u8], buf: &mut BytesMut) {
+    if matches!(frame, [0xe0, 0x01, _]) && buf.first() == Some(&0) {
+        buf.advance(1);
+    }
+}
+
 /// Frames a `delay` holds, each with the time it may go: its own arrival plus its hold.
 /// They go in order, so a frame never overtakes the one before it; reading goes on
 /// meanwhile, so a burst is held once, not once per frame.
@@ -870,6 +879,9 @@ fn take_complete_frames(
             Ok(mut packet) => {
                 if dir == Direction::ToBroker && matches!(packet, Packet::Disconnect) {
                     conn.disconnect_sent.store(true, Ordering::Relaxed);
+                }
+                if dir == Direction::ToClient && conn.shared.conform {
+                    skip_engine_stray_byte(&frame, buf);
                 }
                 note_progress(conn, dir, &packet);
                 let mut frame = frame;
