@@ -149,6 +149,33 @@ fn block_on(
     outcome
 }
 
+/// `--firmware-lib FILE`: the core the simulated boards run.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FirmwareArg {
+    /// Run this build of the light-controller core on the simulated boards instead of
+    /// the one built into hil: a shared library exporting the API of
+    /// firmware/core/light_controller.h (firmware/README.md says how to build one).
+    /// Boards of profile sim-sketch run the sketch, which has the core compiled in.
+    #[arg(long = "firmware-lib", value_name = "FILE")]
+    library: Option<std::path::PathBuf>,
+}
+
+impl FirmwareArg {
+    pub fn is_given(&self) -> bool {
+        self.library.is_some()
+    }
+
+    /// The built-in core, or the library loaded; one that is not a usable core is a
+    /// usage error (exit 2).
+    pub fn load(&self) -> Result<hil_firmware::Firmware, Failure> {
+        match &self.library {
+            None => Ok(hil_firmware::Firmware::builtin()),
+            Some(path) => hil_firmware::Firmware::load(path)
+                .map_err(|e| Failure::new(Exit::Usage, format!("--firmware-lib {e}"))),
+        }
+    }
+}
+
 /// `--auth USER:PASS`.
 fn parse_login(text: &str) -> Result<hil::login::Credentials, String> {
     match text.split_once(':') {
