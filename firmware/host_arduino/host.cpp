@@ -36,6 +36,7 @@ std::string pending_input;
 bool awaiting_ack = false;
 std::string held_reports;
 bool halt_requested = false;
+bool leave_requested = false;
 bool activity = true;
 // Pin changes that came during a delay(), applied one per pass of the loop (below).
 bool in_delay = false;
@@ -82,6 +83,8 @@ void handle(const std::string &line) {
         awaiting_ack = false;
     } else if (line == "halt") {
         halt_requested = true;
+    } else if (line == "leave") {
+        halt_requested = leave_requested = true;
     } else if (sscanf(line.c_str(), "pin %u %d", &pin, &level) == 2) {
         if (in_delay || !pin_changes.empty()) {  // never ahead of earlier changes
             pin_changes.emplace_back(static_cast<uint8_t>(pin), level);
@@ -141,6 +144,9 @@ void read_input() {
 static void halt_if_asked() {
     if (!halt_requested) {
         return;
+    }
+    if (leave_requested) {
+        host_mqtt_leave();
     }
     host_emit("halted");
     for (;;) {

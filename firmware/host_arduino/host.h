@@ -5,6 +5,7 @@
 //                     rx HEX            bytes arriving on the serial console
 //                     ok                the parent has recorded the reports before `sync`
 //                     halt              stop at the next wait (power is about to go)
+//                     leave             the same, after closing MQTT sessions with DISCONNECT
 //   board -> parent   hello family=F relay_active_low=0|1
 //                     mode GPIO MODE    pinMode (OUTPUT, INPUT, INPUT_PULLUP)
 //                     pin GPIO 0|1      an output pin's level changed (first write too)
@@ -49,6 +50,8 @@ void host_note_activity();
 // The earliest time (millis()) a part has work without any input, or ULONG_MAX.
 unsigned long host_wifi_next_due();
 unsigned long host_mqtt_next_due();
+// Closes every connected PubSubClient's session with DISCONNECT (a clean shutdown).
+void host_mqtt_leave();
 // The sockets whose incoming bytes end an idle delay(); returns how many were written,
 // or -1 when bytes already received wait to be read (the board must not idle).
 int host_socket_fds(int *fds, int max);

@@ -40,6 +40,14 @@ unsigned long host_mqtt_next_due() {
     return due;
 }
 
+void host_mqtt_leave() {
+    for (PubSubClient *client : clients()) {
+        if (client->connected()) {
+            client->disconnect();
+        }
+    }
+}
+
 PubSubClient::PubSubClient() {
     setBufferSize(MQTT_MAX_PACKET_SIZE);
     clients().push_back(this);

@@ -102,6 +102,51 @@ fn obeys_mosquitto(extra: &[&str]) {
 }
 
 #[test]
+fn disconnect_leaves_cleanly_and_the_broker_holds_the_will_back() {
+    leaves_cleanly(&[]);
+}
+
+#[test]
+fn a_sketch_board_leaves_cleanly_on_disconnect() {
+    leaves_cleanly(&["--sketch"]);
+}
+
+/// `disconnect` closes the session with DISCONNECT: mosquitto publishes no will. A marker
+/// published after hil sim has ended comes after anything the close caused, so what the
+/// subscriber heard before it is all there is.
+fn leaves_cleanly(extra: &[&str]) {
+    let broker = Mosquitto::start();
+    let mut sub = Command::new("mosquitto_sub")
+        .args(["-h", "127.0.0.1", "-p", &broker.port.to_string()])
+        .args(["-t", "living_room_lights/status", "-W", "30"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("mosquitto_sub is installed (ci/test.sh installs mosquitto-clients)");
+    let heard = Lines::of(sub.stdout.take().unwrap());
+    let (mut sim, lines) = start_sim(&broker, extra);
+    lines.wait_for("ACTIVE", |l| l == "HIL state=ACTIVE");
+    heard.wait_for("online", |l| l == "online");
+
+    writeln!(sim.stdin.take().unwrap(), "disconnect").unwrap();
+    assert_eq!(exit_code(sim), Some(0));
+    let status = Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &broker.port.to_string()])
+        .args(["-t", "living_room_lights/status", "-m", "marker", "-q", "1"])
+        .status()
+        .expect("mosquitto_pub is installed");
+    assert!(status.success());
+    heard.wait_for("the marker", |l| {
+        assert_ne!(
+            l, "offline",
+            "the will was published: the close was not clean"
+        );
+        l == "marker"
+    });
+    let _ = sub.kill();
+    let _ = sub.wait();
+}
+
+#[test]
 fn a_fleet_gets_distinct_client_ids_and_topics() {
     let broker = Mosquitto::start();
     let (mut sim, lines) = start_sim(&broker, &["--count", "3"]);

@@ -87,6 +87,10 @@ pub trait Board: Send + Sync {
     /// The firmware version a serial line announces, when it is the boot line.
     fn boot_version(&self, line: &str) -> Option<String>;
 
+    /// Shuts down cleanly: the board closes its MQTT session with DISCONNECT (so the
+    /// broker holds back its will), then its power goes. Simulated boards only.
+    fn leave(&mut self) -> BoardFuture<'_>;
+
     /// Powers the board off for good and lets go of what it holds (its port).
     fn stop(self: Box<Self>) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 }

@@ -519,6 +519,13 @@ impl super::Board for SerialBoard {
         Box::pin(SerialBoard::wifi(self, up))
     }
 
+    fn leave(&mut self) -> super::BoardFuture<'_> {
+        Box::pin(std::future::ready(Err(BoardError::WrongProfile {
+            board: self.name.clone(),
+            reason: "a bench board's MQTT session ends with its firmware; only a simulated board can be made to leave".to_string(),
+        })))
+    }
+
     fn boot_version(&self, line: &str) -> Option<String> {
         self.patterns().boot_version(line).map(str::to_string)
     }

@@ -65,12 +65,18 @@ pub struct Storage {
 }
 
 pub enum Command {
-    Press { bounce: u32 },
+    Press {
+        bounce: u32,
+    },
     Serial(String),
     Reset,
     PowerOff,
     PowerOn,
-    Wifi { up: bool },
+    Wifi {
+        up: bool,
+    },
+    /// The MQTT session closed with DISCONNECT, then the power gone.
+    Leave,
 }
 
 /// A running simulated board.
@@ -146,6 +152,10 @@ impl<T: Commanded> super::Board for T {
 
     fn wifi(&mut self, up: bool) -> super::BoardFuture<'_> {
         Box::pin(self.command(Command::Wifi { up }))
+    }
+
+    fn leave(&mut self) -> super::BoardFuture<'_> {
+        Box::pin(self.command(Command::Leave))
     }
 
     fn boot_version(&self, line: &str) -> Option<String> {
@@ -340,10 +350,10 @@ struct Link {
 }
 
 impl Link {
-    /// Closes the session as the firmware asked: what it queued last (its `offline`) goes
+    /// Closes the session cleanly: what was queued last (the firmware's `offline`) goes
     /// out, then DISCONNECT, so the broker holds back the will, as a chip's TCP stack
-    /// sends them. The board goes on meanwhile; the closing link has its own deadline.
-    fn close(self) {
+    /// sends them. Bounded by its own deadline.
+    async fn close(self) {
         let Link {
             client,
             mut eventloop,
@@ -354,9 +364,10 @@ impl Link {
         }
         // Read on until the broker closes: a socket closed with acks still unread is
         // reset, and a reset can take the DISCONNECT with it.
-        tokio::spawn(tokio::time::timeout(CLOSE_DEADLINE, async move {
+        let _ = tokio::time::timeout(CLOSE_DEADLINE, async move {
             while eventloop.poll().await.is_ok() {}
-        }));
+        })
+        .await;
     }
 }
 
@@ -408,7 +419,7 @@ async fn run(setup: SimSetup, mut inbox: mpsc::Receiver<(Command, oneshot::Sende
         match wake {
             Wake::Command(None) => return,
             Wake::Command(Some((command, done))) => {
-                board.command(command);
+                board.command(command).await;
                 board.carry_out().await;
                 let _ = done.send(());
             }
@@ -504,7 +515,7 @@ impl SimulatedDevice {
         });
     }
 
-    fn command(&mut self, command: Command) {
+    async fn command(&mut self, command: Command) {
         match command {
             Command::Press { bounce } => {
                 self.record(BoardChange::SwitchPressed);
@@ -528,6 +539,13 @@ impl SimulatedDevice {
                 self.power_on();
             }
             Command::PowerOff => {
+                self.record(BoardChange::PowerOff);
+                self.power_off();
+            }
+            Command::Leave => {
+                if let Some(link) = self.end_link() {
+                    link.close().await;
+                }
                 self.record(BoardChange::PowerOff);
                 self.power_off();
             }
@@ -621,7 +639,7 @@ impl SimulatedDevice {
                 }
                 Request::Disconnect => {
                     if let Some(link) = self.end_link() {
-                        link.close();
+                        tokio::spawn(link.close());
                     }
                 }
                 Request::Restart => {

@@ -323,7 +323,20 @@ impl Board {
     /// and the relay drops out.
     async fn power_off(&mut self) {
         self.edges.clear();
-        self.halt().await;
+        self.stop_at_next_wait("halt").await;
+        self.end_process().await;
+    }
+
+    /// A clean shutdown: the board closes its MQTT session with DISCONNECT, then the power
+    /// goes.
+    async fn leave(&mut self) {
+        self.edges.clear();
+        self.stop_at_next_wait("leave").await;
+        self.record_change(BoardChange::PowerOff);
+        self.end_process().await;
+    }
+
+    async fn end_process(&mut self) {
         let Some(mut process) = self.process.take() else {
             return;
         };
@@ -336,12 +349,13 @@ impl Board {
     }
 
     /// Lets the firmware finish what it is doing (recording what it reports) and stop at
-    /// its next wait, so power goes between two of its steps.
-    async fn halt(&mut self) {
+    /// its next wait, so power goes between two of its steps; `leave` closes its MQTT
+    /// sessions first, `halt` does not.
+    async fn stop_at_next_wait(&mut self, how: &str) {
         if self.process.is_none() {
             return;
         }
-        self.tell("halt").await;
+        self.tell(how).await;
         let deadline = Instant::now() + HALT_DEADLINE;
         loop {
             match tokio::time::timeout_at(deadline, next_line(&mut self.process)).await {
@@ -468,6 +482,7 @@ impl Board {
                 self.record_change(BoardChange::PowerOff);
                 self.power_off().await;
             }
+            Command::Leave => self.leave().await,
             Command::PowerOn => {
                 self.record_change(BoardChange::PowerOn);
                 if self.process.is_none() {

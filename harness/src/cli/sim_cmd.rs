@@ -23,6 +23,9 @@ const PRINTER_DEADLINE: Duration = Duration::from_secs(2);
 ///   press [I]   press the wall switch of board I (0 to COUNT-1), or of every board
 ///   status [I]  print the status line
 ///   reset [I]   reboot
+///   disconnect [I]
+///               shut down cleanly: DISCONNECT, so the broker holds the will back; the
+///               board stays off (without I: every board, and hil sim ends)
 ///   help        list these commands
 ///   quit        stop, as if the power went: connections drop without DISCONNECT, so
 ///               the brokers publish the boards' wills (offline); so does end of input;
@@ -170,6 +173,9 @@ commands (I: a board number, 0 to COUNT-1; every board without it):
   press [I]   press the wall switch
   status [I]  print the status line
   reset [I]   reboot
+  disconnect [I]
+              shut down cleanly: DISCONNECT, so the broker holds the will back; the
+              board stays off (without I: every board, and hil sim ends)
   help        this list
   quit        stop, as if the power went: connections drop without DISCONNECT, so the
               broker publishes each board's will (offline); end of input does the same";
@@ -226,12 +232,18 @@ async fn drive(boards: &mut [Box<dyn Board>]) -> Result<Exit, Failure> {
                 "press" => board.press(0).await,
                 "status" => board.send_serial("status").await,
                 "reset" => board.reset().await,
+                "disconnect" => board.leave().await,
                 other => {
-                    eprintln!("unknown command {other:?}: press, status, reset, help or quit");
+                    eprintln!(
+                        "unknown command {other:?}: press, status, reset, disconnect, help or quit"
+                    );
                     break;
                 }
             };
             done.map_err(|e| Failure::new(Exit::Infrastructure, e))?;
+        }
+        if command == "disconnect" && target.is_none() {
+            return Ok(Exit::Success);
         }
     }
 }

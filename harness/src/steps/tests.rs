@@ -55,6 +55,10 @@ impl Board for FakeBoard {
         self.note(format!("wifi {up}"))
     }
 
+    fn leave(&mut self) -> BoardFuture<'_> {
+        self.note("leave".into())
+    }
+
     fn boot_version(&self, line: &str) -> Option<String> {
         line.strip_prefix("BOOT ").map(str::to_string)
     }
