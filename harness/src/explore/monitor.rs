@@ -656,9 +656,12 @@ fn state_topic() -> String {
     format!("{TOPIC}/state")
 }
 
+/// The relay after the board has settled: a relay that is right at first and wrong once
+/// the board's own echo came back must fail too.
 fn relay_check(board: &str, on: bool) -> String {
     format!(
-        "expect_relay: {{ board: {board}, state: {}, within: 1s }}",
+        "wait: {{ for: {}ms }}\n  - expect_relay: {{ board: {board}, state: {}, within: 1s }}",
+        SETTLE.as_millis() * 2,
         model::on_off(on)
     )
 }

@@ -14,7 +14,7 @@ use super::{Context, Finding, Outcome, Progress};
 const CONFIRMATIONS: usize = 2;
 /// Candidates tried at most, and time spent at most, per finding.
 const MAX_CANDIDATES: usize = 60;
-const MAX_TIME: Duration = Duration::from_secs(90);
+const MAX_TIME: Duration = Duration::from_secs(45);
 
 /// Smaller plans than `plan`, most promising first.
 fn candidates(plan: &Plan, violation: &Violation) -> Vec<Plan> {
