@@ -194,9 +194,17 @@ pub(super) async fn shrink(
             if let Some(found) =
                 reproduces(ctx, &candidate, seed, violation.invariant, &mut runs).await
             {
-                plan = candidate;
-                violation = found;
-                continue 'smaller;
+                // Smaller is better only while its written scenario still fails: the
+                // checks a violation is written with show some instances of it only.
+                let (cut, checks) = written(&candidate, &found);
+                if let Ok(scenario) = cut.to_scenario_with("candidate", &checks) {
+                    runs += 1;
+                    if ctx.fails(&scenario, seed).await {
+                        plan = candidate;
+                        violation = found;
+                        continue 'smaller;
+                    }
+                }
             }
             if tried >= MAX_CANDIDATES || shrinking.elapsed() >= MAX_TIME {
                 break;
