@@ -19,6 +19,8 @@ command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 # The Paho interoperability suite (../shared/conformance) needs python3 alone.
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
+# The explore test applies fixtures/mutants/*.patch to a copy of the firmware core.
+command -v patch >/dev/null 2>&1 || missing+=(patch)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 if ((${#missing[@]})); then
   echo "ci/test.sh: installing ${missing[*]}"

@@ -927,6 +927,7 @@ steps:
         pcap: false,
         bench: Default::default(),
         credentials: None,
+        observer: None,
     };
     let interrupt = tokio_util::sync::CancellationToken::new();
     let run = crate::runner::run_attempt(&scenario, &setup, &interrupt).await;

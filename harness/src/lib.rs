@@ -11,6 +11,7 @@ pub mod config;
 pub mod engine;
 pub mod exit;
 pub mod expect;
+pub mod explore;
 pub mod flash;
 pub mod fuzz;
 pub mod image;

@@ -23,6 +23,7 @@ fn reference_scenarios_pass_and_match_their_snapshots() {
             pcap: false,
             bench: Default::default(),
             credentials: None,
+            observer: None,
         };
         let interrupt = tokio_util::sync::CancellationToken::new();
         let run = runtime.block_on(runner::run_attempt(&scenario, &setup, &interrupt));

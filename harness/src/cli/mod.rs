@@ -3,6 +3,7 @@
 mod bench_cmd;
 mod broker_cmd;
 mod chip_cmd;
+mod explore_cmd;
 mod flash_cmd;
 mod image_cmd;
 mod run_cmd;
@@ -51,6 +52,7 @@ enum Command {
     #[command(subcommand, verbatim_doc_comment)]
     Trace(trace_cmd::Command),
     Bench(bench_cmd::Args),
+    Explore(explore_cmd::ExploreArgs),
     /// Generate reproducible ESP app images for tests, and inspect images as a ROM would.
     ///
     /// Examples:
@@ -110,6 +112,7 @@ pub fn main() -> Exit {
         Command::Provision(args) => block_on(serial_cmd::provision(args)),
         Command::Broker(args) => block_on(broker_cmd::run(args)),
         Command::Bench(args) => block_on(bench_cmd::run(args)),
+        Command::Explore(args) => block_on(explore_cmd::run(args)),
     };
     match outcome {
         Ok(exit) => exit,

@@ -45,6 +45,18 @@ pub struct AttemptSetup {
     pub bench: Arc<BenchMapping>,
     /// What clients and boards log in with (an external broker that wants it).
     pub credentials: Option<Credentials>,
+    /// Told the attempt's trace as soon as it starts, to follow it while it runs.
+    pub observer: Option<TraceObserver>,
+}
+
+/// Something that follows an attempt's trace while it runs (`hil explore`'s invariants).
+#[derive(Clone)]
+pub struct TraceObserver(pub Arc<dyn Fn(&Trace) + Send + Sync>);
+
+impl std::fmt::Debug for TraceObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TraceObserver")
+    }
 }
 
 /// Board roles played by bench boards instead of the simulator.
@@ -125,6 +137,9 @@ pub async fn run(
         Ok(trace) => trace,
         Err(error) => return infra_failure("trace_file", error.to_string()),
     };
+    if let Some(observer) = &setup.observer {
+        (observer.0)(&trace);
+    }
     let mut broker_config = setup.broker.clone();
     if setup.pcap {
         broker_config.capture = setup.out_dir.as_ref().map(|dir| dir.join("capture.pcap"));

@@ -16,7 +16,7 @@ use std::time::Instant;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-pub use attempt::{run as run_attempt, AttemptRun, AttemptSetup, BenchMapping};
+pub use attempt::{run as run_attempt, AttemptRun, AttemptSetup, BenchMapping, TraceObserver};
 pub use client::{ClientSetup, HarnessClient};
 pub use outcome::{Attempt, Failure, NotRun, RunSummary, ScenarioResult, Status, StepRef};
 pub use roles::map_roles;
@@ -217,6 +217,7 @@ async fn run_scenario(
         out_dir: out_dir.clone(),
         pcap: options.pcap,
         bench: Arc::new(options.bench.clone()),
+        observer: None,
     };
     let wants_snapshot = scenario.snapshot || options.snapshot_all;
     let mut attempts = Vec::new();

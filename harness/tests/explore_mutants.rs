@@ -1,0 +1,178 @@
+//! `hil explore` finds bugs: mutants of the C core (fixtures/mutants/*.patch, each a
+//! different broken behaviour, applied to a copy of light_controller.c with `patch`)
+//! are built as shared libraries and explored with `--firmware-lib`. At least 7 of 8
+//! must be found, each shrunk to at most 8 steps, and each shrunk scenario must fail
+//! under `hil run --firmware-lib MUTANT` and pass on the built-in core. On the built-in
+//! core, generated runs raise no violation.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use assert_cmd::cargo::CommandCargoExt;
+use support::hil_exe;
+
+/// Mutants explored at once (each explore runs one scenario at a time).
+const AT_ONCE: usize = 4;
+
+fn mutants() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/mutants");
+    let mut patches: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "patch"))
+        .collect();
+    patches.sort();
+    patches
+}
+
+/// The shipped core with `patch` applied, built as `DIR/NAME.so`.
+fn build_mutant(dir: &Path, patch: &Path) -> PathBuf {
+    use hil_firmware::host_build::{build_core_library, shipped_core, Compiler, CoreLibrary};
+    let name = patch.file_stem().unwrap().to_string_lossy().to_string();
+    let work = dir.join(&name);
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::copy(shipped_core(), work.join("light_controller.c")).unwrap();
+    let applied = Command::new("patch")
+        .args(["-s", "-p1", "-d"])
+        .arg(&work)
+        .arg("-i")
+        .arg(patch)
+        .status()
+        .expect("patch is installed (ci/test.sh installs it)");
+    assert!(applied.success(), "{} does not apply", patch.display());
+    let out = dir.join(format!("{name}.so"));
+    let library = CoreLibrary {
+        sources: vec![work.join("light_controller.c")],
+        defines: Vec::new(),
+        out: out.clone(),
+    };
+    build_core_library(&library, &Compiler::from_env(false)).expect("the mutant builds");
+    out
+}
+
+/// What exploring one mutant came to.
+struct Explored {
+    mutant: String,
+    found: Option<PathBuf>,
+    output: String,
+}
+
+fn explore(dir: &Path, library: &Path, seed: u64) -> Explored {
+    let name = library.file_stem().unwrap().to_string_lossy().to_string();
+    let output = Command::cargo_bin("hil")
+        .unwrap()
+        .args([
+            "explore",
+            "--budget",
+            "60s",
+            "--jobs",
+            "1",
+            "--seed",
+            &seed.to_string(),
+        ])
+        .arg("--firmware-lib")
+        .arg(library)
+        .arg("--out")
+        .arg(dir.join(format!("{name}-out")))
+        .arg("--db")
+        .arg(dir.join(format!("{name}-db")))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    let text = format!("{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    let found = (output.status.code() == Some(1))
+        .then(|| {
+            stdout
+                .lines()
+                .find(|line| line.starts_with("FOUND"))
+                .and_then(|line| line.split(" — ").nth(1))
+                .map(|rest| PathBuf::from(rest.split(" (").next().unwrap()))
+        })
+        .flatten();
+    Explored {
+        mutant: name,
+        found,
+        output: text,
+    }
+}
+
+fn hil_run(file: &Path, library: Option<&Path>) -> Option<i32> {
+    let mut command = Command::new(hil_exe());
+    command.arg("run").arg(file);
+    if let Some(library) = library {
+        command.arg("--firmware-lib").arg(library);
+    }
+    command.output().unwrap().status.code()
+}
+
+#[test]
+fn explore_finds_seven_of_eight_mutants_and_shrinks_each_to_a_reproducing_scenario() {
+    let dir = tempfile::tempdir().unwrap();
+    let patches = mutants();
+    assert_eq!(patches.len(), 8, "{patches:?}");
+    let libraries: Vec<PathBuf> = patches
+        .iter()
+        .map(|p| build_mutant(dir.path(), p))
+        .collect();
+    let mut explored = Vec::new();
+    for batch in libraries.chunks(AT_ONCE) {
+        let handles: Vec<_> = batch
+            .iter()
+            .cloned()
+            .map(|library| {
+                let dir = dir.path().to_path_buf();
+                std::thread::spawn(move || explore(&dir, &library, 11))
+            })
+            .collect();
+        explored.extend(handles.into_iter().map(|h| h.join().unwrap()));
+    }
+    let mut report = Vec::new();
+    let mut killed = 0;
+    for (one, library) in explored.iter().zip(&libraries) {
+        let Some(file) = &one.found else {
+            report.push(format!("{}: not found\n{}", one.mutant, one.output));
+            continue;
+        };
+        let scenario = hil::scenario::load(file, &["sim"]).unwrap();
+        let steps = scenario.steps.len();
+        let on_mutant = hil_run(file, Some(library));
+        let on_builtin = hil_run(file, None);
+        let good = steps <= 8 && on_mutant == Some(1) && on_builtin == Some(0);
+        report.push(format!(
+            "{}: {steps} steps, hil run on the mutant {on_mutant:?}, on the built-in core {on_builtin:?}\n{}",
+            one.mutant,
+            std::fs::read_to_string(file).unwrap()
+        ));
+        killed += usize::from(good);
+    }
+    assert!(
+        killed >= 7,
+        "{killed} of 8 found and reproduced:\n{}",
+        report.join("\n")
+    );
+}
+
+#[test]
+fn generated_runs_on_the_built_in_core_raise_no_violation() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::cargo_bin("hil")
+        .unwrap()
+        .args(["explore", "--runs", "40", "--jobs", "4", "--seed", "5"])
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .arg("--db")
+        .arg(dir.path().join("db"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("40 run(s)"), "{stderr}");
+}
