@@ -643,6 +643,7 @@ async fn play_suite(
         },
         run_id: crate::namespace::Namespace::run_id(1),
         credentials: None,
+        keep_traces: false,
     };
     let interrupt = tokio_util::sync::CancellationToken::new();
     let started = Instant::now();

@@ -3,11 +3,23 @@
 //! They run on a thread of their own ([`ReportThread`]), fed over a channel, so the
 //! runner never waits for a terminal or a disk.
 
+mod annotations;
 mod console;
 mod files;
+pub mod flow;
+pub mod html;
+mod markdown;
+pub mod mermaid;
+pub mod perfetto;
+pub mod view;
+
+pub use annotations::{annotation, Annotations};
+pub use markdown::StepSummary;
 
 pub use console::Console;
 pub use files::{Format, JsonFile, Junit, JunitFile, ReportFile};
+pub use html::HtmlFile;
+pub use view::{ReportReadError, RunView};
 
 use std::fmt::Write as _;
 

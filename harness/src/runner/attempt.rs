@@ -433,6 +433,7 @@ impl<'a> Stage<'a> {
                     step: self.step_number - 1,
                     name: name.to_string(),
                     line: step.location.line,
+                    within_us: step.action.deadline().map(|d| d.as_micros() as u64),
                 });
                 let result = self.run_step(step).await;
                 self.trace.record(EventBody::StepFinished {
