@@ -1,5 +1,6 @@
 //! A failure as a Mermaid `sequenceDiagram`, for places that render Markdown or show
-//! text (JUnit failure bodies, the GitHub step summary): the failing step's last events.
+//! text (JUnit failure bodies, the GitHub step summary): the last events up to the end
+//! of the failing step.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -11,30 +12,19 @@ use crate::trace::{Event, EventBody};
 /// At most this many events: the end of the failing step is the telling part.
 pub const MAX_EVENTS: usize = 30;
 
-/// The events of the step that failed (from its start to its end), or, when no step
-/// failed, those since the last step began.
-fn failing_step_events(events: &[Arc<Event>]) -> &[Arc<Event>] {
+/// The events up to the end of the step that failed (its start and what led to it: an
+/// expectation looks back to the stimulus before it), or the whole trace when no step
+/// failed.
+fn up_to_failing_step(events: &[Arc<Event>]) -> &[Arc<Event>] {
     let failed = events
         .iter()
         .rposition(|e| matches!(e.body, EventBody::StepFinished { passed: false, .. }));
-    let end = failed.map_or(events.len(), |at| at + 1);
-    let step = failed.and_then(|at| match &events[at].body {
-        EventBody::StepFinished { step, .. } => Some(*step),
-        _ => None,
-    });
-    let start = events[..end]
-        .iter()
-        .rposition(|e| match &e.body {
-            EventBody::StepStarted { step: s, .. } => step.is_none_or(|step| *s == step),
-            _ => false,
-        })
-        .unwrap_or(0);
-    &events[start..end]
+    &events[..failed.map_or(events.len(), |at| at + 1)]
 }
 
 /// The diagram, or `None` when the step saw nothing worth drawing.
 pub fn failing_step(events: &[Arc<Event>], actors: &[Actor]) -> Option<String> {
-    let flow = Flow::of(failing_step_events(events), actors);
+    let flow = Flow::of(up_to_failing_step(events), actors);
     // (seq, from lane, to lane or None for a note, text)
     let mut lines: Vec<(u64, usize, Option<usize>, String)> = flow
         .messages
@@ -152,7 +142,7 @@ mod tests {
     }
 
     #[test]
-    fn the_diagram_holds_only_the_failing_step() {
+    fn the_diagram_ends_with_the_failing_step() {
         let events = vec![
             step(1, 0, None),
             publish(2, "phone", Direction::ToBroker, "before"),
@@ -161,6 +151,7 @@ mod tests {
             publish(5, "phone", Direction::ToBroker, "on; #1"),
             publish(6, "lamp", Direction::ToClient, "on; #1"),
             step(7, 1, Some(false)),
+            publish(8, "phone", Direction::ToBroker, "after"),
         ];
         let actors = [
             Actor {
@@ -177,7 +168,7 @@ mod tests {
         let diagram = failing_step(&events, &actors).unwrap();
         assert_eq!(
             diagram,
-            "sequenceDiagram\n    participant a0 as phone\n    participant a1 as broker\n    participant a2 as lamp\n    a0->>a1: living_room_lights \"on#59; #35;1\"\n    a1->>a2: living_room_lights \"on#59; #35;1\"\n"
+            "sequenceDiagram\n    participant a0 as phone\n    participant a1 as broker\n    participant a2 as lamp\n    a0->>a1: living_room_lights \"before\"\n    a0->>a1: living_room_lights \"on#59; #35;1\"\n    a1->>a2: living_room_lights \"on#59; #35;1\"\n"
         );
     }
 

@@ -18,6 +18,7 @@ const HEADER: i64 = 44;
 const ROW: i64 = 20;
 /// Longest note text drawn; the table has the rest.
 const NOTE_SHOWN: usize = 48;
+const NOTE_ROOM: i64 = 330;
 
 /// Maps the trace's clock onto the diagram's rows.
 pub struct TimeAxis {
@@ -118,7 +119,8 @@ pub fn render(id: &str, flow: &Flow, near_misses: &[u64]) -> Markup {
     let axis = TimeAxis::of(flow);
     let origin = flow.start_us;
     let bottom = axis.bottom();
-    let width = lane_x(flow.lanes.len().saturating_sub(1)) + LANE_GAP;
+    // Room right of the last lifeline for its notes.
+    let width = lane_x(flow.lanes.len().saturating_sub(1)) + NOTE_ROOM;
     let mut used = HashSet::new();
     let failing = flow.failing_step().map(|s| s.index);
     html! {
@@ -224,7 +226,7 @@ pub fn defs() -> Markup {
     html! {
         svg width="0" height="0" style="position:absolute" aria-hidden="true" {
             defs {
-                marker #hil-arrow viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse" {
+                marker #hil-arrow viewBox="0 0 10 10" refX="9" refY="5" markerUnits="userSpaceOnUse" markerWidth="8" markerHeight="8" orient="auto-start-reverse" {
                     path d="M0,0 L10,5 L0,10 z" {}
                 }
             }
