@@ -143,7 +143,7 @@ fn section(index: usize, scenario: &ScenarioView, report_folder: &Path) -> Marku
                     h3 { "states" }
                     (timeline::render(&timeline::tracks(&scenario.trace, &scenario.actors), flow.start_us, flow.end_us))
                     h3 { "trace" }
-                    (table::render(&id, &scenario.trace, &flow))
+                    (table::render(&scenario.trace, &flow))
                 }
             } @else if !scenario.attempts.is_empty() {
                 @let tail = scenario.last().map(|a| &a.trace_tail[..]).unwrap_or_default();

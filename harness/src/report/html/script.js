@@ -90,9 +90,9 @@
     function apply() {
       var a = actor.value, k = kind.value, f = topic.value.trim(), shown = 0;
       rows.forEach(function (row) {
-        var t = num(row.dataset.t);
-        var show = (!a || row.dataset.a === a) && (!k || row.dataset.k === k) &&
-          (!f || topicMatches(f, row.dataset.topic)) && (!range || (t >= range[0] && t <= range[1]));
+        var cells = row.cells, t = num(cells[0].textContent);
+        var show = (!a || cells[2].textContent === a) && (!k || cells[4].textContent === k) &&
+          (!f || topicMatches(f, cells[4].textContent === "publish" ? cells[5].textContent : undefined)) && (!range || (t >= range[0] && t <= range[1]));
         row.hidden = !show;
         if (show) shown += 1;
       });
@@ -164,6 +164,10 @@
       if (r.length === 2 && !isNaN(r[0]) && !isNaN(r[1])) range = [Math.min(r[0], r[1]), Math.max(r[0], r[1])];
     }
     zoomed = !!wanted[id + ".zoom"];
+    // A link that sets this scenario's view opens its drawings.
+    if (Object.keys(wanted).some(function (key) { return key.indexOf(id + ".") === 0; })) {
+      $("details.drawings", section).open = true;
+    }
     apply();
   }
 

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 
 use maud::{html, Markup};
 
-use crate::report::flow::{Flow, LaneKind};
+use crate::report::flow::{Flow, LaneKind, StepSpan};
 
 /// Where the gutter (times, steps) ends and the first lifeline begins.
 const GUTTER: i64 = 250;
@@ -19,6 +19,10 @@ const ROW: i64 = 20;
 /// Longest note text drawn; the table has the rest.
 const NOTE_SHOWN: usize = 48;
 const NOTE_ROOM: i64 = 330;
+/// A row gets a time label when it is this long after the last label …
+const TICK_GAP_US: u64 = 1_000;
+/// … or is every this many rows.
+const TICK_EVERY: usize = 5;
 
 /// Maps the trace's clock onto the diagram's rows.
 pub struct TimeAxis {
@@ -36,8 +40,6 @@ impl TimeAxis {
             .chain(flow.notes.iter().map(|n| (n.t_us, n.seq)))
             .chain(flow.faults.iter().map(|f| (f.start_us, f.seq)))
             .collect();
-        let step_rows = flow.steps.iter().map(|s| (s.start_us, 0));
-        times.extend(step_rows);
         times.sort_unstable();
         let mut rows = Vec::with_capacity(times.len() + 1);
         let mut y = HEADER + ROW;
@@ -76,6 +78,22 @@ impl TimeAxis {
             }
         }
         self.y(t_us)
+    }
+
+    /// The rows that get a time label: every row of a quiet stretch, one in
+    /// `TICK_EVERY` of a burst.
+    fn ticks(&self) -> Vec<(u64, i64)> {
+        let mut ticks: Vec<(u64, i64)> = Vec::new();
+        let rows = &self.rows[..self.rows.len().saturating_sub(1)];
+        for (index, &(t, y)) in rows.iter().enumerate() {
+            let quiet = ticks
+                .last()
+                .is_none_or(|&(last, _)| t >= last + TICK_GAP_US);
+            if quiet || index % TICK_EVERY == 0 {
+                ticks.push((t, y));
+            }
+        }
+        ticks
     }
 
     fn bottom(&self) -> i64 {
@@ -123,16 +141,19 @@ pub fn render(id: &str, flow: &Flow, near_misses: &[u64]) -> Markup {
     let width = lane_x(flow.lanes.len().saturating_sub(1)) + NOTE_ROOM;
     let mut used = HashSet::new();
     let failing = flow.failing_step().map(|s| s.index);
+    let labelled = labelled_steps(flow, &axis, failing);
     html! {
         svg.seq xmlns="http://www.w3.org/2000/svg" width=(width) height=(bottom)
             viewBox=(format!("0 0 {width} {bottom}")) data-keys=(axis.keys(origin))
             data-height=(bottom) data-gutter=(GUTTER) {
             rect.brush x="0" y="0" width=(width) height="0" {}
-            @for step in &flow.steps {
-                @let y0 = axis.take(step.start_us, &mut used);
+            // Passing steps without a label (a repeat's quick ones) share one path.
+            path.step.pass.bracket d=(quiet_brackets(flow, &axis, &labelled)) {}
+            @for step in flow.steps.iter().filter(|s| labelled.contains(&s.index) || s.passed != Some(true)) {
+                @let y0 = axis.y(step.start_us);
                 @let y1 = axis.y(step.end_us).max(y0 + 4);
                 @let state = match step.passed { Some(true) => "pass", Some(false) => "fail", None => "open" };
-                g class=(format!("step {state}")) data-t=(ms(step.start_us, origin)) data-step=(step.index) {
+                g class=(format!("step {state}")) {
                     @if Some(step.index) == failing {
                         rect.failband x=(GUTTER - 8) y=(y0 - 14) width=(width - GUTTER + 8) height=(y1 - y0 + 18) {}
                     }
@@ -142,13 +163,13 @@ pub fn render(id: &str, flow: &Flow, near_misses: &[u64]) -> Markup {
                             title { "deadline window: " (format!("{:.0}", within as f64 / 1000.0)) " ms" }
                         }
                     }
-                    line.bracket x1=(GUTTER - 10) y1=(y0 - 4) x2=(GUTTER - 10) y2=(y1) {}
-                    text.steplabel x=(GUTTER - 28) y=(y0) text-anchor="end" {
-                        (step.index + 1) " " (step.name)
+                    path.bracket d=(bracket(&axis, step)) {}
+                    text.steplabel x=(GUTTER - 28) y=(y0) { (step.index + 1) " " (step.name) }
+                    @if step.passed != Some(true) {
+                        title { "step " (step.index + 1) " " (step.name) " (line " (step.line) "): "
+                            (if step.passed.is_none() { "did not finish" } else { "failed" })
+                            @if let Some(detail) = &step.detail { " — " (detail) } }
                     }
-                    title { "step " (step.index + 1) " " (step.name) " (line " (step.line) "): "
-                        (match step.passed { Some(true) => "passed", Some(false) => "failed", None => "did not finish" })
-                        @if let Some(detail) = &step.detail { " — " (detail) } }
                 }
             }
             @for (lane, actor) in flow.lanes.iter().enumerate() {
@@ -164,7 +185,7 @@ pub fn render(id: &str, flow: &Flow, near_misses: &[u64]) -> Markup {
                 @let y0 = axis.take(fault.start_us, &mut used) - 10;
                 @let y1 = axis.y(fault.end_us).max(y0 + 16);
                 @let (x0, x1) = fault_span(flow, fault.lane);
-                g.fault data-t=(ms(fault.start_us, origin)) data-seq=(fault.seq) {
+                g.fault {
                     rect x=(x0) y=(y0) width=(x1 - x0) height=(y1 - y0) {}
                     text x=(x0 + 4) y=(y0 + 12) { (fault.name) " " (clip(&fault.detail, 30)) }
                     title { (fault.name) " " (fault.detail) " at +" (ms(fault.start_us, origin)) " ms until +" (ms(fault.end_us, origin)) " ms" }
@@ -175,31 +196,58 @@ pub fn render(id: &str, flow: &Flow, near_misses: &[u64]) -> Markup {
                 @let (x1, x2) = (lane_x(message.from), lane_x(message.to));
                 @let dir = if x2 > x1 { 1 } else { -1 };
                 @let miss = near_misses.contains(&message.seq);
-                g id=(format!("{id}-e{}", message.seq))
-                    class=(format!("m k-{}{}{}", message.packet, if message.minor { " minor" } else { "" }, if miss { " miss" } else { "" }))
-                    data-t=(ms(message.t_us, origin)) data-seq=(message.seq) {
-                    line x1=(x1 + dir * 3) y1=(y) x2=(x2 - dir * 6) y2=(y) marker-end="url(#hil-arrow)" {}
+                g id=[miss.then(|| format!("{id}-e{}", message.seq))]
+                    class=(format!("m k-{}{}{}", message.packet, if message.minor { " minor" } else { "" }, if miss { " miss" } else { "" })) {
+                    path d=(format!("M{},{y}H{}", x1 + dir * 3, x2 - dir * 6)) {}
                     @if !message.minor {
-                        text x=((x1 + x2) / 2) y=(y - 4) text-anchor="middle" { (clip(&message.label, 44)) }
+                        text x=((x1 + x2) / 2) y=(y - 4) { (clip(&message.label, 44)) }
                     }
-                    title { "#" (message.seq) " +" (ms(message.t_us, origin)) " ms " (message.label) }
                 }
             }
             @for note in &flow.notes {
                 @let y = axis.take(note.t_us, &mut used);
                 @let x = lane_x(note.lane);
-                g class=(format!("n k-{}{}", note.kind, if note.problem { " problem" } else { "" }))
-                    data-t=(ms(note.t_us, origin)) data-seq=(note.seq) {
+                g class=(format!("n k-{}{}", note.kind, if note.problem { " problem" } else { "" })) {
                     circle cx=(x) cy=(y - 4) r="3" {}
                     text x=(x + 7) y=(y) { (clip(&note.text, NOTE_SHOWN)) }
-                    title { "#" (note.seq) " +" (ms(note.t_us, origin)) " ms " (note.text) }
                 }
             }
-            @for (t, y) in axis.rows.iter().take(axis.rows.len().saturating_sub(1)) {
-                text.tick x="4" y=(y) { "+" (ms(*t, origin)) }
+            @for (t, y) in axis.ticks() {
+                text.tick x="4" y=(y) { "+" (ms(t, origin)) }
             }
         }
     }
+}
+
+/// A step's bracket beside the time axis, from its start to its end.
+fn bracket(axis: &TimeAxis, step: &StepSpan) -> String {
+    let y0 = axis.y(step.start_us);
+    let y1 = axis.y(step.end_us).max(y0 + 4);
+    format!("M{},{}V{y1}", GUTTER - 10, y0 - 4)
+}
+
+/// The brackets of the passing steps that carry no label, as one path.
+fn quiet_brackets(flow: &Flow, axis: &TimeAxis, labelled: &HashSet<usize>) -> String {
+    flow.steps
+        .iter()
+        .filter(|s| s.passed == Some(true) && !labelled.contains(&s.index))
+        .map(|s| bracket(axis, s))
+        .collect()
+}
+
+/// The steps whose labels fit: each at least a row below the last label, and always
+/// the failing one (a `repeat` of quick steps would otherwise print over itself).
+fn labelled_steps(flow: &Flow, axis: &TimeAxis, failing: Option<usize>) -> HashSet<usize> {
+    let mut labelled = HashSet::new();
+    let mut last_y = i64::MIN;
+    for step in &flow.steps {
+        let y = axis.y(step.start_us);
+        if y >= last_y + ROW || Some(step.index) == failing {
+            labelled.insert(step.index);
+            last_y = y;
+        }
+    }
+    labelled
 }
 
 /// A fault covers the link between its lane and the broker, or every lane when it hits

@@ -6,9 +6,8 @@ use std::sync::Arc;
 
 use maud::{html, Markup};
 
-use super::sequence::ms;
 use crate::report::flow::Flow;
-use crate::trace::{Event, EventBody, Packet, Row};
+use crate::trace::{Event, EventBody, Packet, Row, Tone};
 
 /// Who an event is about, by the names the diagram's lanes carry.
 fn actor_of<'f>(event: &Event, flow: &'f Flow, lane_of: &dyn Fn(u64) -> Option<usize>) -> &'f str {
@@ -31,8 +30,8 @@ fn topic_of(event: &Event) -> Option<&str> {
     }
 }
 
-/// The table of `events`; `id` names the scenario's section.
-pub fn render(id: &str, events: &[Arc<Event>], flow: &Flow) -> Markup {
+/// The table of `events`, its actors named as the diagram's lanes are.
+pub fn render(events: &[Arc<Event>], flow: &Flow) -> Markup {
     let origin = flow.start_us;
     // Messages name two lanes; the one that is not the broker is the actor.
     let broker = flow
@@ -67,18 +66,21 @@ pub fn render(id: &str, events: &[Arc<Event>], flow: &Flow) -> Markup {
             span.count {}
         }
         div.tablewrap {
-            table.trace id=(format!("{id}-table")) {
-                thead { tr { th { "ms" } th { "#" } th { "actor" } th { "dir" } th { "kind" } th { "detail" } } }
+            // Cells in a fixed order the script reads: ms, seq, actor, dir, kind, topic.
+            table.trace {
+                thead { tr { th { "ms" } th { "#" } th { "actor" } th { "dir" } th { "kind" } th { "topic" } th { "detail" } } }
                 tbody {
                     @for (event, row, actor) in &rows {
-                        tr class=(format!("t-{:?}", row.tone).to_lowercase()) data-t=(ms(event.t_us, origin)) data-a=(actor)
-                            data-k=(row.what) data-topic=[topic_of(event)] {
+                        @let topic = topic_of(event);
+                        tr class=[(row.tone == Tone::Problem).then_some("p")] {
                             td { (format!("{:.1}", row.ms)) }
-                            td { a href=(format!("#{id}-e{}", event.seq)) { (event.seq) } }
-                            td { (row.who) }
+                            td { (event.seq) }
+                            td { (actor) }
                             td { (row.arrow) }
                             td { (row.what) }
-                            td { (row.detail) }
+                            td { (topic.unwrap_or_default()) }
+                            // The topic has its own column.
+                            td { (topic.and_then(|t| row.detail.strip_prefix(t)).map_or(row.detail.as_str(), str::trim_start)) }
                         }
                     }
                 }
