@@ -204,7 +204,9 @@ impl Browser {
     /// first paint.
     pub fn open(&mut self, file: &Path, fragment: &str) -> std::io::Result<PageLoad> {
         let path = std::path::absolute(file)?;
-        let page = format!("file://{}", path.display());
+        // A query of its own makes each opening a new document, even of the same file.
+        self.next_id += 1;
+        let page = format!("file://{}?open={}", path.display(), self.next_id);
         let url = if fragment.is_empty() {
             page.clone()
         } else {

@@ -45,8 +45,14 @@ pub fn failure(id: &str, scenario: &ScenarioView) -> Markup {
                 }
             }
         }
+    }
+}
+
+/// Every attempt with its status, when there were retries.
+pub fn attempts(scenario: &ScenarioView) -> Markup {
+    html! {
         @if scenario.attempts.len() > 1 {
-            details.attempts {
+            details.attempts open {
                 summary { (scenario.attempts.len()) " attempts" }
                 ol {
                     @for attempt in &scenario.attempts {

@@ -127,6 +127,7 @@ fn section(index: usize, scenario: &ScenarioView, report_folder: &Path) -> Marku
                 p.reason { (reason) }
             }
             (details::failure(&id, scenario))
+            (details::attempts(scenario))
             (details::snapshot(scenario.snapshot.as_ref()))
             (details::artifacts(scenario.trace_file.as_deref(), report_folder))
             @if !scenario.trace.is_empty() {
