@@ -20,6 +20,8 @@ command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 # The Paho interoperability suite (../shared/conformance) needs python3 alone.
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+# The HTML report's tests open it in headless Chromium (HIL_CHROMIUM names another).
+command -v "${HIL_CHROMIUM:-chromium}" >/dev/null 2>&1 || missing+=(chromium)
 if ((${#missing[@]})); then
   echo "ci/test.sh: installing ${missing[*]}"
   sudo_cmd=()

@@ -308,11 +308,7 @@ impl<'a> Stage<'a> {
         let mut client_ids = HashMap::new();
         let mut client_setups = HashMap::new();
         for client in &scenario.clients {
-            let client_id = client
-                .spec
-                .client_id
-                .clone()
-                .unwrap_or_else(|| client.name.clone());
+            let client_id = client.client_id();
             client_ids.insert(client.name.clone(), client_id.clone());
             client_setups.insert(
                 client.name.clone(),
@@ -330,12 +326,7 @@ impl<'a> Stage<'a> {
             );
         }
         for board in &scenario.boards {
-            let client_id = board
-                .spec
-                .client_id
-                .clone()
-                .unwrap_or_else(|| board.name.clone());
-            client_ids.insert(board.name.clone(), client_id);
+            client_ids.insert(board.name.clone(), board.client_id());
         }
         Stage {
             scenario,

@@ -293,20 +293,12 @@ async fn run_scenario(
 fn actors(scenario: &Scenario) -> Vec<Actor> {
     let clients = scenario.clients.iter().map(|client| Actor {
         name: client.name.clone(),
-        client_id: client
-            .spec
-            .client_id
-            .clone()
-            .unwrap_or_else(|| client.name.clone()),
+        client_id: client.client_id(),
         kind: ActorKind::Client,
     });
     let boards = scenario.boards.iter().map(|board| Actor {
         name: board.name.clone(),
-        client_id: board
-            .spec
-            .client_id
-            .clone()
-            .unwrap_or_else(|| board.name.clone()),
+        client_id: board.client_id(),
         kind: ActorKind::Board,
     });
     clients.chain(boards).collect()
