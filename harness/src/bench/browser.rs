@@ -140,18 +140,7 @@ impl Browser {
             .map_err(|e| error(format!("DevTools: {method}: {e}")))?;
         let started = Instant::now();
         loop {
-            if started.elapsed() > DEADLINE {
-                return Err(error(format!("DevTools: no answer to {method} in time")));
-            }
-            let incoming = self
-                .socket
-                .read()
-                .map_err(|e| error(format!("DevTools: {method}: {e}")))?;
-            let Message::Text(text) = incoming else {
-                continue;
-            };
-            let value: Value = serde_json::from_str(text.as_str())
-                .map_err(|e| error(format!("DevTools: not JSON: {e}")))?;
+            let value = self.next_message(started, method)?;
             if value["id"].as_u64() == Some(id) {
                 if let Some(problem) = value.get("error") {
                     return Err(error(format!("DevTools: {method}: {problem}")));
@@ -162,6 +151,23 @@ impl Browser {
         }
     }
 
+    /// The next message from the browser, read by `started` + [`DEADLINE`].
+    fn next_message(&mut self, started: Instant, waiting_for: &str) -> std::io::Result<Value> {
+        loop {
+            if started.elapsed() > DEADLINE {
+                return Err(error(format!("DevTools: {waiting_for}: no answer in time")));
+            }
+            let incoming = self
+                .socket
+                .read()
+                .map_err(|e| error(format!("DevTools: {waiting_for}: {e}")))?;
+            if let Message::Text(text) = incoming {
+                return serde_json::from_str(text.as_str())
+                    .map_err(|e| error(format!("DevTools: not JSON: {e}")));
+            }
+        }
+    }
+
     /// Waits for the event `method`, looking first at those already arrived.
     fn event(&mut self, method: &str) -> std::io::Result<Value> {
         if let Some(at) = self.events.iter().position(|e| e["method"] == method) {
@@ -169,18 +175,7 @@ impl Browser {
         }
         let started = Instant::now();
         loop {
-            if started.elapsed() > DEADLINE {
-                return Err(error(format!("DevTools: no {method} in time")));
-            }
-            let incoming = self
-                .socket
-                .read()
-                .map_err(|e| error(format!("DevTools: waiting for {method}: {e}")))?;
-            let Message::Text(text) = incoming else {
-                continue;
-            };
-            let value: Value = serde_json::from_str(text.as_str())
-                .map_err(|e| error(format!("DevTools: not JSON: {e}")))?;
+            let value = self.next_message(started, method)?;
             if value["method"] == method {
                 return Ok(value);
             }

@@ -35,7 +35,7 @@ Logging goes to stderr; set HIL_LOG (e.g. HIL_LOG=debug) for more.";
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    Run(run_cmd::RunArgs),
+    Run(Box<run_cmd::RunArgs>),
     Check(run_cmd::CheckArgs),
     Schema(run_cmd::SchemaArgs),
     Snapshot(run_cmd::SnapshotArgs),
@@ -106,7 +106,7 @@ pub fn main() -> Exit {
         Command::Schema(args) => run_cmd::schema(&args),
         Command::Snapshot(args) => run_cmd::snapshots(&args),
         Command::Report(args) => report_cmd::run(&args),
-        Command::Run(args) => block_on(run_cmd::run(args)),
+        Command::Run(args) => block_on(run_cmd::run(*args)),
         Command::Sim(args) => block_on(sim_cmd::run(args)),
         Command::Ports(args) => serial_cmd::ports(&args),
         Command::Monitor(args) => block_on(serial_cmd::monitor(args)),

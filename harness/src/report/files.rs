@@ -412,6 +412,8 @@ mod tests {
             }],
             trace_file: None,
             snapshot: None,
+            actors: Vec::new(),
+            trace: Vec::new(),
         }
     }
 

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::PathBuf;
 
-use super::{label, mermaid, Reporter};
+use super::{label, mermaid, totals, Reporter};
 use crate::runner::{RunEvent, RunSummary, ScenarioResult, Status};
 
 /// A failure as the summary tells it.
@@ -71,21 +71,17 @@ fn cell(text: &str) -> String {
 /// The summary's Markdown.
 fn render(summary: &RunSummary, failures: &[Told]) -> String {
     let mut out = String::new();
-    let mut counts = vec![
-        format!("**{} passed**", summary.passed),
-        format!("**{} failed**", summary.failed),
-    ];
-    for (count, word) in [
-        (summary.flaky, "flaky"),
-        (summary.errors, "errors"),
-        (summary.interrupted, "interrupted"),
-        (summary.skipped, "skipped"),
-        (summary.not_run, "not run"),
-    ] {
-        if count > 0 {
-            counts.push(format!("{count} {word}"));
-        }
-    }
+    let counts: Vec<String> = totals(summary)
+        .into_iter()
+        .enumerate()
+        .map(|(at, (count, word))| {
+            if at < 2 {
+                format!("**{count} {word}**")
+            } else {
+                format!("{count} {word}")
+            }
+        })
+        .collect();
     let _ = writeln!(out, "## hil run\n");
     let _ = writeln!(
         out,

@@ -160,6 +160,24 @@ pub fn attempts_line(result: &ScenarioResult) -> Option<String> {
     }
 }
 
+/// A run's totals in words: passed and failed always, the other counts when not zero.
+pub fn totals(summary: &crate::runner::RunSummary) -> Vec<(usize, &'static str)> {
+    [
+        (summary.passed, "passed"),
+        (summary.failed, "failed"),
+        (summary.flaky, "flaky"),
+        (summary.errors, "errors"),
+        (summary.interrupted, "interrupted"),
+        (summary.skipped, "skipped"),
+        (summary.not_run, "not run"),
+    ]
+    .into_iter()
+    .enumerate()
+    .filter(|(at, (count, _))| *at < 2 || *count > 0)
+    .map(|(_, total)| total)
+    .collect()
+}
+
 /// The word for a status in reports.
 pub fn label(status: Status) -> &'static str {
     match status {
@@ -201,6 +219,8 @@ mod tests {
             }],
             trace_file: None,
             snapshot,
+            actors: Vec::new(),
+            trace: Vec::new(),
         }
     }
 
