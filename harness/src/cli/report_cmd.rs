@@ -17,7 +17,7 @@ use super::Failure;
 ///
 /// Examples:
 ///   hil report --json report.json --html report.html
-///   hil report --json artifacts/report.json --out artifacts/out --html report.html
+///   hil report --json report.json --out out --html later.html
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
