@@ -22,6 +22,8 @@ command -v python3 >/dev/null 2>&1 || missing+=(python3)
 # The explore test applies fixtures/mutants/*.patch to a copy of the firmware core.
 command -v patch >/dev/null 2>&1 || missing+=(patch)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+# The HTML report's tests open it in headless Chromium (HIL_CHROMIUM names another).
+command -v "${HIL_CHROMIUM:-chromium}" >/dev/null 2>&1 || missing+=(chromium)
 if ((${#missing[@]})); then
   echo "ci/test.sh: installing ${missing[*]}"
   sudo_cmd=()

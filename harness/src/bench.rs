@@ -5,7 +5,9 @@
 //! started for the benchmark, through the tap and, for comparison, straight to the engine.
 //! The `flash` rows (`flash.rs`) flash a virtual chip over a pty.
 
+pub mod browser;
 mod flash;
+mod report;
 mod waits;
 
 use std::io;
@@ -95,13 +97,14 @@ impl Row {
 }
 
 /// The groups of rows, in table order; `hil bench --only GROUP` runs one.
-pub const GROUPS: [&str; 10] = [
+pub const GROUPS: [&str; 11] = [
     "broker",
     "latency",
     "throughput",
     "scenarios",
     "waits",
     "suite",
+    "report",
     "faults",
     "fuzzing",
     "fleet",
@@ -140,6 +143,13 @@ pub async fn run(options: &BenchOptions, groups: &[String]) -> Vec<Row> {
     }
     if wanted("suite") {
         add("suite", reference_suite(options).await);
+    }
+    if wanted("report") {
+        let report = match reference_scenarios() {
+            Ok(scenarios) => report::rows(scenarios, options.broker.clone()).await,
+            Err(error) => Err(error),
+        };
+        add("report", report);
     }
     if wanted("faults") {
         add("faults", fault_cost(options).await);
@@ -599,7 +609,7 @@ async fn run_suite(
 ) -> io::Result<(Duration, Vec<std::sync::Arc<crate::runner::ScenarioResult>>)> {
     use crate::runner::Status;
     let total = scenarios.len();
-    let (wall, summary, results) = play_suite(scenarios, broker, Simulator::Core).await;
+    let (wall, summary, results) = play_suite(scenarios, broker, Simulator::Core, false).await;
     if summary.passed != total {
         let first = results.iter().find(|r| r.status != Status::Passed);
         return Err(io::Error::other(format!(
@@ -614,11 +624,12 @@ async fn run_suite(
 }
 
 /// Runs `scenarios` with two jobs on `broker`, their simulated boards played by
-/// `simulator`, whatever their outcome.
+/// `simulator`, whatever their outcome; `keep_traces` keeps every result's trace.
 async fn play_suite(
     scenarios: Vec<crate::scenario::Scenario>,
     broker: BrokerConfig,
     simulator: Simulator,
+    keep_traces: bool,
 ) -> (
     Duration,
     crate::runner::RunSummary,
@@ -643,6 +654,7 @@ async fn play_suite(
         },
         run_id: crate::namespace::Namespace::run_id(1),
         credentials: None,
+        keep_traces,
     };
     let interrupt = tokio_util::sync::CancellationToken::new();
     let started = Instant::now();
@@ -660,8 +672,13 @@ async fn sketch_suite(
 ) -> Vec<Row> {
     use crate::runner::Status;
     let total = scenarios.len();
-    let (_, summary, results) =
-        play_suite(scenarios.clone(), options.broker.clone(), Simulator::Sketch).await;
+    let (_, summary, results) = play_suite(
+        scenarios.clone(),
+        options.broker.clone(),
+        Simulator::Sketch,
+        false,
+    )
+    .await;
     let passing: Vec<_> = scenarios
         .into_iter()
         .filter(|scenario| {
@@ -671,8 +688,15 @@ async fn sketch_suite(
         })
         .collect();
     let count = passing.len();
-    let (core, _, _) = play_suite(passing.clone(), options.broker.clone(), Simulator::Core).await;
-    let (sketch, _, _) = play_suite(passing, options.broker.clone(), Simulator::Sketch).await;
+    let (core, _, _) = play_suite(
+        passing.clone(),
+        options.broker.clone(),
+        Simulator::Core,
+        false,
+    )
+    .await;
+    let (sketch, _, _) =
+        play_suite(passing, options.broker.clone(), Simulator::Sketch, false).await;
     let ratio = (sketch.as_secs_f64() / core.as_secs_f64() * 100.0).round() / 100.0;
     vec![
         Row::info(
@@ -692,16 +716,21 @@ async fn sketch_suite(
 
 /// The reference suite (`scenarios/` in the working directory) with two jobs, on the
 /// embedded broker and then on a Debian mosquitto started for the purpose.
-async fn reference_suite(options: &BenchOptions) -> io::Result<Vec<Row>> {
+/// The reference suite, `scenarios/` of the working directory.
+fn reference_scenarios() -> io::Result<Vec<crate::scenario::Scenario>> {
     let files = crate::scenario::discover(&[std::path::PathBuf::from("scenarios")])
         .map_err(|e| io::Error::other(format!("run hil bench from the repository root: {e}")))?;
-    let scenarios = files
+    files
         .iter()
         .map(|file| {
             crate::scenario::load(file, &crate::board::profile::known_names())
                 .map_err(|e| io::Error::other(e.to_string()))
         })
-        .collect::<io::Result<Vec<_>>>()?;
+        .collect()
+}
+
+async fn reference_suite(options: &BenchOptions) -> io::Result<Vec<Row>> {
+    let scenarios = reference_scenarios()?;
     let (embedded, _) = run_suite(scenarios.clone(), options.broker.clone()).await?;
     let sketch_rows = sketch_suite(scenarios.clone(), options).await;
     let mut rows = vec![Row::target(

@@ -101,7 +101,8 @@ impl<'a> SeenPublish<'a> {
         }
     }
 
-    /// Topic, payload, flags, who and when (relative to `origin_us`).
+    /// Topic, payload, flags, who, when (relative to `origin_us`) and which event
+    /// (`event #N`, its `seq`, by which reports point at it).
     pub fn describe(&self, origin_us: u64) -> String {
         let payload = crate::trace::Payload(bytes::Bytes::copy_from_slice(self.payload));
         let who = self.client.unwrap_or("?");
@@ -110,11 +111,12 @@ impl<'a> SeenPublish<'a> {
             Direction::ToClient => format!("delivered to {who}"),
         };
         format!(
-            "{} {payload} qos={}{} {how} at +{:.1} ms",
+            "{} {payload} qos={}{} {how} at +{:.1} ms (event #{})",
             self.topic,
             self.qos,
             if self.retain { " retain" } else { "" },
-            self.event.t_us.saturating_sub(origin_us) as f64 / 1000.0
+            self.event.t_us.saturating_sub(origin_us) as f64 / 1000.0,
+            self.event.seq
         )
     }
 }

@@ -194,6 +194,8 @@ fn a_flaky_pass_says_on_which_attempt() {
         ],
         trace_file: None,
         snapshot: None,
+        actors: Vec::new(),
+        trace: Vec::new(),
     };
     let story = hil::report::story(&result);
     assert!(

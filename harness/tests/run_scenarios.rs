@@ -787,6 +787,8 @@ fn a_flaky_scenario_is_a_passing_testcase_with_its_failed_attempt_in_junit() {
         ],
         trace_file: None,
         snapshot: None,
+        actors: Vec::new(),
+        trace: Vec::new(),
     };
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("junit.xml");

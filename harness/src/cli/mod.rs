@@ -6,6 +6,7 @@ mod chip_cmd;
 mod explore_cmd;
 mod flash_cmd;
 mod image_cmd;
+mod report_cmd;
 mod run_cmd;
 mod serial_cmd;
 mod sim_cmd;
@@ -39,6 +40,7 @@ enum Command {
     Check(run_cmd::CheckArgs),
     Schema(run_cmd::SchemaArgs),
     Snapshot(run_cmd::SnapshotArgs),
+    Report(report_cmd::Args),
     Sim(sim_cmd::SimArgs),
     Ports(serial_cmd::PortsArgs),
     Monitor(serial_cmd::MonitorArgs),
@@ -105,6 +107,7 @@ pub fn main() -> Exit {
         Command::Check(args) => run_cmd::check(&args),
         Command::Schema(args) => run_cmd::schema(&args),
         Command::Snapshot(args) => run_cmd::snapshots(&args),
+        Command::Report(args) => report_cmd::run(&args),
         Command::Run(args) => block_on(run_cmd::run(*args)),
         Command::Sim(args) => block_on(sim_cmd::run(args)),
         Command::Ports(args) => serial_cmd::ports(&args),

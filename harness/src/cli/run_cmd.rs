@@ -10,7 +10,9 @@ use hil::config::BenchConfig;
 use hil::exit::Exit;
 use hil::login::Credentials;
 use hil::namespace::Namespace;
-use hil::report::{Console, JsonFile, JunitFile, ReportThread, Reporter};
+use hil::report::{
+    Annotations, Console, HtmlFile, JsonFile, JunitFile, ReportThread, Reporter, StepSummary,
+};
 use hil::runner::{self, BenchMapping, Partition, RunOptions, RunSummary, Selection};
 use hil::scenario::{self, Scenario};
 use hil::snapshot::{self, Decision, SnapshotPolicy};
@@ -28,6 +30,7 @@ use super::{stop_signal, Failure};
 /// Examples:
 ///   hil run
 ///   hil run scenarios/ --jobs 2 --junit junit.xml --out out/
+///   hil run --html report.html --json report.json
 ///   hil run --partition 1/4 --retries 1 --seed 42
 ///   hil run --tag smoke --skip-tag faults --list
 #[derive(Debug, clap::Args)]
@@ -64,9 +67,14 @@ pub struct RunArgs {
     /// Write a JUnit XML report.
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
-    /// Write a JSON report.
+    /// Write a JSON report (without --out it carries each scenario's trace, so that
+    /// `hil report` can draw it later).
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// Write the visual report: one self-contained HTML file with each scenario's
+    /// sequence diagram, state timeline and trace table.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
     /// Keep each scenario's trace.jsonl and serial logs in DIR/<scenario>/ (with
     /// --retries, each attempt's in DIR/<scenario>/attempt-N/).
     #[arg(long, value_name = "DIR")]
@@ -382,6 +390,17 @@ pub async fn run(args: RunArgs) -> Result<Exit, Failure> {
         let file = JsonFile::create(path.clone()).map_err(|e| report_failure(path, e))?;
         reporters.push(Box::new(file));
     }
+    if let Some(path) = &args.html {
+        let file = HtmlFile::create(path.clone()).map_err(|e| report_failure(path, e))?;
+        reporters.push(Box::new(file));
+    }
+    // On GitHub Actions: annotations on the scenario files' lines, and the summary.
+    if std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true") {
+        reporters.push(Box::new(Annotations));
+    }
+    if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) {
+        reporters.push(Box::new(StepSummary::new(PathBuf::from(path))));
+    }
     if let Some(out) = &args.out {
         std::fs::create_dir_all(out).map_err(|e| {
             Failure::new(
@@ -404,6 +423,7 @@ pub async fn run(args: RunArgs) -> Result<Exit, Failure> {
         pcap: args.pcap,
         snapshot_all: args.snapshot,
         snapshot_policy: SnapshotPolicy::from_env(),
+        keep_traces: args.html.is_some() || (args.json.is_some() && args.out.is_none()),
     };
     let reports = ReportThread::start(reporters).map_err(|e| {
         Failure::new(

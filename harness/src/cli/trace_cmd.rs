@@ -1,10 +1,10 @@
 //! `hil trace`: reading trace files.
 
-use std::io::{BufRead, BufReader, IsTerminal};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use hil::exit::Exit;
-use hil::trace::{render_rows, Event, Row, TraceFilter};
+use hil::trace::{render_rows, Event, Row, TraceFilter, TraceReadError};
 
 use super::Failure;
 
@@ -21,6 +21,34 @@ pub enum Command {
     ///   hil trace show out/phone-turns-the-lights-off/trace.jsonl --board lamp --kind relay
     #[command(verbatim_doc_comment)]
     Show(ShowArgs),
+    /// Convert a trace for another viewer.
+    ///
+    /// `--format perfetto`: Chrome trace-event JSON for ui.perfetto.dev or
+    /// chrome://tracing: a process per actor, a mark per packet, flow arrows from a
+    /// publish to its deliveries and on to the relay change each caused, a relay counter
+    /// per board, faults and steps as slices.
+    ///
+    /// Example:
+    ///   hil trace export out/phone-turns-the-lights-off/trace.jsonl --format perfetto -o lights.json
+    #[command(verbatim_doc_comment)]
+    Export(ExportArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// A trace file (JSON Lines) written by hil.
+    file: PathBuf,
+    #[arg(long, value_enum)]
+    format: ExportFormat,
+    /// Write here instead of standard output.
+    #[arg(long, short, value_name = "FILE")]
+    output: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ExportFormat {
+    /// Chrome trace-event JSON.
+    Perfetto,
 }
 
 #[derive(Debug, clap::Args)]
@@ -46,7 +74,29 @@ pub struct ShowArgs {
 pub fn run(command: Command) -> Result<Exit, Failure> {
     match command {
         Command::Show(args) => show(&args),
+        Command::Export(args) => export(&args),
     }
+}
+
+fn export(args: &ExportArgs) -> Result<Exit, Failure> {
+    let events: Vec<std::sync::Arc<Event>> = read_trace(&args.file)?
+        .into_iter()
+        .map(std::sync::Arc::new)
+        .collect();
+    let document = match args.format {
+        ExportFormat::Perfetto => hil::report::perfetto::export(&events, &[]),
+    };
+    let text = serde_json::to_string(&document).expect("trace events serialize");
+    match &args.output {
+        Some(path) => std::fs::write(path, text).map_err(|e| {
+            Failure::new(
+                Exit::Infrastructure,
+                format!("cannot write {}: {e}", path.display()),
+            )
+        })?,
+        None => println!("{text}"),
+    }
+    Ok(Exit::Success)
 }
 
 fn show(args: &ShowArgs) -> Result<Exit, Failure> {
@@ -85,35 +135,13 @@ fn show(args: &ShowArgs) -> Result<Exit, Failure> {
 
 /// Reads a JSON Lines trace; a bad line is an input error that names file and line.
 fn read_trace(path: &Path) -> Result<Vec<Event>, Failure> {
-    let file = std::fs::File::open(path).map_err(|e| {
-        Failure::new(
+    hil::trace::read_file(path).map_err(|error| match error {
+        TraceReadError::Io { .. } => Failure::new(Exit::Usage, error.to_string()),
+        TraceReadError::NotAnEvent { .. } => Failure::new(
             Exit::Usage,
-            format!("cannot open trace {}: {e}", path.display()),
-        )
-    })?;
-    let mut events = Vec::new();
-    for (index, line) in BufReader::new(file).split(b'\n').enumerate() {
-        let line = line.map_err(|e| {
-            Failure::new(
-                Exit::Usage,
-                format!("cannot read trace {}: {e}", path.display()),
-            )
-        })?;
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let event = serde_json::from_slice::<Event>(&line).map_err(|e| {
-            Failure::new(
-                Exit::Usage,
-                format!(
-                    "{}:{}:{}: not a hil trace event: {e}\n  hint: trace files are written by `hil broker --trace` and `hil run --out`",
-                    path.display(),
-                    index + 1,
-                    e.column()
-                ),
-            )
-        })?;
-        events.push(event);
-    }
-    Ok(events)
+            format!(
+                "{error}\n  hint: trace files are written by `hil broker --trace` and `hil run --out`"
+            ),
+        ),
+    })
 }

@@ -5,7 +5,7 @@ use std::io::Write;
 use anstyle::{AnsiColor, Style};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::{label, story, Reporter};
+use super::{label, story, totals, Reporter};
 use crate::runner::{NotRun, RunEvent, RunSummary, ScenarioResult, Status};
 use crate::snapshot::SnapshotOutcome;
 
@@ -99,21 +99,10 @@ impl Console {
         } else {
             Status::Passed
         });
-        let mut parts = vec![
-            format!("{} passed", summary.passed),
-            format!("{} failed", summary.failed),
-        ];
-        for (count, word) in [
-            (summary.flaky, "flaky"),
-            (summary.errors, "errors"),
-            (summary.interrupted, "interrupted"),
-            (summary.skipped, "skipped"),
-            (summary.not_run, "not run"),
-        ] {
-            if count > 0 {
-                parts.push(format!("{count} {word}"));
-            }
-        }
+        let parts: Vec<String> = totals(summary)
+            .into_iter()
+            .map(|(count, word)| format!("{count} {word}"))
+            .collect();
         self.say(&format!(
             "{style}{}{style:#} in {:.2}s (seed {}; repeat with --seed {})",
             parts.join(", "),

@@ -288,7 +288,12 @@ fn test_case(result: &ScenarioResult) -> TestCase {
         } else {
             "harness"
         });
-        status.set_description(story(result));
+        let mut body = story(result);
+        if let Some(diagram) = super::mermaid::failing_step(&result.trace, &result.actors) {
+            body.push_str("the failing step (Mermaid):\n");
+            body.push_str(&diagram);
+        }
+        status.set_description(body);
     }
     if result.status == Status::Interrupted {
         status.set_message("interrupted");
@@ -334,8 +339,20 @@ impl Format for Json {
         String::new()
     }
 
+    /// Without a trace file to name, a kept trace goes into the report itself
+    /// (`trace`), so `hil report --html` can draw it later.
     fn scenario(&self, result: &ScenarioResult, first: bool) -> String {
-        Json::entry(result, first)
+        if result.trace_file.is_some() || result.trace.is_empty() {
+            return Json::entry(result, first);
+        }
+        let mut entry = serde_json::to_value(result).expect("results serialize");
+        let trace = result
+            .trace
+            .iter()
+            .map(|event| serde_json::to_value(&**event).expect("events serialize"))
+            .collect();
+        entry["trace"] = serde_json::Value::Array(trace);
+        Json::entry(&entry, first)
     }
 
     fn not_run(&self, not_run: &NotRun, first: bool) -> String {
@@ -395,6 +412,8 @@ mod tests {
             }],
             trace_file: None,
             snapshot: None,
+            actors: Vec::new(),
+            trace: Vec::new(),
         }
     }
 

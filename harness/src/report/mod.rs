@@ -3,11 +3,23 @@
 //! They run on a thread of their own ([`ReportThread`]), fed over a channel, so the
 //! runner never waits for a terminal or a disk.
 
+mod annotations;
 mod console;
 mod files;
+pub mod flow;
+pub mod html;
+mod markdown;
+pub mod mermaid;
+pub mod perfetto;
+pub mod view;
+
+pub use annotations::{annotation, Annotations};
+pub use markdown::StepSummary;
 
 pub use console::Console;
 pub use files::{Format, JsonFile, Junit, JunitFile, ReportFile};
+pub use html::HtmlFile;
+pub use view::{ReportReadError, RunView};
 
 use std::fmt::Write as _;
 
@@ -148,6 +160,24 @@ pub fn attempts_line(result: &ScenarioResult) -> Option<String> {
     }
 }
 
+/// A run's totals in words: passed and failed always, the other counts when not zero.
+pub fn totals(summary: &crate::runner::RunSummary) -> Vec<(usize, &'static str)> {
+    [
+        (summary.passed, "passed"),
+        (summary.failed, "failed"),
+        (summary.flaky, "flaky"),
+        (summary.errors, "errors"),
+        (summary.interrupted, "interrupted"),
+        (summary.skipped, "skipped"),
+        (summary.not_run, "not run"),
+    ]
+    .into_iter()
+    .enumerate()
+    .filter(|(at, (count, _))| *at < 2 || *count > 0)
+    .map(|(_, total)| total)
+    .collect()
+}
+
 /// The word for a status in reports.
 pub fn label(status: Status) -> &'static str {
     match status {
@@ -189,6 +219,8 @@ mod tests {
             }],
             trace_file: None,
             snapshot,
+            actors: Vec::new(),
+            trace: Vec::new(),
         }
     }
 

@@ -325,11 +325,7 @@ impl<'a> Stage<'a> {
         let mut client_ids = HashMap::new();
         let mut client_setups = HashMap::new();
         for client in &scenario.clients {
-            let client_id = client
-                .spec
-                .client_id
-                .clone()
-                .unwrap_or_else(|| client.name.clone());
+            let client_id = client.client_id();
             client_ids.insert(client.name.clone(), client_id.clone());
             client_setups.insert(
                 client.name.clone(),
@@ -347,12 +343,7 @@ impl<'a> Stage<'a> {
             );
         }
         for board in &scenario.boards {
-            let client_id = board
-                .spec
-                .client_id
-                .clone()
-                .unwrap_or_else(|| board.name.clone());
-            client_ids.insert(board.name.clone(), client_id);
+            client_ids.insert(board.name.clone(), board.client_id());
         }
         Stage {
             scenario,
@@ -451,6 +442,7 @@ impl<'a> Stage<'a> {
                     step: self.step_number - 1,
                     name: name.to_string(),
                     line: step.location.line,
+                    within_us: step.action.deadline().map(|d| d.as_micros() as u64),
                 });
                 let result = self.run_step(step).await;
                 self.trace.record(EventBody::StepFinished {

@@ -18,7 +18,9 @@ use tokio_util::sync::CancellationToken;
 
 pub use attempt::{run as run_attempt, AttemptRun, AttemptSetup, BenchMapping, TraceObserver};
 pub use client::{ClientSetup, HarnessClient};
-pub use outcome::{Attempt, Failure, NotRun, RunSummary, ScenarioResult, Status, StepRef};
+pub use outcome::{
+    Actor, ActorKind, Attempt, Failure, NotRun, RunSummary, ScenarioResult, Status, StepRef,
+};
 pub use roles::map_roles;
 pub use select::{Partition, Selection};
 
@@ -53,6 +55,9 @@ pub struct RunOptions {
     /// topics and client ids are prefixed with it and the scenario's index.
     pub run_id: String,
     pub credentials: Option<Credentials>,
+    /// Keep every scenario's trace in its result, for reports that draw it (HTML, a
+    /// JSON report without `--out`); a scenario that did not pass keeps its trace anyway.
+    pub keep_traces: bool,
 }
 
 /// What the tap in front of an external broker cannot see, said in every report of such
@@ -223,6 +228,7 @@ async fn run_scenario(
     let mut attempts = Vec::new();
     let mut snapshot = None;
     let mut trace_file = None;
+    let mut trace = Vec::new();
     for number in 1..=options.retries + 1 {
         // With retries, each attempt keeps its own files.
         if options.retries > 0 {
@@ -232,9 +238,10 @@ async fn run_scenario(
         }
         let run = attempt::run(&scenario, &setup, interrupt).await;
         trace_file = run.trace_file.clone();
+        trace = run.events;
         let mut attempt = run.attempt;
         if attempt.status == Status::Passed && wants_snapshot {
-            match compare_snapshot(&scenario, run.events, options).await {
+            match compare_snapshot(&scenario, trace.clone(), options).await {
                 Ok(outcome) => {
                     if outcome.fails() {
                         attempt.status = Status::Failed;
@@ -268,14 +275,34 @@ async fn run_scenario(
     } else {
         last
     };
+    if !options.keep_traces && matches!(status, Status::Passed | Status::Skipped) {
+        trace = Vec::new();
+    }
     ScenarioResult {
+        actors: actors(&scenario),
         name: scenario.name,
         path: scenario.path,
         status,
         attempts,
         trace_file,
         snapshot,
+        trace,
     }
+}
+
+/// The scenario's clients and boards with the client ids they connect as.
+fn actors(scenario: &Scenario) -> Vec<Actor> {
+    let clients = scenario.clients.iter().map(|client| Actor {
+        name: client.name.clone(),
+        client_id: client.client_id(),
+        kind: ActorKind::Client,
+    });
+    let boards = scenario.boards.iter().map(|board| Actor {
+        name: board.name.clone(),
+        client_id: board.client_id(),
+        kind: ActorKind::Board,
+    });
+    clients.chain(boards).collect()
 }
 
 /// Snapshots record the simulator on the embedded broker; another broker or a bench

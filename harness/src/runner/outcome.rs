@@ -1,6 +1,7 @@
 //! What running scenarios produced: the facts every reporter renders.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -8,6 +9,7 @@ use serde::Serialize;
 use crate::scenario::Location;
 use crate::snapshot::SnapshotOutcome;
 use crate::steps::Mismatch;
+use crate::trace::Event;
 
 /// How a scenario ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -111,6 +113,24 @@ pub struct Attempt {
     pub skip_reason: Option<String>,
 }
 
+/// Who a scenario's actor is, for reports that draw one lifeline per actor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Actor {
+    /// As the scenario file names it.
+    pub name: String,
+    /// What it connects to the broker as.
+    pub client_id: String,
+    pub kind: ActorKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActorKind {
+    /// A harness MQTT client.
+    Client,
+    Board,
+}
+
 /// A scenario's result after all its attempts.
 #[derive(Debug, Clone, Serialize)]
 pub struct ScenarioResult {
@@ -123,6 +143,13 @@ pub struct ScenarioResult {
     pub trace_file: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<SnapshotOutcome>,
+    /// The scenario's clients and boards.
+    pub actors: Vec<Actor>,
+    /// The deciding attempt's events up to the end of its last step, when kept
+    /// (`RunOptions::keep_traces`, and always for a scenario that did not pass). The
+    /// JSON report writes them as `trace` when no trace file was kept.
+    #[serde(skip)]
+    pub trace: Vec<Arc<Event>>,
 }
 
 impl ScenarioResult {

@@ -58,6 +58,16 @@ pub struct BoardDecl {
     pub location: Location,
 }
 
+impl BoardDecl {
+    /// What the board connects as: its `client_id`, else its name.
+    pub fn client_id(&self) -> String {
+        self.spec
+            .client_id
+            .clone()
+            .unwrap_or_else(|| self.name.clone())
+    }
+}
+
 /// A harness-owned MQTT client (the phone, a wall display...).
 #[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -82,6 +92,16 @@ pub struct ClientDecl {
     pub name: String,
     pub spec: ClientSpec,
     pub location: Location,
+}
+
+impl ClientDecl {
+    /// What the client connects as: its `client_id`, else its name.
+    pub fn client_id(&self) -> String {
+        self.spec
+            .client_id
+            .clone()
+            .unwrap_or_else(|| self.name.clone())
+    }
 }
 
 /// A file-system safe name for a scenario: its output folder and snapshot file.

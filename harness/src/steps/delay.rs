@@ -78,6 +78,9 @@ impl StepKind for Delay {
                 humantime::format_duration(self.jitter)
             ),
         );
+        if let Some(ends) = until {
+            scene.record_at(ends, fault::fault_event(Self::NAME, &client, "ended".into()));
+        }
         Ok(())
     }
 }

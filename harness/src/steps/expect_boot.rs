@@ -37,6 +37,10 @@ impl StepKind for ExpectBoot {
         checks.duration("within", self.within);
     }
 
+    fn deadline(&self) -> Option<Duration> {
+        Some(self.within)
+    }
+
     fn needs(&self) -> Needs<'_> {
         Needs::NOTHING
     }

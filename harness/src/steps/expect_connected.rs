@@ -36,6 +36,10 @@ impl StepKind for ExpectConnected {
         checks.duration("within", self.within);
     }
 
+    fn deadline(&self) -> Option<Duration> {
+        Some(self.within)
+    }
+
     fn needs(&self) -> Needs<'_> {
         Needs::NOTHING
     }

@@ -35,6 +35,10 @@ impl StepKind for ExpectDisconnected {
         checks.duration("within", self.within);
     }
 
+    fn deadline(&self) -> Option<Duration> {
+        Some(self.within)
+    }
+
     fn needs(&self) -> Needs<'_> {
         Needs::NOTHING
     }

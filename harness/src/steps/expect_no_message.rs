@@ -39,6 +39,10 @@ impl StepKind for ExpectNoMessage {
         checks.duration("for", self.duration);
     }
 
+    fn deadline(&self) -> Option<Duration> {
+        Some(self.duration)
+    }
+
     fn needs(&self) -> Needs<'_> {
         Needs::NOTHING
     }

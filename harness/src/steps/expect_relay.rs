@@ -52,6 +52,10 @@ impl StepKind for ExpectRelay {
         checks.duration("within", self.within);
     }
 
+    fn deadline(&self) -> Option<Duration> {
+        Some(self.within)
+    }
+
     fn needs(&self) -> Needs<'_> {
         Needs::NOTHING
     }

@@ -44,6 +44,10 @@ impl StepKind for ExpectTrace {
         checks.duration("within", self.within);
     }
 
+    fn deadline(&self) -> Option<Duration> {
+        Some(self.within)
+    }
+
     fn needs(&self) -> Needs<'_> {
         Needs::NOTHING
     }

@@ -84,6 +84,11 @@ pub trait StepKind: Serialize + DeserializeOwned + JsonSchema {
 
     fn needs(&self) -> Needs<'_>;
 
+    /// How long an expectation may wait for what it expects; none for other steps.
+    fn deadline(&self) -> Option<std::time::Duration> {
+        None
+    }
+
     fn run<S: Scene>(&self, scene: &mut S) -> impl Future<Output = Result<(), StepError>> + Send;
 }
 
@@ -183,6 +188,12 @@ macro_rules! steps {
             pub fn needs(&self) -> Needs<'_> {
                 match self {
                     $(Action::$Step(step) => step.needs(),)*
+                }
+            }
+
+            pub fn deadline(&self) -> Option<std::time::Duration> {
+                match self {
+                    $(Action::$Step(step) => step.deadline(),)*
                 }
             }
 

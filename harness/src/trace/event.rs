@@ -65,11 +65,13 @@ pub enum EventBody {
     BoardWarning { board: String, warning: String },
     /// A board's power, network link or switch changed, by a step or a fault.
     Board { board: String, change: BoardChange },
-    /// A scenario step began.
+    /// A scenario step began; an expectation says how long it may wait (`within_us`).
     StepStarted {
         step: usize,
         name: String,
         line: usize,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        within_us: Option<u64>,
     },
     /// A scenario step ended; `detail` says why it failed.
     StepFinished {

@@ -9,6 +9,7 @@
 
 mod codes;
 mod event;
+mod read;
 mod timeline;
 mod writer;
 
@@ -23,6 +24,7 @@ pub use event::{
     hex_excerpt, BoardChange, BrokerAction, CloseReason, Direction, Event, EventBody, Packet,
     Payload, Subscription, Will,
 };
+pub use read::{read_file, TraceReadError};
 pub use timeline::{board_of, client_of, render_rows, Row, Tone, TraceFilter};
 pub use writer::TraceFileError;
 use writer::TraceWriter;

@@ -161,7 +161,9 @@ impl Row {
                 format!("{fault} {detail}"),
                 Tone::Session,
             ),
-            EventBody::StepStarted { step, name, line } => row(
+            EventBody::StepStarted {
+                step, name, line, ..
+            } => row(
                 "step".into(),
                 "",
                 &format!("{}", step + 1),
