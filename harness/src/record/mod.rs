@@ -4,3 +4,4 @@
 //! its header, whole or not at all.
 
 pub mod draft;
+pub mod file;
