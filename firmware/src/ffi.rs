@@ -9,6 +9,7 @@ use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr::NonNull;
 use std::slice;
+use std::sync::Arc;
 
 use crate::{ConnectRequest, Hal, State};
 
@@ -73,6 +74,120 @@ extern "C" {
     fn lc_ctx_align() -> usize;
 }
 
+/// The core's entry points, wherever the core comes from: linked into this crate, or a
+/// shared library loaded at run time. Declared once, with the symbol each one has.
+macro_rules! api {
+    ($($field:ident = $symbol:ident : fn($($arg:ty),*) $(-> $ret:ty)?;)*) => {
+        /// The entry points of one build of the core.
+        #[derive(Clone, Copy)]
+        pub(crate) struct Api {
+            $($field: unsafe extern "C" fn($($arg),*) $(-> $ret)?,)*
+        }
+
+        impl Api {
+            /// The core built into this crate.
+            pub(crate) fn builtin() -> Api {
+                Api { $($field: $symbol,)* }
+            }
+
+            /// Every entry point of `library`; the first one missing is named.
+            ///
+            /// Safety: each symbol of that name must be a function with the signature
+            /// `light_controller.h` gives it.
+            unsafe fn resolve(library: &libloading::Library) -> Result<Api, &'static str> {
+                Ok(Api {
+                    $($field: {
+                        let name = concat!(stringify!($symbol), "\0");
+                        // SAFETY: per this function's contract; the pointer is used only
+                        // while the library stays loaded (`Loaded` keeps it).
+                        let symbol = unsafe {
+                            library.get::<unsafe extern "C" fn($($arg),*) $(-> $ret)?>(name.as_bytes())
+                        };
+                        *symbol.map_err(|_| stringify!($symbol))?
+                    },)*
+                })
+            }
+        }
+    };
+}
+
+api! {
+    init = lc_init: fn(*mut LcCtx, *const LcHal, *const c_char);
+    boot = lc_boot: fn(*mut LcCtx);
+    tick = lc_tick: fn(*mut LcCtx);
+    ms_until_tick = lc_ms_until_tick: fn(*const LcCtx, u32) -> u32;
+    wifi = lc_wifi: fn(*mut LcCtx, bool);
+    mqtt_connected = lc_mqtt_connected: fn(*mut LcCtx);
+    mqtt_connect_failed = lc_mqtt_connect_failed: fn(*mut LcCtx);
+    mqtt_lost = lc_mqtt_lost: fn(*mut LcCtx);
+    mqtt_message = lc_mqtt_message: fn(*mut LcCtx, *const c_char, usize, *const u8, usize);
+    button = lc_button: fn(*mut LcCtx, bool);
+    press = lc_press: fn(*mut LcCtx);
+    serial_input = lc_serial_input: fn(*mut LcCtx, *const c_char, usize);
+    relay = lc_relay: fn(*const LcCtx) -> bool;
+    get_state = lc_get_state: fn(*const LcCtx) -> c_int;
+    ctx_size = lc_ctx_size: fn() -> usize;
+    ctx_align = lc_ctx_align: fn() -> usize;
+}
+
+/// The largest context accepted from a library: the core's own is about 1.2 KiB, so a
+/// larger one is not this core (or reports its size wrongly).
+pub(crate) const MAX_CTX_SIZE: usize = 64 * 1024;
+/// The strictest alignment accepted from a library.
+pub(crate) const MAX_CTX_ALIGN: usize = 4096;
+
+/// A build of the core and, when it came from a file, the loaded library it lives in.
+#[derive(Clone)]
+pub(crate) struct Backend {
+    pub(crate) api: Api,
+    /// The context's layout, as the build reports it.
+    pub(crate) layout: Layout,
+    /// Keeps the library loaded while any context made from it lives.
+    _library: Option<Arc<libloading::Library>>,
+}
+
+/// Why a library is not a usable core.
+pub(crate) enum LoadFailure {
+    Open(String),
+    MissingSymbol(&'static str),
+    ContextLayout { size: usize, align: usize },
+}
+
+impl Backend {
+    pub(crate) fn builtin() -> Backend {
+        let api = Api::builtin();
+        // SAFETY: both functions only return constants.
+        let (size, align) = unsafe { ((api.ctx_size)(), (api.ctx_align)()) };
+        Backend {
+            api,
+            layout: Layout::from_size_align(size, align).expect("lc_ctx has a valid layout"),
+            _library: None,
+        }
+    }
+
+    /// Loads a shared library that exports the API of `light_controller.h`.
+    pub(crate) fn load(path: &std::path::Path) -> Result<Backend, LoadFailure> {
+        // SAFETY: loading runs the library's initialisers; a core built from
+        // light_controller.c has none (it has no mutable static data). That it is such a
+        // core is what the caller asked for by naming it.
+        let library = unsafe { libloading::Library::new(path) }
+            .map_err(|e| LoadFailure::Open(e.to_string()))?;
+        // SAFETY: the symbols are the header's functions, with its signatures.
+        let api = unsafe { Api::resolve(&library) }.map_err(LoadFailure::MissingSymbol)?;
+        // SAFETY: lc_ctx_size and lc_ctx_align take nothing and return a number.
+        let (size, align) = unsafe { ((api.ctx_size)(), (api.ctx_align)()) };
+        let layout = Layout::from_size_align(size, align)
+            .ok()
+            .filter(|layout| layout.size() > 0 && size <= MAX_CTX_SIZE && align <= MAX_CTX_ALIGN)
+            .ok_or(LoadFailure::ContextLayout { size, align })?;
+        Ok(Backend {
+            api,
+            layout,
+            _library: Some(Arc::new(library)),
+        })
+    }
+}
+
 /// One input to the core.
 pub(crate) enum Event<'a> {
     Boot,
@@ -99,22 +214,22 @@ struct Shared<H> {
 /// addresses so the pointers held by the C side stay valid when `Core` moves.
 pub(crate) struct Core<H: Hal> {
     ctx: NonNull<LcCtx>,
-    layout: Layout,
+    backend: Backend,
     shared: NonNull<Shared<H>>,
 }
 
 // SAFETY: a `Core` exclusively owns both allocations, like a `Box` would, and the C core
-// keeps no global or thread-local state; so moving it to another thread is as safe as
-// moving the `H` inside it.
+// keeps no global or thread-local state (a loaded library is held to the same contract:
+// it exports that core's API); so moving it to another thread is as safe as moving the
+// `H` inside it.
 unsafe impl<H: Hal + Send> Send for Core<H> {}
 
 impl<H: Hal> Core<H> {
-    pub(crate) fn new(hal: H, version: &str) -> Self {
+    pub(crate) fn new(backend: Backend, hal: H, version: &str) -> Self {
         let shared = NonNull::from(Box::leak(Box::new(Shared { hal, panic: None })));
-        // SAFETY: both functions only return constants.
-        let (size, align) = unsafe { (lc_ctx_size(), lc_ctx_align()) };
-        let layout = Layout::from_size_align(size, align).expect("lc_ctx has a valid layout");
-        // SAFETY: the layout is not zero-sized (lc_ctx holds buffers).
+        let layout = backend.layout;
+        // SAFETY: the layout is not zero-sized (lc_ctx holds buffers; a loaded library's
+        // is checked when it is loaded).
         let ctx = NonNull::new(unsafe { alloc::alloc_zeroed(layout) }.cast::<LcCtx>())
             .unwrap_or_else(|| alloc::handle_alloc_error(layout));
         let version = CString::new(version.replace('\0', "")).unwrap_or_default();
@@ -135,38 +250,41 @@ impl<H: Hal> Core<H> {
         };
         // SAFETY: ctx is a fresh allocation with lc_ctx's size and alignment; lc_init copies
         // the HAL table and the version string and calls no callback.
-        unsafe { lc_init(ctx.as_ptr(), &raw_hal, version.as_ptr()) };
+        unsafe { (backend.api.init)(ctx.as_ptr(), &raw_hal, version.as_ptr()) };
         Core {
             ctx,
-            layout,
+            backend,
             shared,
         }
     }
 
     pub(crate) fn event(&mut self, event: Event<'_>) {
         let ctx = self.ctx.as_ptr();
+        let api = &self.backend.api;
         // SAFETY: ctx was initialised by lc_init and `&mut self` makes this the only call
         // into it (the core is not re-entrant). The callbacks reach the HAL through
         // `shared`, which outlives the call and has no Rust reference alive meanwhile.
         // Every buffer is passed with its length and outlives the call.
         unsafe {
             match event {
-                Event::Boot => lc_boot(ctx),
-                Event::Tick => lc_tick(ctx),
-                Event::Wifi(up) => lc_wifi(ctx, up),
-                Event::MqttConnected => lc_mqtt_connected(ctx),
-                Event::MqttConnectFailed => lc_mqtt_connect_failed(ctx),
-                Event::MqttLost => lc_mqtt_lost(ctx),
-                Event::Message { topic, payload } => lc_mqtt_message(
+                Event::Boot => (api.boot)(ctx),
+                Event::Tick => (api.tick)(ctx),
+                Event::Wifi(up) => (api.wifi)(ctx, up),
+                Event::MqttConnected => (api.mqtt_connected)(ctx),
+                Event::MqttConnectFailed => (api.mqtt_connect_failed)(ctx),
+                Event::MqttLost => (api.mqtt_lost)(ctx),
+                Event::Message { topic, payload } => (api.mqtt_message)(
                     ctx,
                     topic.as_ptr().cast(),
                     topic.len(),
                     payload.as_ptr(),
                     payload.len(),
                 ),
-                Event::Button(pressed) => lc_button(ctx, pressed),
-                Event::Press => lc_press(ctx),
-                Event::SerialInput(line) => lc_serial_input(ctx, line.as_ptr().cast(), line.len()),
+                Event::Button(pressed) => (api.button)(ctx, pressed),
+                Event::Press => (api.press)(ctx),
+                Event::SerialInput(line) => {
+                    (api.serial_input)(ctx, line.as_ptr().cast(), line.len())
+                }
             }
         }
         // SAFETY: the C call has returned, so no callback holds a reference into `shared`.
@@ -178,17 +296,17 @@ impl<H: Hal> Core<H> {
 
     pub(crate) fn ms_until_tick(&self, now: u32) -> u32 {
         // SAFETY: ctx is initialised; lc_ms_until_tick only reads it and calls no callback.
-        unsafe { lc_ms_until_tick(self.ctx.as_ptr(), now) }
+        unsafe { (self.backend.api.ms_until_tick)(self.ctx.as_ptr(), now) }
     }
 
     pub(crate) fn relay(&self) -> bool {
         // SAFETY: ctx is initialised; lc_relay only reads it.
-        unsafe { lc_relay(self.ctx.as_ptr()) }
+        unsafe { (self.backend.api.relay)(self.ctx.as_ptr()) }
     }
 
     pub(crate) fn state(&self) -> State {
         // SAFETY: ctx is initialised; lc_get_state only reads it.
-        match unsafe { lc_get_state(self.ctx.as_ptr()) } {
+        match unsafe { (self.backend.api.get_state)(self.ctx.as_ptr()) } {
             0 => State::Offline,
             1 => State::ConnectingWifi,
             2 => State::LookingForBroker,
@@ -219,7 +337,7 @@ impl<H: Hal> Core<H> {
         // SAFETY: ctx was allocated in `new` with `self.layout`; `shared` came from
         // `Box::leak` in `new`; neither is used again after this call.
         unsafe {
-            alloc::dealloc(self.ctx.as_ptr().cast(), self.layout);
+            alloc::dealloc(self.ctx.as_ptr().cast(), self.backend.layout);
             Box::from_raw(self.shared.as_ptr())
         }
     }

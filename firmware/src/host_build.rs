@@ -3,6 +3,9 @@
 //! script makes the ESP8266 build every `hil` runs; tests build others (the ESP32 family,
 //! a changed sketch) the same way.
 //!
+//! It also builds the C core alone as a shared library (`build_core_library`), which
+//! `Firmware::load` runs instead of the built-in core.
+//!
 //! This file is also compiled into the build script, so it uses only `std`.
 
 use std::ffi::OsString;
@@ -66,6 +69,58 @@ pub struct HostBuild {
     pub work: PathBuf,
 }
 
+/// A light-controller core to build as a shared library.
+#[derive(Clone, Debug)]
+pub struct CoreLibrary {
+    /// The C files: `core/light_controller.c` (`shipped_core()`) or a changed copy, and
+    /// any others to link in. `core/` is on the include path.
+    pub sources: Vec<PathBuf>,
+    /// Extra `-D` flags.
+    pub defines: Vec<String>,
+    /// The library to write (`.so`).
+    pub out: PathBuf,
+}
+
+/// The core that ships.
+pub fn shipped_core() -> PathBuf {
+    firmware_dir().join("core/light_controller.c")
+}
+
+/// The strictness every build of the core gets (as `ci/firmware-cross.sh` uses).
+const CORE_FLAGS: [&str; 6] = [
+    "-std=c99",
+    "-Wall",
+    "-Wextra",
+    "-Werror",
+    "-pedantic",
+    "-O2",
+];
+
+/// Compiles and links a core into a shared library in one compiler run (warnings are
+/// errors). The error holds the compiler's own messages.
+pub fn build_core_library(library: &CoreLibrary, c: &Compiler) -> Result<(), String> {
+    let mut command = c.command();
+    command
+        .args(CORE_FLAGS)
+        .args(["-shared", "-fPIC", "-I"])
+        .arg(firmware_dir().join("core"));
+    for define in &library.defines {
+        command.arg(format!("-D{define}"));
+    }
+    command.args(&library.sources).arg("-o").arg(&library.out);
+    let output = command
+        .output()
+        .map_err(|e| format!("cannot run {:?}: {e}", command.get_program()))?;
+    if !output.status.success() {
+        return Err(format!(
+            "{command:?} failed:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    Ok(())
+}
+
 /// The firmware folder (`core/`, `host_arduino/`, `light_controller/`).
 pub fn firmware_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -103,18 +158,11 @@ pub fn build(build: &HostBuild, c: &Compiler, cxx: &Compiler) -> Result<(), Stri
 
     let core_object = build.work.join("light_controller_core.o");
     let mut core = c.command();
-    core.args([
-        "-std=c99",
-        "-Wall",
-        "-Wextra",
-        "-Werror",
-        "-pedantic",
-        "-O2",
-        "-c",
-    ])
-    .arg(firmware.join("core/light_controller.c"))
-    .arg("-o")
-    .arg(&core_object);
+    core.args(CORE_FLAGS)
+        .arg("-c")
+        .arg(shipped_core())
+        .arg("-o")
+        .arg(&core_object);
     units.push(core);
     objects.push(core_object);
 

@@ -43,6 +43,7 @@ mod ffi;
 pub mod host_build;
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 
 /// This crate's version; a natural firmware version string for [`Controller::new`].
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -130,6 +131,112 @@ pub trait Hal {
     fn restart(&mut self);
 }
 
+/// Which build of the core a [`Controller`] runs: the one built into this crate, or a
+/// shared library exporting the API of `core/light_controller.h` (a user's own build, a
+/// changed copy), loaded at run time. Cloning is cheap; the library stays loaded while a
+/// clone or a controller made from it lives.
+#[derive(Clone)]
+pub struct Firmware {
+    backend: ffi::Backend,
+    path: Option<PathBuf>,
+}
+
+impl Firmware {
+    /// The core built into this crate.
+    pub fn builtin() -> Firmware {
+        Firmware {
+            backend: ffi::Backend::builtin(),
+            path: None,
+        }
+    }
+
+    /// Loads a core built as a shared library (see the README, "The core as a shared
+    /// library"). Every function of the header must be exported, and the context size
+    /// and alignment it reports must be ones a context can have.
+    ///
+    /// The library must be a build of the light-controller core: its functions are called
+    /// with the header's signatures, and loading it runs its initialisers.
+    pub fn load(path: &Path) -> Result<Firmware, LoadError> {
+        let backend = ffi::Backend::load(path).map_err(|failure| {
+            let path = path.to_path_buf();
+            match failure {
+                ffi::LoadFailure::Open(reason) => LoadError::Open { path, reason },
+                ffi::LoadFailure::MissingSymbol(symbol) => {
+                    LoadError::MissingSymbol { path, symbol }
+                }
+                ffi::LoadFailure::ContextLayout { size, align } => {
+                    LoadError::ContextLayout { path, size, align }
+                }
+            }
+        })?;
+        Ok(Firmware {
+            backend,
+            path: Some(path.to_path_buf()),
+        })
+    }
+
+    /// The library it was loaded from; `None` for the built-in core.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+}
+
+impl Default for Firmware {
+    fn default() -> Firmware {
+        Firmware::builtin()
+    }
+}
+
+impl fmt::Debug for Firmware {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.path {
+            None => f.write_str("Firmware(built in)"),
+            Some(path) => write!(f, "Firmware({})", path.display()),
+        }
+    }
+}
+
+/// Why a shared library is not a core a [`Controller`] can run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoadError {
+    /// The file could not be loaded as a shared library.
+    Open { path: PathBuf, reason: String },
+    /// A function of the header is not exported.
+    MissingSymbol { path: PathBuf, symbol: &'static str },
+    /// `lc_ctx_size` / `lc_ctx_align` report a context no allocation can hold.
+    ContextLayout {
+        path: PathBuf,
+        size: usize,
+        align: usize,
+    },
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LoadError::Open { path, reason } => write!(
+                f,
+                "{}: cannot load it as a shared library ({reason}); build the core with `cc -shared -fPIC` (firmware/README.md)",
+                path.display()
+            ),
+            LoadError::MissingSymbol { path, symbol } => write!(
+                f,
+                "{}: does not export `{symbol}`; a light-controller core exports every function of firmware/core/light_controller.h",
+                path.display()
+            ),
+            LoadError::ContextLayout { path, size, align } => write!(
+                f,
+                "{}: lc_ctx_size() is {size} and lc_ctx_align() is {align}, which no lc_ctx can be (the size must be 1 to {} bytes, the alignment a power of two up to {}); is it built from firmware/core/light_controller.h?",
+                path.display(),
+                ffi::MAX_CTX_SIZE,
+                ffi::MAX_CTX_ALIGN
+            ),
+        }
+    }
+}
+
+impl std::error::Error for LoadError {}
+
 /// One light controller: the C firmware context and its HAL.
 ///
 /// A panic in a [`Hal`] method cannot unwind through the C code; it is caught, the rest of
@@ -144,8 +251,13 @@ impl<H: Hal> Controller<H> {
     /// `version` appears in the boot line (one visible word of at most 31 bytes; other
     /// characters become `?`).
     pub fn new(hal: H, version: &str) -> Self {
+        Controller::with_firmware(&Firmware::builtin(), hal, version)
+    }
+
+    /// Like [`Controller::new`], running `firmware` instead of the built-in core.
+    pub fn with_firmware(firmware: &Firmware, hal: H, version: &str) -> Self {
         Controller {
-            core: ffi::Core::new(hal, version),
+            core: ffi::Core::new(firmware.backend.clone(), hal, version),
         }
     }
 

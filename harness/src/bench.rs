@@ -1031,6 +1031,7 @@ async fn fleet(
             namespace: None,
             credentials: None,
             simulator,
+            firmware: &hil_firmware::Firmware::builtin(),
         })
         .await
         .map_err(io::Error::other)?;

@@ -55,6 +55,8 @@ pub struct BoardSetup<'a> {
     pub credentials: Option<&'a Credentials>,
     /// What plays a board of profile `sim` (`sim-sketch` is always the sketch).
     pub simulator: Simulator,
+    /// The core a board played by the core simulator runs.
+    pub firmware: &'a hil_firmware::Firmware,
 }
 
 /// What a step's future resolves to.
@@ -134,6 +136,7 @@ pub async fn start(setup: BoardSetup<'_>) -> Result<Box<dyn Board>, BoardError> 
                 trace: setup.trace,
                 seed: setup.seed,
                 storage: None,
+                firmware: setup.firmware.clone(),
             };
             if setup.spec.profile == profile::SIM_SKETCH || setup.simulator == Simulator::Sketch {
                 let board = SketchBoard::start(sim_setup, sketch::program()).await?;

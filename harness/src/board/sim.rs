@@ -12,7 +12,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::Bytes;
-use hil_firmware::{ConnectRequest, Controller, Hal};
+use hil_firmware::{ConnectRequest, Controller, Firmware, Hal};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -48,6 +48,8 @@ pub struct SimSetup {
     /// Where the firmware's stored settings live when something outside the board keeps
     /// them; `None`: in the board, provisioned from this setup.
     pub storage: Option<Storage>,
+    /// The build of the core the board runs (`--firmware-lib`, or the built-in one).
+    pub firmware: Firmware,
 }
 
 /// Settings storage outside the board, as a virtual chip keeps them in its flash, so
@@ -321,7 +323,7 @@ pub(super) fn provision(setup: &SimSetup) -> Vec<u8> {
         requests: VecDeque::new(),
         mqtt: None,
     };
-    let mut firmware = Controller::new(bench, hil_firmware::VERSION);
+    let mut firmware = Controller::with_firmware(&setup.firmware, bench, hil_firmware::VERSION);
     // The console answers only once the firmware runs.
     firmware.boot();
     firmware.serial_input(Commands::default().config_line(&settings));
@@ -460,7 +462,7 @@ impl SimulatedDevice {
             .version
             .clone()
             .unwrap_or_else(|| hil_firmware::VERSION.to_string());
-        let mut firmware = Controller::new(hal, &version);
+        let mut firmware = Controller::with_firmware(&self.setup.firmware, hal, &version);
         firmware.boot();
         self.firmware = Some(firmware);
     }

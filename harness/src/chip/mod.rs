@@ -441,6 +441,7 @@ impl Session {
             trace: trace.clone(),
             seed: 0,
             storage: Some(storage),
+            firmware: hil_firmware::Firmware::builtin(),
         });
         if self.broker.is_none() {
             let no_network = Command::Wifi { up: false };

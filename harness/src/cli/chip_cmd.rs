@@ -15,7 +15,7 @@ pub struct PtyArgs {
     /// Be one virtual ESP chip on a pseudo-terminal: print its path (/dev/pts/N) as the
     /// first line on stdout and answer the ROM serial loader there (esptool, espflash,
     /// hil flash); boot what is flashed and run the light-controller firmware.
-    #[arg(long, requires = "chip", conflicts_with_all = ["count", "shared_topic"])]
+    #[arg(long, requires = "chip", conflicts_with_all = ["count", "shared_topic", "library"])]
     pub pty: bool,
     /// The chip to be.
     #[arg(long, value_enum, requires = "pty")]

@@ -34,7 +34,7 @@ Logging goes to stderr; set HIL_LOG (e.g. HIL_LOG=debug) for more.";
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    Run(run_cmd::RunArgs),
+    Run(Box<run_cmd::RunArgs>),
     Check(run_cmd::CheckArgs),
     Schema(run_cmd::SchemaArgs),
     Snapshot(run_cmd::SnapshotArgs),
@@ -103,7 +103,7 @@ pub fn main() -> Exit {
         Command::Check(args) => run_cmd::check(&args),
         Command::Schema(args) => run_cmd::schema(&args),
         Command::Snapshot(args) => run_cmd::snapshots(&args),
-        Command::Run(args) => block_on(run_cmd::run(args)),
+        Command::Run(args) => block_on(run_cmd::run(*args)),
         Command::Sim(args) => block_on(sim_cmd::run(args)),
         Command::Ports(args) => serial_cmd::ports(&args),
         Command::Monitor(args) => block_on(serial_cmd::monitor(args)),
@@ -147,6 +147,33 @@ fn block_on(
     // (monitor, sim) still waiting for a line must not hold the exit.
     runtime.shutdown_background();
     outcome
+}
+
+/// `--firmware-lib FILE`: the core the simulated boards run.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FirmwareArg {
+    /// Run this build of the light-controller core on the simulated boards instead of
+    /// the one built into hil: a shared library exporting the API of
+    /// firmware/core/light_controller.h (firmware/README.md says how to build one).
+    /// Boards of profile sim-sketch run the sketch, which has the core compiled in.
+    #[arg(long = "firmware-lib", value_name = "FILE")]
+    library: Option<std::path::PathBuf>,
+}
+
+impl FirmwareArg {
+    pub fn is_given(&self) -> bool {
+        self.library.is_some()
+    }
+
+    /// The built-in core, or the library loaded; one that is not a usable core is a
+    /// usage error (exit 2).
+    pub fn load(&self) -> Result<hil_firmware::Firmware, Failure> {
+        match &self.library {
+            None => Ok(hil_firmware::Firmware::builtin()),
+            Some(path) => hil_firmware::Firmware::load(path)
+                .map_err(|e| Failure::new(Exit::Usage, format!("--firmware-lib {e}"))),
+        }
+    }
 }
 
 /// `--auth USER:PASS`.

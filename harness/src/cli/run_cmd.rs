@@ -121,6 +121,8 @@ pub struct RunArgs {
     /// HAL, or the Arduino sketch itself on the host Arduino core, one process per board.
     #[arg(long, value_enum, default_value_t = SimArg::Core)]
     sim: SimArg,
+    #[command(flatten)]
+    firmware: super::FirmwareArg,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -212,6 +214,12 @@ fn parse_role(text: &str) -> Result<(String, String), String> {
 
 /// The bench boards that play `--board` roles, checked against the scenarios.
 fn bench_mapping(args: &RunArgs, scenarios: &[Scenario]) -> Result<BenchMapping, Failure> {
+    if matches!(args.sim, SimArg::Sketch) && args.firmware.is_given() {
+        return Err(Failure::new(
+            Exit::Usage,
+            "--firmware-lib is a build of the core, and --sim sketch runs the sketch, which has the core compiled in: give one of them",
+        ));
+    }
     let mut mapping = BenchMapping {
         roles: Default::default(),
         lock_timeout: args.lock_timeout,
@@ -220,6 +228,7 @@ fn bench_mapping(args: &RunArgs, scenarios: &[Scenario]) -> Result<BenchMapping,
             SimArg::Core => Simulator::Core,
             SimArg::Sketch => Simulator::Sketch,
         },
+        firmware: args.firmware.load()?,
     };
     let config = || BenchConfig::load(args.config.as_deref()).map_err(|e| e.to_string());
     runner::map_roles(&mut mapping, &args.boards, config, scenarios)

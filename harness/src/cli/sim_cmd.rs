@@ -62,8 +62,10 @@ pub struct SimArgs {
     shared_topic: bool,
     /// Run the Arduino sketch itself (on the host Arduino core, one process per board)
     /// instead of the firmware core.
-    #[arg(long, conflicts_with = "pty")]
+    #[arg(long, conflicts_with_all = ["pty", "library"])]
     sketch: bool,
+    #[command(flatten)]
+    firmware: super::FirmwareArg,
     #[command(flatten)]
     pty: chip_cmd::PtyArgs,
 }
@@ -77,6 +79,7 @@ pub async fn run(args: SimArgs) -> Result<Exit, Failure> {
     if args.pty.pty {
         return chip_cmd::run(args.pty, broker).await;
     }
+    let firmware = args.firmware.load()?;
     let Some(broker) = broker else {
         return Err(Failure::new(
             Exit::Usage,
@@ -136,6 +139,7 @@ pub async fn run(args: SimArgs) -> Result<Exit, Failure> {
             } else {
                 Simulator::Core
             },
+            firmware: &firmware,
         })
         .await
         .map_err(|e| Failure::new(Exit::Infrastructure, e))?;

@@ -59,6 +59,8 @@ pub struct BenchMapping {
     pub broker_host: Option<IpAddr>,
     /// What plays the other boards of profile `sim` (`hil run --sim`).
     pub simulator: crate::board::Simulator,
+    /// The core the core simulator runs (`hil run --firmware-lib`).
+    pub firmware: hil_firmware::Firmware,
 }
 
 /// What an attempt leaves behind for reports and snapshots.
@@ -388,6 +390,7 @@ impl<'a> Stage<'a> {
                 namespace: self.setup.broker.namespace.as_ref(),
                 credentials: self.setup.credentials.as_ref(),
                 simulator: self.setup.bench.simulator,
+                firmware: &self.setup.bench.firmware,
             })
             .await
             .map_err(StepError::Board)?;

@@ -314,3 +314,42 @@ impl Suite {
         self.command(args).output().unwrap()
     }
 }
+
+/// The shipped core with each `(from, to)` replaced (each must occur), built as a shared
+/// library `DIR/NAME.so` for `--firmware-lib`.
+pub fn core_library(dir: &std::path::Path, name: &str, changes: &[(&str, &str)]) -> PathBuf {
+    use hil_firmware::host_build::{build_core_library, shipped_core, Compiler, CoreLibrary};
+    let mut text = std::fs::read_to_string(shipped_core()).unwrap();
+    for (from, to) in changes {
+        assert!(text.contains(from), "the core has no {from:?}");
+        text = text.replace(from, to);
+    }
+    let source = dir.join(format!("{name}.c"));
+    std::fs::write(&source, text).unwrap();
+    let out = dir.join(format!("{name}.so"));
+    let library = CoreLibrary {
+        sources: vec![source],
+        defines: Vec::new(),
+        out: out.clone(),
+    };
+    build_core_library(&library, &Compiler::from_env(false)).expect("the core builds");
+    out
+}
+
+/// Waits for `child` to end (killing it and failing after [`DEADLINE`]) and returns
+/// what it printed; for commands that print little.
+pub fn wait_output(mut child: std::process::Child) -> std::process::Output {
+    use wait_timeout::ChildExt;
+    match child.wait_timeout(DEADLINE).unwrap() {
+        Some(_) => child.wait_with_output().unwrap(),
+        None => {
+            let _ = child.kill();
+            let output = child.wait_with_output().unwrap();
+            panic!(
+                "the command did not end within {DEADLINE:?}:\n{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+    }
+}
