@@ -585,13 +585,16 @@ impl<'s> Writer<'s> {
         for moment in moments.iter().filter(|m| is_setup(&m.stimulus)) {
             self.stimulus(&moment.stimulus);
         }
-        let mut previous: Option<&Moment> = None;
+        let mut last_press_us: Option<u64> = None;
         for (index, moment) in moments.iter().enumerate() {
             if !is_setup(&moment.stimulus) {
-                if let Some(pause) = previous.and_then(|before| pause_between(before, moment)) {
+                if let Some(pause) = press_pause(last_press_us, moment) {
                     self.steps.push(Action::Wait(Wait { duration: pause }));
                 }
                 self.stimulus(&moment.stimulus);
+            }
+            if moment.stimulus == Stimulus::Press {
+                last_press_us = Some(moment.at_us);
             }
             let mut reactions = moment.reactions.clone();
             if moment.stimulus == Stimulus::Start {
@@ -622,7 +625,6 @@ impl<'s> Writer<'s> {
                     }));
                 }
             }
-            previous = Some(moment);
         }
         if self.steps.is_empty() {
             self.notes.push(format!(
@@ -885,14 +887,16 @@ fn is_message(reaction: &Reaction) -> bool {
     matches!(reaction, Reaction::Message { .. })
 }
 
-/// A pause the replay must keep before `moment`: a second press on the switch came this
-/// long after the first, and firmware tells presses apart by time (debouncing). Other
-/// gaps are idle time: the expectations in between already wait for what matters.
-fn pause_between(before: &Moment, moment: &Moment) -> Option<Duration> {
-    if before.stimulus != Stimulus::Press || moment.stimulus != Stimulus::Press {
+/// A pause the replay must keep before `moment`: a press of the switch this long after
+/// the one before it (whatever happened in between), since firmware tells presses apart
+/// by time (debouncing) and the replay would otherwise press sooner. Other gaps are idle
+/// time: the expectations in between already wait for what matters.
+fn press_pause(last_press_us: Option<u64>, moment: &Moment) -> Option<Duration> {
+    if moment.stimulus != Stimulus::Press {
         return None;
     }
-    let pause = timing::quiet(timing::micros(moment.at_us.saturating_sub(before.at_us)));
+    let since = moment.at_us.saturating_sub(last_press_us?);
+    let pause = timing::quiet(timing::micros(since));
     (!pause.is_zero()).then_some(pause)
 }
 

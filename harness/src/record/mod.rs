@@ -5,3 +5,4 @@
 
 pub mod draft;
 pub mod file;
+pub mod session;

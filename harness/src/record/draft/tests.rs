@@ -620,3 +620,29 @@ fn a_long_recording_gets_a_timeout_that_holds_every_step() {
     // Twelve relays of 12 s each, the pauses between the presses, and room to spare.
     assert_eq!(draft.scenario.timeout, Duration::from_secs(170));
 }
+
+#[test]
+fn presses_keep_their_spacing_whatever_happened_between_them() {
+    let mut tape = Tape::new();
+    tape.lamp_starts()
+        .at_ms(1_000)
+        .change(BoardChange::SwitchPressed)
+        .relay(true)
+        .at_ms(1_200)
+        .change(BoardChange::WifiDown)
+        .closed(LAMP_CONN, "lamp")
+        .at_ms(1_450)
+        .change(BoardChange::SwitchPressed)
+        .relay(false);
+    let lines = lines(&tape.draft(&[], &[]));
+    let second = lines
+        .iter()
+        .rposition(|l| l.starts_with("press_switch"))
+        .unwrap();
+    assert_eq!(lines[second - 1], "wait: { for: 450ms }", "{lines:#?}");
+    assert_eq!(
+        lines.iter().filter(|l| l.starts_with("wait")).count(),
+        1,
+        "{lines:#?}"
+    );
+}
