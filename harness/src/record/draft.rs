@@ -325,20 +325,19 @@ impl<'s> Reader<'s> {
                     ..
                 },
             ) => self.connect(conn, client_id, *protocol, *clean_session, will, at),
-            (Direction::ToClient, Packet::Connack { code, .. }) => {
-                if matches!(self.peers.get(&conn), Some(Peer::Board)) {
-                    self.board_connacked = code.is_success();
-                }
+            (Direction::ToClient, Packet::Connack { code, .. })
+                if self.peers.get(&conn) == Some(&Peer::Board) =>
+            {
+                self.board_connacked = code.is_success();
             }
-            (Direction::ToClient, Packet::Suback { .. }) => {
-                if matches!(self.peers.get(&conn), Some(Peer::Board))
+            (Direction::ToClient, Packet::Suback { .. })
+                if self.peers.get(&conn) == Some(&Peer::Board)
                     && self.board_connacked
-                    && !self.board_subscribed
-                {
-                    self.board_subscribed = true;
-                    self.board_ever_subscribed = true;
-                    self.react(Reaction::Connected, at);
-                }
+                    && !self.board_subscribed =>
+            {
+                self.board_subscribed = true;
+                self.board_ever_subscribed = true;
+                self.react(Reaction::Connected, at);
             }
             (
                 dir,
