@@ -19,6 +19,7 @@ pub mod login;
 pub mod namespace;
 pub mod pcap;
 pub mod port;
+pub mod record;
 pub mod report;
 pub mod runner;
 pub mod scenario;

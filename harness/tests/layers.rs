@@ -114,6 +114,11 @@ fn broken_rules() -> Vec<String> {
         },
     ));
     broken.extend(check(
+        "record/draft",
+        "a draft is made from trace events alone",
+        |used| !matches!(top(used), "trace" | "scenario" | "steps" | "record"),
+    ));
+    broken.extend(check(
         "report",
         "reporters never drive the runner",
         |used| {
@@ -147,7 +152,7 @@ fn the_scenario_format_does_no_io() {
         "tokio::process",
     ];
     let mut found = Vec::new();
-    for module in ["steps", "scenario/model"] {
+    for module in ["steps", "scenario/model", "record/draft"] {
         for (path, text) in sources(module) {
             for (line, code) in text.lines().enumerate() {
                 if let Some(what) = io.iter().find(|io| code.contains(*io)) {

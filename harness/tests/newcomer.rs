@@ -585,6 +585,18 @@ const NOT_RUN_HERE: &[(&str, &str)] = &[
         "runs until stopped, on a fixed port",
     ),
     (
+        "hil record --sim lamp --out lamp_session.yaml",
+        "runs until stopped, on a fixed port",
+    ),
+    (
+        "hil record --board lamp=bench1 --bind 0.0.0.0 --advertise 192.168.1.10 --auth desk:s3cret",
+        "a bench config with a board",
+    ),
+    (
+        "hil record --port 0 --rename phone-SN0042=phone --trace session.jsonl",
+        "runs until stopped (tests/record.rs drives it)",
+    ),
+    (
         "hil bench --json > bench.json",
         "the benchmark: minutes of measuring",
     ),

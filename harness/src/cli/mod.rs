@@ -7,6 +7,7 @@ mod explore_cmd;
 mod flash_cmd;
 mod image_cmd;
 mod report_cmd;
+mod record_cmd;
 mod run_cmd;
 mod serial_cmd;
 mod sim_cmd;
@@ -47,6 +48,7 @@ enum Command {
     Provision(serial_cmd::ProvisionArgs),
     Flash(flash_cmd::Args),
     Broker(broker_cmd::Args),
+    Record(record_cmd::Args),
     /// Read trace files (the JSON Lines of hil run --out, broker --trace, monitor --trace).
     ///
     /// Example:
@@ -114,6 +116,7 @@ pub fn main() -> Exit {
         Command::Monitor(args) => block_on(serial_cmd::monitor(args)),
         Command::Provision(args) => block_on(serial_cmd::provision(args)),
         Command::Broker(args) => block_on(broker_cmd::run(args)),
+        Command::Record(args) => block_on(record_cmd::run(args)),
         Command::Bench(args) => block_on(bench_cmd::run(args)),
         Command::Explore(args) => block_on(explore_cmd::run(args)),
     };
@@ -206,6 +209,30 @@ fn init_logging() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+/// What bench boards are told to connect to: `--advertise`, else the `--bind` address,
+/// which must then be one address (a board cannot be told "every address").
+pub fn broker_host(
+    bind: std::net::IpAddr,
+    advertise: Option<std::net::IpAddr>,
+    bench_boards: bool,
+) -> Result<Option<std::net::IpAddr>, Failure> {
+    match advertise {
+        Some(host) if host.is_unspecified() => Err(Failure::new(
+            Exit::Usage,
+            format!("--advertise {host}: name an address of this host the boards can reach"),
+        )),
+        Some(host) => Ok(Some(host)),
+        None if bind.is_unspecified() && bench_boards => Err(Failure::new(
+            Exit::Usage,
+            format!(
+                "--bind {bind} listens on every address: say which one the bench boards reach \
+                 this host at with --advertise ADDR"
+            ),
+        )),
+        None => Ok(None),
+    }
 }
 
 /// `mqtt://HOST:PORT` as given to `flag`, resolved to one address.

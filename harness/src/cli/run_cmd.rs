@@ -162,26 +162,6 @@ fn broker_config(args: &RunArgs) -> Result<(BrokerConfig, Option<Credentials>), 
     Ok((config, credentials))
 }
 
-/// What bench boards are told to connect to: --advertise, else the bind address.
-fn broker_host(args: &RunArgs) -> Result<Option<IpAddr>, Failure> {
-    match args.advertise {
-        Some(host) if host.is_unspecified() => Err(Failure::new(
-            Exit::Usage,
-            format!("--advertise {host}: name an address of this host the boards can reach"),
-        )),
-        Some(host) => Ok(Some(host)),
-        None if args.bind.is_unspecified() && !args.boards.is_empty() => Err(Failure::new(
-            Exit::Usage,
-            format!(
-                "--bind {} listens on every address: say which one the bench boards reach \
-                 this host at with --advertise ADDR",
-                args.bind
-            ),
-        )),
-        None => Ok(None),
-    }
-}
-
 fn broker_target(args: &RunArgs) -> Result<(BrokerConfig, Option<Credentials>), Failure> {
     let config = BrokerConfig::loopback()?;
     let Some(url) = &args.broker else {
@@ -210,7 +190,7 @@ fn broker_target(args: &RunArgs) -> Result<(BrokerConfig, Option<Credentials>), 
     Ok((config, credentials))
 }
 
-fn parse_role(text: &str) -> Result<(String, String), String> {
+pub(super) fn parse_role(text: &str) -> Result<(String, String), String> {
     let (role, name) = text
         .split_once('=')
         .ok_or("write it as ROLE=NAME, e.g. lamp=bench1")?;
@@ -231,7 +211,7 @@ fn bench_mapping(args: &RunArgs, scenarios: &[Scenario]) -> Result<BenchMapping,
     let mut mapping = BenchMapping {
         roles: Default::default(),
         lock_timeout: args.lock_timeout,
-        broker_host: broker_host(args)?,
+        broker_host: super::broker_host(args.bind, args.advertise, !args.boards.is_empty())?,
         simulator: match args.sim {
             SimArg::Core => Simulator::Core,
             SimArg::Sketch => Simulator::Sketch,

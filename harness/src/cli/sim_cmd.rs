@@ -258,7 +258,7 @@ fn no_board(word: &str, count: usize) -> String {
 
 /// Prints the boards' serial lines as they come; once `finish` fires, prints what is
 /// left and ends.
-async fn print_serial(trace: Trace, fleet: bool, mut finish: oneshot::Receiver<()>) {
+pub(super) async fn print_serial(trace: Trace, fleet: bool, mut finish: oneshot::Receiver<()>) {
     let mut cursor = trace.cursor_at(0);
     loop {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(3600);

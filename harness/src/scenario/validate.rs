@@ -126,13 +126,14 @@ pub(super) fn check(scenario: &Scenario, profiles: &[&str]) -> Vec<Problem> {
 
 /// What is allowed but likely a mistake: a publish on a board's topic before anything
 /// waits, which the board cannot hear yet (it subscribes only once it has booted and
-/// connected). Each warning is `line:column` and the words.
+/// connected); a retained one it hears on subscribing. Each warning is `line:column` and
+/// the words.
 pub fn warnings(scenario: &Scenario) -> Vec<(Location, String)> {
     let mut warnings = Vec::new();
     for step in &scenario.steps {
         match (&step.action, step.action.role()) {
             (_, Role::Expectation) | (Action::Wait(_), _) => break,
-            (Action::Publish(publish), _) => {
+            (Action::Publish(publish), _) if !publish.retain => {
                 let hears = scenario.boards.iter().find(|board| {
                     let topic = board
                         .spec

@@ -22,7 +22,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use check::{Checks, DeclaredActors, Problem, MAX_DURATION};
 pub use docs::{markdown_table, with_table, FieldDoc, StepDoc, TABLE_BEGIN, TABLE_END};
+pub use expect_relay::RelayState;
+pub use power_cycle::DEFAULT_OFF_FOR;
 pub use scene::{ClientError, Mismatch, Scene, StepError, Watch, Window};
+pub use wifi::LinkState;
 
 /// Where something stands in its file, 1-based.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]

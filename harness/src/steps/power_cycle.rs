@@ -22,7 +22,8 @@ pub struct PowerCycle {
     pub off_for: Duration,
 }
 
-const DEFAULT_OFF_FOR: Duration = Duration::from_millis(100);
+/// How long `power_cycle` keeps the power off when its step does not say.
+pub const DEFAULT_OFF_FOR: Duration = Duration::from_millis(100);
 
 fn default_off_for() -> Duration {
     DEFAULT_OFF_FOR
