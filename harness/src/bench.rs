@@ -848,6 +848,7 @@ fn report_writes(results: &[std::sync::Arc<crate::runner::ScenarioResult>]) -> i
         jobs: 2,
         seed: 1,
         unobserved: None,
+        labgrid: Vec::new(),
     });
     let mut summary = RunSummary::default();
     for index in 0..REPORTED_SCENARIOS {

@@ -139,11 +139,15 @@ impl<F: Format> Reporter for ReportFile<F> {
     fn report(&mut self, event: &RunEvent) {
         match event {
             RunEvent::Started {
-                seed, unobserved, ..
+                seed,
+                unobserved,
+                labgrid,
+                ..
             } => {
                 self.started = Some(Instant::now());
                 self.summary.seed = *seed;
                 self.summary.unobserved = *unobserved;
+                self.summary.labgrid = labgrid.clone();
                 self.unwritten
                     .push_str(&self.format.preamble(&self.summary));
             }
@@ -231,6 +235,11 @@ impl Format for Junit {
         suite.add_property(("seed", summary.seed.to_string().as_str()));
         if let Some(unobserved) = summary.unobserved {
             suite.add_property(("unobserved", unobserved));
+        }
+        for played in &summary.labgrid {
+            let key = |what: &str| format!("labgrid.{}.{what}", played.role);
+            suite.add_property((key("place").as_str(), played.place.as_str()));
+            suite.add_property((key("exporter").as_str(), played.exporter.as_str()));
         }
         suite_content(suite, "<properties>")
     }
@@ -437,6 +446,7 @@ mod tests {
             jobs: 1,
             seed: 7,
             unobserved: Some("what 'they' <do>"),
+            labgrid: Vec::new(),
         });
         check(0);
         for index in 0..4 {
