@@ -5,7 +5,9 @@
 //! started for the benchmark, through the tap and, for comparison, straight to the engine.
 //! The `flash` rows (`flash.rs`) flash a virtual chip over a pty.
 
+pub mod farm;
 mod flash;
+mod labgrid;
 mod waits;
 
 use std::io;
@@ -95,7 +97,7 @@ impl Row {
 }
 
 /// The groups of rows, in table order; `hil bench --only GROUP` runs one.
-pub const GROUPS: [&str; 10] = [
+pub const GROUPS: [&str; 11] = [
     "broker",
     "latency",
     "throughput",
@@ -106,6 +108,7 @@ pub const GROUPS: [&str; 10] = [
     "fuzzing",
     "fleet",
     "flash",
+    "labgrid",
 ];
 
 /// Runs the measurements of `groups` (all when empty) and returns the rows in table order.
@@ -164,6 +167,9 @@ pub async fn run(options: &BenchOptions, groups: &[String]) -> Vec<Row> {
     }
     if wanted("flash") {
         add("flash", flash::rows(options).await);
+    }
+    if wanted("labgrid") {
+        add("labgrid", labgrid::rows(options).await);
     }
     rows
 }
@@ -599,7 +605,7 @@ async fn run_suite(
 ) -> io::Result<(Duration, Vec<std::sync::Arc<crate::runner::ScenarioResult>>)> {
     use crate::runner::Status;
     let total = scenarios.len();
-    let (wall, summary, results) = play_suite(scenarios, broker, Simulator::Core).await;
+    let (wall, summary, results) = play_suite(scenarios, broker, simulated(Simulator::Core)).await;
     if summary.passed != total {
         let first = results.iter().find(|r| r.status != Status::Passed);
         return Err(io::Error::other(format!(
@@ -613,12 +619,20 @@ async fn run_suite(
     Ok((wall, results))
 }
 
-/// Runs `scenarios` with two jobs on `broker`, their simulated boards played by
-/// `simulator`, whatever their outcome.
+/// Every board simulated, by `simulator`.
+fn simulated(simulator: Simulator) -> crate::runner::BenchMapping {
+    crate::runner::BenchMapping {
+        simulator,
+        ..Default::default()
+    }
+}
+
+/// Runs `scenarios` with two jobs on `broker`, their boards played as `bench` says,
+/// whatever their outcome.
 async fn play_suite(
     scenarios: Vec<crate::scenario::Scenario>,
     broker: BrokerConfig,
-    simulator: Simulator,
+    bench: crate::runner::BenchMapping,
 ) -> (
     Duration,
     crate::runner::RunSummary,
@@ -637,10 +651,7 @@ async fn play_suite(
         snapshot_policy: crate::snapshot::SnapshotPolicy::WriteNothing(
             "the bench compares no snapshot",
         ),
-        bench: runner::BenchMapping {
-            simulator,
-            ..Default::default()
-        },
+        bench,
         run_id: crate::namespace::Namespace::run_id(1),
         credentials: None,
     };
@@ -660,8 +671,12 @@ async fn sketch_suite(
 ) -> Vec<Row> {
     use crate::runner::Status;
     let total = scenarios.len();
-    let (_, summary, results) =
-        play_suite(scenarios.clone(), options.broker.clone(), Simulator::Sketch).await;
+    let (_, summary, results) = play_suite(
+        scenarios.clone(),
+        options.broker.clone(),
+        simulated(Simulator::Sketch),
+    )
+    .await;
     let passing: Vec<_> = scenarios
         .into_iter()
         .filter(|scenario| {
@@ -671,8 +686,18 @@ async fn sketch_suite(
         })
         .collect();
     let count = passing.len();
-    let (core, _, _) = play_suite(passing.clone(), options.broker.clone(), Simulator::Core).await;
-    let (sketch, _, _) = play_suite(passing, options.broker.clone(), Simulator::Sketch).await;
+    let (core, _, _) = play_suite(
+        passing.clone(),
+        options.broker.clone(),
+        simulated(Simulator::Core),
+    )
+    .await;
+    let (sketch, _, _) = play_suite(
+        passing,
+        options.broker.clone(),
+        simulated(Simulator::Sketch),
+    )
+    .await;
     let ratio = (sketch.as_secs_f64() / core.as_secs_f64() * 100.0).round() / 100.0;
     vec![
         Row::info(
@@ -693,15 +718,7 @@ async fn sketch_suite(
 /// The reference suite (`scenarios/` in the working directory) with two jobs, on the
 /// embedded broker and then on a Debian mosquitto started for the purpose.
 async fn reference_suite(options: &BenchOptions) -> io::Result<Vec<Row>> {
-    let files = crate::scenario::discover(&[std::path::PathBuf::from("scenarios")])
-        .map_err(|e| io::Error::other(format!("run hil bench from the repository root: {e}")))?;
-    let scenarios = files
-        .iter()
-        .map(|file| {
-            crate::scenario::load(file, &crate::board::profile::known_names())
-                .map_err(|e| io::Error::other(e.to_string()))
-        })
-        .collect::<io::Result<Vec<_>>>()?;
+    let scenarios = reference_scenarios()?;
     let (embedded, _) = run_suite(scenarios.clone(), options.broker.clone()).await?;
     let sketch_rows = sketch_suite(scenarios.clone(), options).await;
     let mut rows = vec![Row::target(
@@ -733,6 +750,19 @@ async fn reference_suite(options: &BenchOptions) -> io::Result<Vec<Row>> {
     ));
     rows.extend(sketch_rows);
     Ok(rows)
+}
+
+/// The reference suite: `scenarios/` in the working directory.
+fn reference_scenarios() -> io::Result<Vec<crate::scenario::Scenario>> {
+    let files = crate::scenario::discover(&[std::path::PathBuf::from("scenarios")])
+        .map_err(|e| io::Error::other(format!("run hil bench from the repository root: {e}")))?;
+    files
+        .iter()
+        .map(|file| {
+            crate::scenario::load(file, &crate::board::profile::known_names())
+                .map_err(|e| io::Error::other(e.to_string()))
+        })
+        .collect()
 }
 
 /// A mosquitto on a free loopback port for the comparison row; killed when dropped.

@@ -40,6 +40,10 @@ impl Client {
         })
     }
 
+    pub fn program(&self) -> &std::path::Path {
+        &self.program
+    }
+
     pub fn coordinator(&self) -> &str {
         &self.coordinator
     }
@@ -66,11 +70,40 @@ impl Client {
 
     /// Like [`Client::call`], with its own deadline (a wait for a reservation).
     pub fn call_within(&self, args: &[&str], within: Duration) -> Result<String, LabgridError> {
+        let child = self.start(args)?;
+        self.answer(args, child, within)
+    }
+
+    /// Two calls at once (each client spends most of its time starting Python), both
+    /// answers in order.
+    pub fn call_both(
+        &self,
+        first: &[&str],
+        second: &[&str],
+    ) -> (Result<String, LabgridError>, Result<String, LabgridError>) {
+        let (one, two) = (self.start(first), self.start(second));
+        (
+            one.and_then(|child| self.answer(first, child, CALL_DEADLINE)),
+            two.and_then(|child| self.answer(second, child, CALL_DEADLINE)),
+        )
+    }
+
+    fn start(&self, args: &[&str]) -> Result<Child, LabgridError> {
+        self.command(args).spawn().map_err(|e| {
+            LabgridError::NotInstalled(format!(
+                "cannot start {} ({e}); install labgrid with {INSTALL}",
+                self.program.display()
+            ))
+        })
+    }
+
+    fn answer(
+        &self,
+        args: &[&str],
+        child: Child,
+        within: Duration,
+    ) -> Result<String, LabgridError> {
         let what = format!("labgrid-client {}", args.join(" "));
-        let child = self
-            .command(args)
-            .spawn()
-            .map_err(|e| LabgridError::NotInstalled(format!("cannot start {what}: {e}")))?;
         match finish(child, within) {
             Finished::Done {
                 success: true,

@@ -104,7 +104,7 @@ pub struct Resource {
 
 static RESOURCE_HEAD: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"^Acquired resource '[^']*' \((?P<exporter>[^/]+)/(?P<group>[^/]+)/(?P<class>[^/]+)/[^)]+\):$",
+        r"^(?:Acquired|Matching) resource '[^']*' \((?P<exporter>[^/]+)/(?P<group>[^/]+)/(?P<class>[^/]+)/[^)]+\):$",
     )
     .expect("valid")
 });
@@ -114,7 +114,8 @@ static PARAM: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"'(?P<key>[a-z_]+)': (?:'(?P<text>[^']*)'|(?P<number>-?\d+))").expect("valid")
 });
 
-/// The place named at the top of `show`, and the resources it acquired.
+/// The place named at the top of `show`, and the resources it acquired (or, before it
+/// is acquired, matches).
 pub fn acquired(text: &str) -> (Option<PlaceInfo>, Vec<Resource>) {
     let place = places(text).into_iter().next();
     let mut resources: Vec<Resource> = Vec::new();

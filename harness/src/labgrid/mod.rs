@@ -191,8 +191,10 @@ pub fn take(
     let place = format!("+{token}");
     // Told first: a hil that dies during the call still has its place given back.
     keeper.acquired()?;
-    client.call(&["-p", &place, "acquire"])?;
-    let shown = client.call(&["-p", &place, "show"])?;
+    // What the place matches is what it acquires: read at the same time.
+    let (acquired, shown) = client.call_both(&["-p", &place, "acquire"], &["-p", &place, "show"]);
+    acquired?;
+    let shown = shown?;
     let (info, resources) = listing::acquired(&shown);
     let name = info
         .map(|info| info.name)
