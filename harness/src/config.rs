@@ -18,6 +18,7 @@
 //! labgrid = "lamp-c3"                 # by name, or any free one by its tags:
 //! # labgrid = { tags = { board = "esp32c3" } }
 //! profile = "esp32-c3-devkit"
+//! # control = "/run/chips/{place}.ctl"   # `{place}`: the name of the place it got
 //! ```
 
 use std::collections::BTreeMap;

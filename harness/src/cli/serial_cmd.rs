@@ -80,10 +80,15 @@ pub struct ProvisionArgs {
 
 /// Which port: a path, or a board of the bench config.
 #[derive(Debug, clap::Args)]
-#[group(required = true, multiple = false, id = "target_port")]
 pub struct Target {
     /// A serial port: a device path, or rfc2217://HOST:PORT (served over the network).
-    #[arg(long, value_name = "PORT", value_parser = PortName::parse)]
+    #[arg(
+        long,
+        value_name = "PORT",
+        value_parser = PortName::parse,
+        required_unless_present = "board",
+        conflicts_with = "board"
+    )]
     port: Option<PortName>,
     /// A board of the bench config (hil.toml).
     #[arg(long, value_name = "NAME")]

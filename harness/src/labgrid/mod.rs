@@ -14,7 +14,7 @@ pub mod keeper;
 pub mod listing;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -221,6 +221,9 @@ pub fn take(
     })
 }
 
+/// Stands for the place's name in a board's `control` path.
+pub const PLACE_IN_PATH: &str = "{place}";
+
 /// `bench` ready to open: as it is, or, for a labgrid place, reserved and acquired
 /// (the returned [`HeldPlace`] holds it) with the place's serial port, power switch and
 /// record filled in.
@@ -243,6 +246,14 @@ pub fn take_board(
     ));
     let mut board = bench.clone();
     board.port = PortSpec::Named(port);
+    // A board found by its tags may be any of several: `{place}` names the one it is.
+    board.control = bench.control.as_ref().map(|control| {
+        PathBuf::from(
+            control
+                .to_string_lossy()
+                .replace(PLACE_IN_PATH, &held.record.place),
+        )
+    });
     board.place = Some(held.record.clone());
     board.power = held.power.clone();
     Ok((board, Some(held)))
