@@ -30,6 +30,7 @@ use super::{stop_signal, Failure};
 ///   hil run scenarios/ --jobs 2 --junit junit.xml --out out/
 ///   hil run --partition 1/4 --retries 1 --seed 42
 ///   hil run --tag smoke --skip-tag faults --list
+///   hil run --board lamp=farm --partition 2/4     # a labgrid place per shard (hil.toml)
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct RunArgs {

@@ -420,6 +420,51 @@ mod tests {
     }
 
     #[test]
+    fn the_labgrid_places_of_a_run_are_in_both_reports() {
+        let dir = tempfile::tempdir().unwrap();
+        let (json_path, junit_path) = (dir.path().join("r.json"), dir.path().join("j.xml"));
+        let mut json = JsonFile::create(json_path.clone()).unwrap();
+        let mut junit = JunitFile::create(junit_path.clone()).unwrap();
+        let labgrid = vec![crate::runner::RolePlace {
+            role: "lamp".into(),
+            board: "lab1".into(),
+            place: "desk-c3".into(),
+            exporter: "bench-host".into(),
+        }];
+        for event in [
+            RunEvent::Started {
+                total: 1,
+                jobs: 1,
+                seed: 7,
+                unobserved: None,
+                labgrid: labgrid.clone(),
+            },
+            RunEvent::ScenarioFinished(Arc::new(result(0))),
+        ] {
+            json.report(&event);
+            json.caught_up();
+            junit.report(&event);
+            junit.caught_up();
+        }
+        let xml = std::fs::read_to_string(&junit_path).unwrap();
+        well_formed(&xml);
+        assert!(
+            xml.contains(r#"<property name="labgrid.lamp.place" value="desk-c3"/>"#),
+            "{xml}"
+        );
+        assert!(
+            xml.contains(r#"<property name="labgrid.lamp.exporter" value="bench-host"/>"#),
+            "{xml}"
+        );
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+        assert_eq!(
+            report["summary"]["labgrid"],
+            serde_json::json!([{"role": "lamp", "board": "lab1", "place": "desk-c3", "exporter": "bench-host"}])
+        );
+    }
+
+    #[test]
     fn both_reports_are_valid_after_every_scenario() {
         let dir = tempfile::tempdir().unwrap();
         let (json_path, junit_path) = (dir.path().join("r.json"), dir.path().join("j.xml"));
