@@ -113,7 +113,7 @@ impl Lab {
     }
 
     /// `hil ARGS…` running, the lines it prints (stdout and stderr) as they come.
-    fn spawn(&self, args: &[&str]) -> (Child, mpsc::Receiver<String>) {
+    fn spawn(&self, args: &[&str]) -> (Running, mpsc::Receiver<String>) {
         let mut child = Command::new(hil_exe())
             .current_dir(self.dir.path())
             .args(self.args(args))
@@ -131,7 +131,7 @@ impl Lab {
             let tx = tx.clone();
             std::thread::spawn(move || pipe.iter().try_for_each(|line| tx.send(line)));
         }
-        (child, lines)
+        (Running(Some(child)), lines)
     }
 
     /// Who holds `place` and for which reservation, as labgrid-client shows it.
@@ -161,6 +161,28 @@ impl Lab {
     fn assert_no_reservations(&self) {
         let reservations = self.farm.call(&["reservations"]).unwrap();
         assert!(reservations.trim().is_empty(), "{reservations}");
+    }
+}
+
+/// A `hil` the test started, killed if the test ends before it does.
+struct Running(Option<Child>);
+
+impl Running {
+    fn signal(&self, name: &str) {
+        send_signal(self.0.as_ref().expect("it runs"), name);
+    }
+
+    fn wait(mut self) -> std::process::ExitStatus {
+        wait_with_deadline(self.0.take().expect("it runs"))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -321,8 +343,8 @@ fn runners_share_matching_places_wait_for_held_ones_and_give_them_back() {
     lab.assert_free("c3-b");
 
     // SIGTERM ends the monitor; its place is given back.
-    send_signal(&monitor, "TERM");
-    assert_eq!(wait_with_deadline(monitor).code(), Some(130));
+    monitor.signal("TERM");
+    assert_eq!(monitor.wait().code(), Some(130));
     lab.assert_free("c3-a");
 
     // SIGINT in the middle of a run: the run is interrupted and the place given back.
@@ -332,15 +354,15 @@ fn runners_share_matching_places_wait_for_held_ones_and_give_them_back() {
     wait_for_line(&run_said, |line| line.contains("labgrid place c3-b"));
     wait_for_line(&run_said, |line| line.contains("running 1 scenario"));
     assert!(lab.holder("c3-b").0.ends_with(&whoami()));
-    send_signal(&run, "INT");
-    assert_eq!(wait_with_deadline(run).code(), Some(130));
+    run.signal("INT");
+    assert_eq!(run.wait().code(), Some(130));
     lab.assert_free("c3-b");
 
     // A run that dies without a word (SIGKILL) leaves the keeper to give it back.
     let (run, run_said) = lab.spawn(&["run", long.to_str().unwrap(), "--board", "lamp=lab-b"]);
     wait_for_line(&run_said, |line| line.contains("running 1 scenario"));
-    send_signal(&run, "KILL");
-    wait_with_deadline(run);
+    run.signal("KILL");
+    run.wait();
     let (code, said) = lab.hil(&[
         "run",
         scenario.to_str().unwrap(),

@@ -192,10 +192,17 @@ pub fn take(
     // Told first: a hil that dies during the call still has its place given back.
     keeper.acquired()?;
     // What the place matches is what it acquires: read at the same time.
-    let (acquired, shown) = client.call_both(&["-p", &place, "acquire"], &["-p", &place, "show"]);
+    let show = ["-p", place.as_str(), "show"];
+    let (acquired, shown) = client.call_both(&["-p", &place, "acquire"], &show);
     acquired?;
-    let shown = shown?;
-    let (info, resources) = listing::acquired(&shown);
+    let mut shown = shown?;
+    let (mut info, mut resources) = listing::acquired(&shown);
+    if !has_serial_port(&resources) {
+        // Read in the middle of the acquisition (acquired, its resources not yet
+        // listed): read again now that it is done.
+        shown = client.call(&show)?;
+        (info, resources) = listing::acquired(&shown);
+    }
     let name = info
         .map(|info| info.name)
         .ok_or_else(|| LabgridError::Unreadable {
@@ -259,11 +266,17 @@ pub fn take_board(
     Ok((board, Some(held)))
 }
 
+fn has_serial_port(resources: &[Resource]) -> bool {
+    resources.iter().any(|r| r.class == SERIAL_PORT)
+}
+
+const SERIAL_PORT: &str = "NetworkSerialPort";
+
 /// The place's `NetworkSerialPort` and the exporter that publishes it.
 fn serial_port(place: &str, resources: &[Resource]) -> Result<(String, SerialPort), LabgridError> {
     let serial = resources
         .iter()
-        .find(|resource| resource.class == "NetworkSerialPort")
+        .find(|resource| resource.class == SERIAL_PORT)
         .ok_or_else(|| LabgridError::NoSerialPort {
             place: place.to_string(),
             has: if resources.is_empty() {
