@@ -42,6 +42,12 @@ if [ ! -x "$venv/bin/esptool" ]; then
   "$venv/bin/pip" install --quiet esptool==5.6.0
 fi
 export HIL_ESPTOOL="$venv/bin/esptool"
+# labgrid (coordinator, exporter, client): the board-farm tests run a farm on loopback.
+if [ ! -x "$venv/bin/labgrid-client" ]; then
+  echo "ci/test.sh: installing labgrid into $venv"
+  "$venv/bin/pip" install --quiet labgrid==26.0.1
+fi
+export HIL_LABGRID_CLIENT="$venv/bin/labgrid-client"
 
 if [ "${1:-}" = "--" ]; then shift; fi
 exec cargo test --workspace --all-targets "$@"

@@ -6,7 +6,9 @@
 //! The `flash` rows (`flash.rs`) flash a virtual chip over a pty.
 
 pub mod browser;
+pub mod farm;
 mod flash;
+mod labgrid;
 mod report;
 mod waits;
 
@@ -97,7 +99,7 @@ impl Row {
 }
 
 /// The groups of rows, in table order; `hil bench --only GROUP` runs one.
-pub const GROUPS: [&str; 11] = [
+pub const GROUPS: [&str; 12] = [
     "broker",
     "latency",
     "throughput",
@@ -109,6 +111,7 @@ pub const GROUPS: [&str; 11] = [
     "fuzzing",
     "fleet",
     "flash",
+    "labgrid",
 ];
 
 /// Runs the measurements of `groups` (all when empty) and returns the rows in table order.
@@ -174,6 +177,9 @@ pub async fn run(options: &BenchOptions, groups: &[String]) -> Vec<Row> {
     }
     if wanted("flash") {
         add("flash", flash::rows(options).await);
+    }
+    if wanted("labgrid") {
+        add("labgrid", labgrid::rows(options).await);
     }
     rows
 }
@@ -609,7 +615,8 @@ async fn run_suite(
 ) -> io::Result<(Duration, Vec<std::sync::Arc<crate::runner::ScenarioResult>>)> {
     use crate::runner::Status;
     let total = scenarios.len();
-    let (wall, summary, results) = play_suite(scenarios, broker, Simulator::Core, false).await;
+    let (wall, summary, results) =
+        play_suite(scenarios, broker, simulated(Simulator::Core), false).await;
     if summary.passed != total {
         let first = results.iter().find(|r| r.status != Status::Passed);
         return Err(io::Error::other(format!(
@@ -623,12 +630,20 @@ async fn run_suite(
     Ok((wall, results))
 }
 
-/// Runs `scenarios` with two jobs on `broker`, their simulated boards played by
-/// `simulator`, whatever their outcome; `keep_traces` keeps every result's trace.
+/// Every board simulated, by `simulator`.
+fn simulated(simulator: Simulator) -> crate::runner::BenchMapping {
+    crate::runner::BenchMapping {
+        simulator,
+        ..Default::default()
+    }
+}
+
+/// Runs `scenarios` with two jobs on `broker`, their boards played as `bench` says,
+/// whatever their outcome; `keep_traces` keeps every result's trace.
 async fn play_suite(
     scenarios: Vec<crate::scenario::Scenario>,
     broker: BrokerConfig,
-    simulator: Simulator,
+    bench: crate::runner::BenchMapping,
     keep_traces: bool,
 ) -> (
     Duration,
@@ -648,10 +663,7 @@ async fn play_suite(
         snapshot_policy: crate::snapshot::SnapshotPolicy::WriteNothing(
             "the bench compares no snapshot",
         ),
-        bench: runner::BenchMapping {
-            simulator,
-            ..Default::default()
-        },
+        bench,
         run_id: crate::namespace::Namespace::run_id(1),
         credentials: None,
         keep_traces,
@@ -675,7 +687,7 @@ async fn sketch_suite(
     let (_, summary, results) = play_suite(
         scenarios.clone(),
         options.broker.clone(),
-        Simulator::Sketch,
+        simulated(Simulator::Sketch),
         false,
     )
     .await;
@@ -691,12 +703,17 @@ async fn sketch_suite(
     let (core, _, _) = play_suite(
         passing.clone(),
         options.broker.clone(),
-        Simulator::Core,
+        simulated(Simulator::Core),
         false,
     )
     .await;
-    let (sketch, _, _) =
-        play_suite(passing, options.broker.clone(), Simulator::Sketch, false).await;
+    let (sketch, _, _) = play_suite(
+        passing,
+        options.broker.clone(),
+        simulated(Simulator::Sketch),
+        false,
+    )
+    .await;
     let ratio = (sketch.as_secs_f64() / core.as_secs_f64() * 100.0).round() / 100.0;
     vec![
         Row::info(
@@ -716,19 +733,6 @@ async fn sketch_suite(
 
 /// The reference suite (`scenarios/` in the working directory) with two jobs, on the
 /// embedded broker and then on a Debian mosquitto started for the purpose.
-/// The reference suite, `scenarios/` of the working directory.
-fn reference_scenarios() -> io::Result<Vec<crate::scenario::Scenario>> {
-    let files = crate::scenario::discover(&[std::path::PathBuf::from("scenarios")])
-        .map_err(|e| io::Error::other(format!("run hil bench from the repository root: {e}")))?;
-    files
-        .iter()
-        .map(|file| {
-            crate::scenario::load(file, &crate::board::profile::known_names())
-                .map_err(|e| io::Error::other(e.to_string()))
-        })
-        .collect()
-}
-
 async fn reference_suite(options: &BenchOptions) -> io::Result<Vec<Row>> {
     let scenarios = reference_scenarios()?;
     let (embedded, _) = run_suite(scenarios.clone(), options.broker.clone()).await?;
@@ -762,6 +766,19 @@ async fn reference_suite(options: &BenchOptions) -> io::Result<Vec<Row>> {
     ));
     rows.extend(sketch_rows);
     Ok(rows)
+}
+
+/// The reference suite: `scenarios/` in the working directory.
+fn reference_scenarios() -> io::Result<Vec<crate::scenario::Scenario>> {
+    let files = crate::scenario::discover(&[std::path::PathBuf::from("scenarios")])
+        .map_err(|e| io::Error::other(format!("run hil bench from the repository root: {e}")))?;
+    files
+        .iter()
+        .map(|file| {
+            crate::scenario::load(file, &crate::board::profile::known_names())
+                .map_err(|e| io::Error::other(e.to_string()))
+        })
+        .collect()
 }
 
 /// A mosquitto on a free loopback port for the comparison row; killed when dropped.
@@ -877,6 +894,7 @@ fn report_writes(results: &[std::sync::Arc<crate::runner::ScenarioResult>]) -> i
         jobs: 2,
         seed: 1,
         unobserved: None,
+        labgrid: Vec::new(),
     });
     let mut summary = RunSummary::default();
     for index in 0..REPORTED_SCENARIOS {

@@ -13,6 +13,12 @@
 //! address = 0x0                       # optional flash address, default the profile's
 //! control = "/tmp/c3.ctl"             # optional: the control socket of a profile with
 //!                                     # `control` sequences, default PORT.ctl
+//!
+//! [boards.lab1]                       # a labgrid place instead of a port
+//! labgrid = "lamp-c3"                 # by name, or any free one by its tags:
+//! # labgrid = { tags = { board = "esp32c3" } }
+//! profile = "esp32-c3-devkit"
+//! # control = "/run/chips/{place}.ctl"   # `{place}`: the name of the place it got
 //! ```
 
 use std::collections::BTreeMap;
@@ -22,6 +28,7 @@ use serde::Deserialize;
 
 use crate::board::profile::{Profile, ProfileError};
 pub use crate::board::BenchBoard;
+use crate::labgrid::PlaceFilter;
 pub use crate::port::PortSpec;
 
 /// The file `hil` looks for in the working directory.
@@ -86,10 +93,28 @@ impl BenchConfig {
                 }
             })?;
             let address = board.address.unwrap_or(profile.app_offset);
-            let port = PortSpec::parse(&board.port).map_err(|message| ConfigError::Invalid {
+            let invalid = |message: String| ConfigError::Invalid {
                 path: path.to_path_buf(),
-                message: format!("board {name}: port: {message}"),
-            })?;
+                message: format!("board {name}: {message}"),
+            };
+            let port = match (&board.port, board.labgrid) {
+                (Some(port), None) => {
+                    PortSpec::parse(port).map_err(|message| invalid(format!("port: {message}")))?
+                }
+                (None, Some(place)) => PortSpec::Labgrid(place.filter().map_err(invalid)?),
+                (Some(_), Some(_)) => {
+                    return Err(invalid(
+                        "give `port` or `labgrid`, not both: a labgrid place brings its own port"
+                            .to_string(),
+                    ))
+                }
+                (None, None) => {
+                    return Err(invalid(
+                        "no `port`: write `port = \"/dev/ttyUSB0\"` (or \"auto\", \"rfc2217://HOST:PORT\"), or `labgrid = \"PLACE\"`"
+                            .to_string(),
+                    ))
+                }
+            };
             boards.insert(
                 name.clone(),
                 BenchBoard {
@@ -99,6 +124,8 @@ impl BenchConfig {
                     address,
                     control: board.control.map(|control| base.join(control)),
                     profile,
+                    place: None,
+                    power: None,
                 },
             );
         }
@@ -134,11 +161,36 @@ struct ConfigFile {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BoardFile {
-    port: String,
+    port: Option<String>,
+    labgrid: Option<LabgridFile>,
     profile: String,
     firmware: Option<PathBuf>,
     address: Option<u32>,
     control: Option<PathBuf>,
+}
+
+/// `labgrid = "PLACE"` or `labgrid = { tags = { KEY = "VALUE" } }`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum LabgridFile {
+    Name(String),
+    Tags { tags: BTreeMap<String, String> },
+}
+
+impl LabgridFile {
+    fn filter(self) -> Result<PlaceFilter, String> {
+        match self {
+            LabgridFile::Name(name) if name.is_empty() => {
+                Err("labgrid: the place name is empty".to_string())
+            }
+            LabgridFile::Name(name) => Ok(PlaceFilter::Name(name)),
+            LabgridFile::Tags { tags } if tags.is_empty() => Err(
+                "labgrid: no tags; write `labgrid = { tags = { board = \"esp32c3\" } }`"
+                    .to_string(),
+            ),
+            LabgridFile::Tags { tags } => Ok(PlaceFilter::Tags(tags)),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -179,6 +231,36 @@ mod tests {
             PortSpec::Named(PortName::Rfc2217("bench-host:4000".into()))
         );
         assert_eq!(remote.address, 0x20000);
+    }
+
+    #[test]
+    fn labgrid_places_are_named_or_tagged() {
+        let text = r#"
+            [boards.lab1]
+            labgrid = "lamp-c3"
+            profile = "esp32-c3-devkit"
+
+            [boards.any]
+            labgrid = { tags = { board = "esp32c3", site = "desk" } }
+            profile = "esp32-c3-devkit"
+        "#;
+        let config = BenchConfig::parse(Path::new("hil.toml"), text).unwrap();
+        assert_eq!(
+            config.board("lab1").unwrap().port,
+            PortSpec::Labgrid(PlaceFilter::Name("lamp-c3".into()))
+        );
+        let PortSpec::Labgrid(PlaceFilter::Tags(tags)) = &config.board("any").unwrap().port else {
+            panic!("tags");
+        };
+        assert_eq!(tags["board"], "esp32c3");
+        assert_eq!(tags["site"], "desk");
+
+        let both = "[boards.a]\nport = \"/dev/x\"\nlabgrid = \"p\"\nprofile = \"sim-pty\"\n";
+        let error = BenchConfig::parse(Path::new("hil.toml"), both).unwrap_err();
+        assert!(error.to_string().contains("not both"), "{error}");
+        let neither = "[boards.a]\nprofile = \"sim-pty\"\n";
+        let error = BenchConfig::parse(Path::new("hil.toml"), neither).unwrap_err();
+        assert!(error.to_string().contains("labgrid = "), "{error}");
     }
 
     #[test]

@@ -565,6 +565,10 @@ const NOT_RUN_HERE: &[(&str, &str)] = &[
         "a bench config with a board",
     ),
     (
+        "hil run --board lamp=farm --partition 2/4     # a labgrid place per shard (hil.toml)",
+        "a labgrid farm and a bench config naming it",
+    ),
+    (
         "hil flash fixtures/images/light-controller-esp8266.bin --port /tmp/e8 --no-skip",
         "a virtual chip at a fixed path",
     ),

@@ -6,14 +6,15 @@
 mod chip_support;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chip_support::{
-    esptool, hil_exe, image, lines_of, run, text, wait_with_deadline, VirtualChip, DEADLINE,
+    esptool, hil_in as hil, image, lines_of, wait_with_deadline, VirtualChip, DEADLINE,
 };
+use hil::bench::farm::{free_port, Ser2net};
 use hil::board::profile::{Profile, Sequence};
 use hil::image::Chip;
 use hil::port::rfc2217::RemotePort;
@@ -40,71 +41,13 @@ impl Drop for Server {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// ser2net serving `device` with RFC 2217 on a free loopback port, once it accepts.
-fn ser2net(dir: &Path, device: &Path) -> (Server, u16) {
-    let port = free_port();
-    let config = dir.join("ser2net.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "connection: &chip\n  accepter: telnet(rfc2217),tcp,127.0.0.1,{port}\n  \
-             connector: serialdev,{},115200n81,local\n",
-            device.display()
-        ),
-    )
-    .unwrap();
-    let child = Command::new("ser2net")
-        .args(["-n", "-u", "-c"])
-        .arg(&config)
-        .arg("-P")
-        .arg(dir.join("ser2net.pid"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot start ser2net ({e}): install it with ci/test.sh (apt-get install ser2net)"
-            )
-        });
-    let server = Server(Some(child));
-    // ser2net says nothing when it is ready: its listening socket is the event.
-    let deadline = Instant::now() + DEADLINE;
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "ser2net did not listen on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (server, port)
-}
-
-fn hil(dir: &Path, args: &[&str]) -> (Option<i32>, String) {
-    let output = run(Command::new(hil_exe())
-        .current_dir(dir)
-        .args(args)
-        .env("NO_COLOR", "1"));
-    (
-        output.status.code(),
-        format!("{}{}", text(&output.stdout), text(&output.stderr)),
-    )
-}
-
 #[test]
 fn a_chip_served_by_ser2net_is_flashed_and_runs_scenarios() {
     for chip_kind in [Chip::Esp32c3, Chip::Esp8266] {
         let chip = VirtualChip::start(chip_kind, &["--broker", BOOT_BROKER]);
         let dir = chip.dir.path();
-        let (_ser2net, port) = ser2net(dir, &chip.port);
+        let ser2net = Ser2net::serve(dir, &chip.port).unwrap();
+        let port = ser2net.port;
         let firmware = image(dir, chip_kind, "3.1.4", 8192);
         let config = dir.join("hil.toml");
         // The chip is on this host, but the bench config knows only its address: reset
@@ -273,7 +216,7 @@ fn remote_port_mistakes_say_what_to_do() {
     let firmware = firmware.to_str().unwrap();
 
     // Nothing listens there.
-    let closed = free_port();
+    let closed = free_port().unwrap();
     let (code, said) = hil(
         dir.path(),
         &[

@@ -803,6 +803,7 @@ fn a_flaky_scenario_is_a_passing_testcase_with_its_failed_attempt_in_junit() {
         jobs: 1,
         seed: 1,
         unobserved: None,
+        labgrid: Vec::new(),
     });
     junit_file.report(&RunEvent::ScenarioFinished(std::sync::Arc::new(result)));
     junit_file.report(&RunEvent::Finished(summary));

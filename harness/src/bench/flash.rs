@@ -141,7 +141,7 @@ fn write_image(dir: &Path, version: &str) -> io::Result<PathBuf> {
     Ok(path)
 }
 
-fn hil_flash(hil: &Path, image: &Path, port: &Path) -> Command {
+pub(super) fn hil_flash(hil: &Path, image: &Path, port: &Path) -> Command {
     let mut command = Command::new(hil);
     command
         .arg("flash")
@@ -171,7 +171,7 @@ async fn timed(command: Command) -> io::Result<f64> {
 }
 
 /// Runs a command to success and returns what it wrote on stderr.
-async fn run(mut command: Command) -> io::Result<String> {
+pub(super) async fn run(mut command: Command) -> io::Result<String> {
     let program = format!("{:?}", command.as_std());
     let output = tokio::time::timeout(
         FLASH_DEADLINE,
@@ -192,13 +192,17 @@ async fn run(mut command: Command) -> io::Result<String> {
 }
 
 /// A `hil sim --pty --chip esp32c3` process, ended on drop.
-struct VirtualChip {
+pub(super) struct VirtualChip {
     _child: Child,
-    port: PathBuf,
+    pub(super) port: PathBuf,
 }
 
 impl VirtualChip {
-    async fn start(hil: &Path, link: &Path, broker: Option<&str>) -> io::Result<VirtualChip> {
+    pub(super) async fn start(
+        hil: &Path,
+        link: &Path,
+        broker: Option<&str>,
+    ) -> io::Result<VirtualChip> {
         let mut command = Command::new(hil);
         command
             .args(["sim", "--pty", "--chip", "esp32c3", "--link"])

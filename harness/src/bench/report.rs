@@ -44,8 +44,13 @@ pub async fn rows(
     broker: BrokerConfig,
 ) -> io::Result<Vec<Row>> {
     let count = reference.len();
-    let (wall, summary, results) =
-        super::play_suite(reference, broker.clone(), Simulator::Core, true).await;
+    let (wall, summary, results) = super::play_suite(
+        reference,
+        broker.clone(),
+        super::simulated(Simulator::Core),
+        true,
+    )
+    .await;
     let (page, rendering) = render(&results, &summary);
     let mut rows = vec![
         Row::target(
@@ -79,8 +84,13 @@ pub async fn rows(
         "< 1000 ms".into(),
         load.first_paint_ms < 1000.0,
     ));
-    let (_, summary, results) =
-        super::play_suite(vec![long_scenario()?], broker, Simulator::Core, true).await;
+    let (_, summary, results) = super::play_suite(
+        vec![long_scenario()?],
+        broker,
+        super::simulated(Simulator::Core),
+        true,
+    )
+    .await;
     let packets = results.first().map_or(0, |r| {
         r.trace
             .iter()

@@ -92,6 +92,12 @@ pub enum BoardError {
     /// The harness's own machinery (a thread, a blocking task) failed.
     #[error("board {board}: {reason}")]
     Harness { board: String, reason: String },
+    /// The board's labgrid place, or its power switch, failed it.
+    #[error("board {board}: {source}")]
+    Labgrid {
+        board: String,
+        source: crate::labgrid::LabgridError,
+    },
 }
 
 impl BoardError {
@@ -113,6 +119,7 @@ impl BoardError {
             BoardError::Stopped(_) | BoardError::SketchEnded { .. } => "board_stopped",
             BoardError::SketchStart { .. } => "sketch_start",
             BoardError::Harness { .. } => "harness",
+            BoardError::Labgrid { .. } => "labgrid",
         }
     }
 }

@@ -36,6 +36,10 @@ pub struct BenchBoard {
     /// The control socket for a profile that resets through one (`control` sequences),
     /// when it is not beside the port (`PORT.ctl`): a remote port has no "beside".
     pub control: Option<PathBuf>,
+    /// The labgrid place that holds it, once acquired.
+    pub place: Option<crate::labgrid::PlaceRecord>,
+    /// Its power switch, when its labgrid place has one.
+    pub power: Option<crate::labgrid::Power>,
 }
 
 /// Where and how a scenario's board role is played.

@@ -52,6 +52,8 @@ pub struct SerialBoard {
     /// Where `control` sequences go, when the profile has them.
     control: Option<PathBuf>,
     trace: Trace,
+    /// The labgrid place's power switch, which `power_cycle` then uses.
+    power: Option<crate::labgrid::Power>,
     stop: Arc<AtomicBool>,
     reader: Option<JoinHandle<()>>,
     /// Holds the port's lock and, for a remote port, its bridge. Dropped after `port`.
@@ -72,6 +74,10 @@ fn open_error(port: &PortName, source: serialport::Error) -> BoardError {
 pub fn resolve_port(bench: &BenchBoard) -> Result<PortName, BoardError> {
     match &bench.port {
         PortSpec::Named(name) => Ok(name.clone()),
+        PortSpec::Labgrid(filter) => Err(BoardError::Harness {
+            board: bench.name.clone(),
+            reason: format!("{filter} must be reserved before its port is known"),
+        }),
         PortSpec::Auto => {
             let ports = port::list().map_err(|reason| BoardError::CannotListPorts {
                 board: bench.name.clone(),
@@ -170,6 +176,7 @@ impl SerialBoard {
             port,
             control,
             trace,
+            power: None,
             stop,
             reader: Some(reader),
             endpoint,
@@ -189,6 +196,7 @@ impl SerialBoard {
             lock_timeout: setup.lock_timeout,
         })
         .await?;
+        board.power = setup.bench.power.clone();
         let from = board.trace.len() as usize;
         board.reset().await?;
         board
@@ -302,14 +310,24 @@ impl SerialBoard {
         self.run_sequence(&reset).await
     }
 
-    /// A bench board has no power switch hil can reach: the reset line is held for
-    /// `off_for` instead, so the board is silent for as long (its network session then
-    /// ends without a DISCONNECT, as on power loss).
+    /// Through the labgrid place's power switch when it has one. Otherwise a bench
+    /// board has no power switch hil can reach: the reset line is held for `off_for`
+    /// instead, so the board is silent for as long (its network session then ends
+    /// without a DISCONNECT, as on power loss).
     pub async fn power_cycle(&mut self, off_for: Duration) -> Result<(), BoardError> {
         self.trace.record(EventBody::Board {
             board: self.name.clone(),
             change: BoardChange::PowerOff,
         });
+        if let Some(power) = self.power.clone() {
+            self.switch_power(&power, false).await?;
+            tokio::time::sleep(off_for).await;
+            self.trace.record(EventBody::Board {
+                board: self.name.clone(),
+                change: BoardChange::PowerOn,
+            });
+            return self.switch_power(&power, true).await;
+        }
         match self.profile.reset.clone() {
             Sequence::Control(_) => {
                 self.control("hold").await?;
@@ -326,6 +344,24 @@ impl SerialBoard {
         });
         let reset = self.profile.reset.clone();
         self.run_sequence(&reset).await
+    }
+
+    async fn switch_power(
+        &self,
+        power: &crate::labgrid::Power,
+        on: bool,
+    ) -> Result<(), BoardError> {
+        let power = power.clone();
+        tokio::task::spawn_blocking(move || power.set(on))
+            .await
+            .map_err(|e| BoardError::Harness {
+                board: self.name.clone(),
+                reason: e.to_string(),
+            })?
+            .map_err(|source| BoardError::Labgrid {
+                board: self.name.clone(),
+                source,
+            })
     }
 
     pub async fn wifi(&mut self, _up: bool) -> Result<(), BoardError> {

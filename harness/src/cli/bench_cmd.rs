@@ -13,7 +13,8 @@ use super::Failure;
 /// scenario overhead and the bytes JSON and JUnit reports write over a run; what an
 /// expect_message wait costs per event among 1 000 and 100 000 unrelated ones;
 /// flashing a virtual ESP32-C3 (hil against esptool, re-flash, flash → ACTIVE); the
-/// HTML report's size, rendering cost and first paint in headless Chromium.
+/// HTML report's size, rendering cost and first paint in headless Chromium; a labgrid
+/// place on loopback (reserve + acquire + open, the suite through it).
 /// Exit code 1 when a target is missed.
 ///
 /// Example:

@@ -27,7 +27,9 @@ use super::Failure;
 /// the classic auto-reset sequences.
 ///
 /// The port is locked while flashing: another hil (a monitor, a run) waits up to
-/// --lock-timeout, and then names the holder.
+/// --lock-timeout, and then names the holder. A board that is a labgrid place
+/// (`labgrid =` in hil.toml) is reserved and acquired through --labgrid-coordinator
+/// first, waiting as long for another holder, and released when done.
 ///
 /// Exit codes: 2 for a wrong image, address or chip (nothing written); 3 for port,
 /// board or cable trouble.
@@ -89,6 +91,8 @@ pub struct Args {
     /// Baud rate for the transfer (ESP32 family); connecting is always at 115200.
     #[arg(long, default_value_t = 115_200)]
     baud: u32,
+    #[command(flatten)]
+    labgrid: super::labgrid_cmd::LabgridArgs,
     /// How long to wait for the boot line after the reset.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
     boot_timeout: Duration,
@@ -143,6 +147,8 @@ struct Target {
     control: Option<PathBuf>,
     address: Option<u32>,
     image: PathBuf,
+    /// The labgrid place the board is on, held until the flash is done.
+    _place: Option<hil::labgrid::HeldPlace>,
 }
 
 fn target(args: &Args) -> Result<Target, Failure> {
@@ -158,6 +164,7 @@ fn target(args: &Args) -> Result<Target, Failure> {
                 .map_err(|e| usage(e.to_string()))?,
             control: None,
             address: args.address,
+            _place: None,
             image: args
                 .image
                 .clone()
@@ -177,13 +184,16 @@ fn target(args: &Args) -> Result<Target, Failure> {
                         config.path.display()
                     ))
                 })?;
+            // Last: every mistake of the command line is told before a place is taken.
+            let (bench, place) = args.labgrid.take(bench, args.lock_timeout)?;
             Ok(Target {
-                port: hil::board::serial::resolve_port(bench)
+                port: hil::board::serial::resolve_port(&bench)
                     .map_err(|e| Failure::new(Exit::Infrastructure, e))?,
                 profile: Some(bench.profile.clone()),
                 control: bench.control.clone(),
                 address: args.address.or(Some(bench.address)),
                 image,
+                _place: place,
             })
         }
         (None, None) => Err(usage("give --port or --board".into())),

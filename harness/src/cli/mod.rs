@@ -6,8 +6,9 @@ mod chip_cmd;
 mod explore_cmd;
 mod flash_cmd;
 mod image_cmd;
-mod report_cmd;
+mod labgrid_cmd;
 mod record_cmd;
+mod report_cmd;
 mod run_cmd;
 mod serial_cmd;
 mod sim_cmd;
@@ -67,6 +68,9 @@ enum Command {
     /// Internal: the rumqttd engine behind `hil broker` and every run's broker.
     #[command(hide = true)]
     BrokerEngine(broker_cmd::EngineArgs),
+    /// Internal: gives a labgrid place back when the hil that took it is gone.
+    #[command(hide = true)]
+    LabgridKeeper(labgrid_cmd::KeeperArgs),
 }
 
 /// A command's failure: what to tell the user and which exit code to give.
@@ -103,6 +107,7 @@ pub fn main() -> Exit {
     hil::broker::raise_open_file_limit();
     let outcome = match cli.command {
         Command::BrokerEngine(args) => return broker_cmd::engine(&args),
+        Command::LabgridKeeper(args) => return labgrid_cmd::keeper(&args),
         Command::Trace(command) => trace_cmd::run(command),
         Command::Image(command) => image_cmd::run(command),
         Command::Flash(args) => flash_cmd::run(args),

@@ -33,6 +33,7 @@ use super::{stop_signal, Failure};
 ///   hil run --html report.html --json report.json
 ///   hil run --partition 1/4 --retries 1 --seed 42
 ///   hil run --tag smoke --skip-tag faults --list
+///   hil run --board lamp=farm --partition 2/4     # a labgrid place per shard (hil.toml)
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct RunArgs {
@@ -95,9 +96,11 @@ pub struct RunArgs {
     /// The bench config for --board (default: hil.toml in the working directory).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// How long to wait for a bench board that another hil holds.
+    /// How long to wait for a bench board (or labgrid place) that another holds.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
     lock_timeout: std::time::Duration,
+    #[command(flatten)]
+    labgrid: super::labgrid_cmd::LabgridArgs,
     /// Run against this broker (or cluster) instead of the embedded one, as
     /// mqtt://HOST:PORT. Each scenario gets its own topic and client-id namespace
     /// (hil/<run>/<n>/…), so many runs can share the broker.
@@ -343,7 +346,7 @@ pub async fn run(args: RunArgs) -> Result<Exit, Failure> {
         }
         return Ok(Exit::Success);
     }
-    let bench = bench_mapping(&args, &scenarios)?;
+    let mut bench = bench_mapping(&args, &scenarios)?;
     let (broker, credentials) = broker_config(&args)?;
     if let (Some(url), Some(addr)) = (&args.broker, broker.external) {
         // Once, before any scenario: a dead address is one clear error, not every
@@ -352,6 +355,21 @@ pub async fn run(args: RunArgs) -> Result<Exit, Failure> {
             Failure::new(Exit::Infrastructure, format!("cannot reach {url}: {why}"))
         })?;
     }
+    let interrupt = CancellationToken::new();
+    let watcher = {
+        let interrupt = interrupt.clone();
+        tokio::spawn(async move {
+            if stop.await.is_ok() {
+                interrupt.cancel();
+            }
+        })
+    };
+    // Held for the whole run (every scenario of this shard on the same boards), given
+    // back when the run ends however it ends.
+    let _places = tokio::select! {
+        taken = take_places(&args.labgrid, &mut bench, args.lock_timeout) => taken?,
+        () = interrupt.cancelled() => return Ok(Exit::Interrupted),
+    };
     let report_failure = |path: &Path, e: std::io::Error| {
         Failure::new(
             Exit::Infrastructure,
@@ -411,15 +429,6 @@ pub async fn run(args: RunArgs) -> Result<Exit, Failure> {
             format!("cannot start the reporters: {e}"),
         )
     })?;
-    let interrupt = CancellationToken::new();
-    let watcher = {
-        let interrupt = interrupt.clone();
-        tokio::spawn(async move {
-            if stop.await.is_ok() {
-                interrupt.cancel();
-            }
-        })
-    };
     let (summary, _results) = runner::run(scenarios, &options, &interrupt, reports.events()).await;
     watcher.abort();
     let report_errors = tokio::task::spawn_blocking(move || reports.finish())
@@ -429,6 +438,28 @@ pub async fn run(args: RunArgs) -> Result<Exit, Failure> {
         return Err(Failure::new(Exit::Infrastructure, error));
     }
     Ok(verdict(&summary, interrupt.is_cancelled()))
+}
+
+/// Reserves and acquires the labgrid place of each mapped bench board that is one (once
+/// per board, whichever roles it plays), and points the mapping at their ports.
+async fn take_places(
+    labgrid: &super::labgrid_cmd::LabgridArgs,
+    bench: &mut BenchMapping,
+    lock_timeout: std::time::Duration,
+) -> Result<Vec<hil::labgrid::HeldPlace>, Failure> {
+    let mut taken: std::collections::BTreeMap<String, hil::config::BenchBoard> = Default::default();
+    let mut places = Vec::new();
+    for board in bench.roles.values_mut() {
+        if let Some(ready) = taken.get(&board.name) {
+            *board = ready.clone();
+            continue;
+        }
+        let (ready, place) = labgrid.take_async(board, lock_timeout).await?;
+        places.extend(place);
+        taken.insert(board.name.clone(), ready.clone());
+        *board = ready;
+    }
+    Ok(places)
 }
 
 fn verdict(summary: &RunSummary, interrupted: bool) -> Exit {

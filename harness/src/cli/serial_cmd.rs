@@ -8,10 +8,12 @@ use hil::board::profile::{self, Profile, Settings};
 use hil::board::serial::{self, PortSetup, SerialBoard};
 use hil::config::BenchConfig;
 use hil::exit::Exit;
+use hil::labgrid::HeldPlace;
 use hil::port::PortName;
 use hil::trace::{EventBody, Trace, TraceOptions};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+use super::labgrid_cmd::LabgridArgs;
 use super::{stop_signal, Failure};
 
 /// List serial ports with their USB ids, serial numbers and the likely chip.
@@ -37,6 +39,8 @@ pub struct PortsArgs {}
 pub struct MonitorArgs {
     #[command(flatten)]
     target: Target,
+    #[command(flatten)]
+    labgrid: LabgridArgs,
     /// Write every line to this trace file (JSON Lines) as it arrives.
     #[arg(long, value_name = "FILE")]
     trace: Option<PathBuf>,
@@ -55,6 +59,8 @@ pub struct MonitorArgs {
 pub struct ProvisionArgs {
     #[command(flatten)]
     target: Target,
+    #[command(flatten)]
+    labgrid: LabgridArgs,
     #[arg(long)]
     ssid: Option<String>,
     /// The broker as HOST:PORT.
@@ -74,10 +80,15 @@ pub struct ProvisionArgs {
 
 /// Which port: a path, or a board of the bench config.
 #[derive(Debug, clap::Args)]
-#[group(required = true, multiple = false, id = "target_port")]
 pub struct Target {
     /// A serial port: a device path, or rfc2217://HOST:PORT (served over the network).
-    #[arg(long, value_name = "PORT", value_parser = PortName::parse)]
+    #[arg(
+        long,
+        value_name = "PORT",
+        value_parser = PortName::parse,
+        required_unless_present = "board",
+        conflicts_with = "board"
+    )]
     port: Option<PortName>,
     /// A board of the bench config (hil.toml).
     #[arg(long, value_name = "NAME")]
@@ -88,14 +99,21 @@ pub struct Target {
     /// The bench config for --board (default: hil.toml in the working directory).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// How long to wait for a port that another hil holds.
+    /// How long to wait for a port (or labgrid place) that another holds.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
     lock_timeout: Duration,
 }
 
+/// An open board, and the labgrid place it is on (held while the board is used).
+struct Opened {
+    board: SerialBoard,
+    place: Option<HeldPlace>,
+}
+
 impl Target {
-    /// Opens the port as a board named after it.
-    async fn open(&self, trace: Trace) -> Result<SerialBoard, Failure> {
+    /// Opens the port as a board named after it; a labgrid place is taken first.
+    async fn open(&self, labgrid: &LabgridArgs, trace: Trace) -> Result<Opened, Failure> {
+        let mut place = None;
         let (name, port, profile, control) = match (&self.port, &self.board) {
             (Some(port), _) => {
                 let profile = match &self.profile {
@@ -112,7 +130,9 @@ impl Target {
                 let bench = config
                     .board(name)
                     .map_err(|e| Failure::new(Exit::Usage, e))?;
-                let port = serial::resolve_port(bench)
+                let (bench, held) = labgrid.take_async(bench, self.lock_timeout).await?;
+                place = held;
+                let port = serial::resolve_port(&bench)
                     .map_err(|e| Failure::new(Exit::Infrastructure, e))?;
                 (
                     name.clone(),
@@ -128,7 +148,7 @@ impl Target {
                 ))
             }
         };
-        SerialBoard::open(PortSetup {
+        let board = SerialBoard::open(PortSetup {
             name: &name,
             port: &port,
             profile,
@@ -137,7 +157,8 @@ impl Target {
             lock_timeout: self.lock_timeout,
         })
         .await
-        .map_err(|e| Failure::new(Exit::Infrastructure, e))
+        .map_err(|e| Failure::new(Exit::Infrastructure, e))?;
+        Ok(Opened { board, place })
     }
 }
 
@@ -195,7 +216,8 @@ pub async fn monitor(args: MonitorArgs) -> Result<Exit, Failure> {
     })?;
     let stop = stop_signal();
     tokio::pin!(stop);
-    let mut board = args.target.open(trace.clone()).await?;
+    let opened = args.target.open(&args.labgrid, trace.clone()).await?;
+    let mut board = opened.board;
     eprintln!("hil monitor: {} open; Ctrl-C exits", board.port());
     let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let printer = tokio::spawn(print_lines(trace.clone(), color));
@@ -217,6 +239,8 @@ pub async fn monitor(args: MonitorArgs) -> Result<Exit, Failure> {
         }
     };
     board.stop().await;
+    // Released only once the board has let go of the port.
+    drop(opened.place);
     printer.abort();
     trace.finish()?;
     outcome
@@ -267,9 +291,12 @@ pub async fn provision(args: ProvisionArgs) -> Result<Exit, Failure> {
         ));
     }
     // The trace stays in memory and is dropped: the board's answer is all we keep.
-    let mut board = args.target.open(Trace::in_memory()).await?;
+    let opened = args.target.open(&args.labgrid, Trace::in_memory()).await?;
+    let mut board = opened.board;
     let answer = board.configure(&settings).await;
     board.stop().await;
+    // Released only once the board has let go of the port.
+    drop(opened.place);
     let answer = answer.map_err(|e| Failure::new(Exit::Infrastructure, e))?;
     println!("{answer}");
     Ok(Exit::Success)

@@ -11,25 +11,5 @@ pub const INSTALL: &str =
 /// `HIL_ESPTOOL`, else the venv `ci/test.sh` creates (`HIL_VENV`, default
 /// `~/.cache/hil/venv`), else `esptool` on the PATH.
 pub fn find() -> Result<PathBuf, String> {
-    if let Some(path) = std::env::var_os("HIL_ESPTOOL") {
-        let path = PathBuf::from(path);
-        return if path.is_file() {
-            Ok(path)
-        } else {
-            Err(format!("HIL_ESPTOOL={} does not exist", path.display()))
-        };
-    }
-    let venv = std::env::var_os("HIL_VENV").map(PathBuf::from).or_else(|| {
-        std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache/hil/venv"))
-    });
-    let in_venv = venv.map(|venv| venv.join("bin/esptool"));
-    let on_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join("esptool"))
-            .find(|candidate| candidate.is_file())
-    });
-    in_venv
-        .filter(|path| path.is_file())
-        .or(on_path)
-        .ok_or_else(|| format!("esptool not found; install it with {INSTALL}"))
+    crate::venv::find("HIL_ESPTOOL", "esptool", INSTALL)
 }

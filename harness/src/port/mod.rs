@@ -60,6 +60,8 @@ pub enum PortSpec {
     /// The first port whose USB id the board's profile lists.
     Auto,
     Named(PortName),
+    /// The serial port of a labgrid place, known once the place is acquired.
+    Labgrid(crate::labgrid::PlaceFilter),
 }
 
 impl PortSpec {

@@ -139,11 +139,15 @@ impl<F: Format> Reporter for ReportFile<F> {
     fn report(&mut self, event: &RunEvent) {
         match event {
             RunEvent::Started {
-                seed, unobserved, ..
+                seed,
+                unobserved,
+                labgrid,
+                ..
             } => {
                 self.started = Some(Instant::now());
                 self.summary.seed = *seed;
                 self.summary.unobserved = *unobserved;
+                self.summary.labgrid = labgrid.clone();
                 self.unwritten
                     .push_str(&self.format.preamble(&self.summary));
             }
@@ -231,6 +235,11 @@ impl Format for Junit {
         suite.add_property(("seed", summary.seed.to_string().as_str()));
         if let Some(unobserved) = summary.unobserved {
             suite.add_property(("unobserved", unobserved));
+        }
+        for played in &summary.labgrid {
+            let key = |what: &str| format!("labgrid.{}.{what}", played.role);
+            suite.add_property((key("place").as_str(), played.place.as_str()));
+            suite.add_property((key("exporter").as_str(), played.exporter.as_str()));
         }
         suite_content(suite, "<properties>")
     }
@@ -430,6 +439,51 @@ mod tests {
     }
 
     #[test]
+    fn the_labgrid_places_of_a_run_are_in_both_reports() {
+        let dir = tempfile::tempdir().unwrap();
+        let (json_path, junit_path) = (dir.path().join("r.json"), dir.path().join("j.xml"));
+        let mut json = JsonFile::create(json_path.clone()).unwrap();
+        let mut junit = JunitFile::create(junit_path.clone()).unwrap();
+        let labgrid = vec![crate::runner::RolePlace {
+            role: "lamp".into(),
+            board: "lab1".into(),
+            place: "desk-c3".into(),
+            exporter: "bench-host".into(),
+        }];
+        for event in [
+            RunEvent::Started {
+                total: 1,
+                jobs: 1,
+                seed: 7,
+                unobserved: None,
+                labgrid: labgrid.clone(),
+            },
+            RunEvent::ScenarioFinished(Arc::new(result(0))),
+        ] {
+            json.report(&event);
+            json.caught_up();
+            junit.report(&event);
+            junit.caught_up();
+        }
+        let xml = std::fs::read_to_string(&junit_path).unwrap();
+        well_formed(&xml);
+        assert!(
+            xml.contains(r#"<property name="labgrid.lamp.place" value="desk-c3"/>"#),
+            "{xml}"
+        );
+        assert!(
+            xml.contains(r#"<property name="labgrid.lamp.exporter" value="bench-host"/>"#),
+            "{xml}"
+        );
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+        assert_eq!(
+            report["summary"]["labgrid"],
+            serde_json::json!([{"role": "lamp", "board": "lab1", "place": "desk-c3", "exporter": "bench-host"}])
+        );
+    }
+
+    #[test]
     fn both_reports_are_valid_after_every_scenario() {
         let dir = tempfile::tempdir().unwrap();
         let (json_path, junit_path) = (dir.path().join("r.json"), dir.path().join("j.xml"));
@@ -456,6 +510,7 @@ mod tests {
             jobs: 1,
             seed: 7,
             unobserved: Some("what 'they' <do>"),
+            labgrid: Vec::new(),
         });
         check(0);
         for index in 0..4 {

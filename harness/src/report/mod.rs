@@ -280,6 +280,7 @@ mod tests {
                 jobs: 1,
                 seed: 1,
                 unobserved: None,
+                labgrid: Vec::new(),
             })
             .unwrap();
         events

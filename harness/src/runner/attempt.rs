@@ -75,6 +75,23 @@ pub struct BenchMapping {
     pub firmware: hil_firmware::Firmware,
 }
 
+impl BenchMapping {
+    /// The labgrid places the roles' boards were reserved from.
+    pub fn places(&self) -> Vec<super::RolePlace> {
+        self.roles
+            .iter()
+            .filter_map(|(role, board)| {
+                board.place.as_ref().map(|place| super::RolePlace {
+                    role: role.clone(),
+                    board: board.name.clone(),
+                    place: place.place.clone(),
+                    exporter: place.exporter.clone(),
+                })
+            })
+            .collect()
+    }
+}
+
 /// What an attempt leaves behind for reports and snapshots.
 pub struct AttemptRun {
     pub attempt: Attempt,

@@ -19,7 +19,8 @@ use tokio_util::sync::CancellationToken;
 pub use attempt::{run as run_attempt, AttemptRun, AttemptSetup, BenchMapping, TraceObserver};
 pub use client::{ClientSetup, HarnessClient};
 pub use outcome::{
-    Actor, ActorKind, Attempt, Failure, NotRun, RunSummary, ScenarioResult, Status, StepRef,
+    Actor, ActorKind, Attempt, Failure, NotRun, RolePlace, RunSummary, ScenarioResult, Status,
+    StepRef,
 };
 pub use roles::map_roles;
 pub use select::{Partition, Selection};
@@ -76,6 +77,8 @@ pub enum RunEvent {
         seed: u64,
         /// What the run cannot see (set when it runs against an external broker).
         unobserved: Option<&'static str>,
+        /// The labgrid places bench boards were reserved from.
+        labgrid: Vec<RolePlace>,
     },
     ScenarioStarted {
         name: String,
@@ -124,11 +127,13 @@ pub async fn run(
     let started = Instant::now();
     let total = scenarios.len();
     let unobserved = options.broker.external.map(|_| EXTERNAL_BLIND_SPOTS);
+    let labgrid = options.bench.places();
     tell(RunEvent::Started {
         total,
         jobs: options.jobs,
         seed: options.seed,
         unobserved,
+        labgrid: labgrid.clone(),
     });
     let options = Arc::new(options.clone());
     let mut pending = scenarios.into_iter().enumerate();
@@ -136,6 +141,7 @@ pub async fn run(
     let mut summary = RunSummary {
         seed: options.seed,
         unobserved,
+        labgrid,
         ..RunSummary::default()
     };
     let mut results = Vec::with_capacity(total);

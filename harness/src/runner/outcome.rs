@@ -191,6 +191,19 @@ pub struct RunSummary {
     /// What this run could not see: set when it ran against an external broker.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unobserved: Option<&'static str>,
+    /// Which labgrid place (and exporter) played each bench role.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub labgrid: Vec<RolePlace>,
+}
+
+/// A bench role played on a labgrid place: a shard on a farm says which board it had.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RolePlace {
+    pub role: String,
+    /// The bench board of hil.toml.
+    pub board: String,
+    pub place: String,
+    pub exporter: String,
 }
 
 impl RunSummary {

@@ -59,6 +59,18 @@ pub fn hil_flash(image: &Path, port: &Path, args: &[&str]) -> Output {
         .args(args))
 }
 
+/// `hil ARGS…` in `dir`: its exit code, and what it said on stdout and stderr.
+pub fn hil_in(dir: &Path, args: &[&str]) -> (Option<i32>, String) {
+    let output = run(Command::new(hil_exe())
+        .current_dir(dir)
+        .args(args)
+        .env("NO_COLOR", "1"));
+    (
+        output.status.code(),
+        format!("{}{}", text(&output.stdout), text(&output.stderr)),
+    )
+}
+
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -276,6 +288,11 @@ impl VirtualChip {
 
     /// A chip whose flash holds `app` where its app lives, not yet reset.
     pub fn start_with_app(chip: Chip, app: &[u8]) -> VirtualChip {
+        VirtualChip::start_with_app_and(chip, app, &[])
+    }
+
+    /// [`VirtualChip::start_with_app`], with more arguments for `hil sim --pty`.
+    pub fn start_with_app_and(chip: Chip, app: &[u8], extra: &[&str]) -> VirtualChip {
         let dir = tempfile::tempdir().unwrap();
         let flash_file = dir.path().join("flash.bin");
         let mut flash = vec![0xFF; hil::chip::FLASH_SIZE];
@@ -283,7 +300,7 @@ impl VirtualChip {
         flash[at..at + app.len()].copy_from_slice(app);
         std::fs::write(&flash_file, &flash).unwrap();
         let port = dir.path().join(chip.name());
-        VirtualChip::start_with(chip, dir, port, flash_file, &[])
+        VirtualChip::start_with(chip, dir, port, flash_file, extra)
     }
 
     pub fn flash(&self) -> Vec<u8> {
