@@ -601,6 +601,18 @@ const NOT_RUN_HERE: &[(&str, &str)] = &[
         "runs until stopped (tests/record.rs drives it)",
     ),
     (
+        "hil explore --runs 200 --seed 7",
+        "runs for minutes (tests/explore_mutants.rs drives explore)",
+    ),
+    (
+        "hil explore --budget 60s --jobs 2 --firmware-lib ./liblight_controller.so",
+        "a core built as a shared library, and a minute",
+    ),
+    (
+        "hil explore --faults partition,wifi,broker_restart --length 12",
+        "runs for minutes (tests/explore_mutants.rs drives explore)",
+    ),
+    (
         "hil bench --json > bench.json",
         "the benchmark: minutes of measuring",
     ),
