@@ -113,7 +113,7 @@ impl Lab {
     }
 
     /// `hil ARGS…` running, the lines it prints (stdout and stderr) as they come.
-    fn spawn(&self, args: &[&str]) -> (Running, mpsc::Receiver<String>) {
+    fn spawn(&self, args: &[&str]) -> (Running, Said) {
         let mut child = Command::new(hil_exe())
             .current_dir(self.dir.path())
             .args(self.args(args))
@@ -131,7 +131,13 @@ impl Lab {
             let tx = tx.clone();
             std::thread::spawn(move || pipe.iter().try_for_each(|line| tx.send(line)));
         }
-        (Running(Some(child)), lines)
+        (
+            Running(Some(child)),
+            Said {
+                lines,
+                seen: Vec::new(),
+            },
+        )
     }
 
     /// Who holds `place` and for which reservation, as labgrid-client shows it.
@@ -197,19 +203,30 @@ fn scenarios() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios")
 }
 
-/// Waits for a line `wanted` accepts.
-fn wait_for_line(lines: &mpsc::Receiver<String>, wanted: impl Fn(&str) -> bool) -> String {
-    let deadline = std::time::Instant::now() + DEADLINE;
-    let mut seen = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        match lines.recv_timeout(left) {
-            Ok(line) if wanted(&line) => return line,
-            Ok(line) => seen.push(line),
-            Err(_) => panic!(
-                "no such line within {DEADLINE:?}; saw:\n{}",
-                seen.join("\n")
-            ),
+/// What a running `hil` has printed, line by line as it comes.
+struct Said {
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Said {
+    /// Waits for a line `wanted` accepts; on the deadline, fails with all it said.
+    fn wait_for(&mut self, wanted: impl Fn(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + DEADLINE;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if wanted(&line) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "no such line within {DEADLINE:?}; it said:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
         }
     }
 }
@@ -304,8 +321,8 @@ fn runners_share_matching_places_wait_for_held_ones_and_give_them_back() {
     lab.board("lab-b", "\"c3-b\"", Chip::Esp32c3);
 
     // One runner holds c3-a (the monitor, until it is stopped).
-    let (monitor, monitor_said) = lab.spawn(&["monitor", "--board", "lab-a"]);
-    wait_for_line(&monitor_said, |line| line.contains("Ctrl-C exits"));
+    let (monitor, mut monitor_said) = lab.spawn(&["monitor", "--board", "lab-a"]);
+    monitor_said.wait_for(|line| line.contains("Ctrl-C exits"));
     assert!(
         lab.holder("c3-a").0.ends_with(&whoami()),
         "{:?}",
@@ -350,17 +367,17 @@ fn runners_share_matching_places_wait_for_held_ones_and_give_them_back() {
     // SIGINT in the middle of a run: the run is interrupted and the place given back.
     let long = lab.dir.path().join("long.yaml");
     std::fs::write(&long, LONG_SCENARIO).unwrap();
-    let (run, run_said) = lab.spawn(&["run", long.to_str().unwrap(), "--board", "lamp=lab-b"]);
-    wait_for_line(&run_said, |line| line.contains("labgrid place c3-b"));
-    wait_for_line(&run_said, |line| line.contains("running 1 scenario"));
+    let (run, mut run_said) = lab.spawn(&["run", long.to_str().unwrap(), "--board", "lamp=lab-b"]);
+    run_said.wait_for(|line| line.contains("labgrid place c3-b (exporter exp-b) acquired"));
+    run_said.wait_for(|line| line.contains("running 1 scenario"));
     assert!(lab.holder("c3-b").0.ends_with(&whoami()));
     run.signal("INT");
     assert_eq!(run.wait().code(), Some(130));
     lab.assert_free("c3-b");
 
     // A run that dies without a word (SIGKILL) leaves the keeper to give it back.
-    let (run, run_said) = lab.spawn(&["run", long.to_str().unwrap(), "--board", "lamp=lab-b"]);
-    wait_for_line(&run_said, |line| line.contains("running 1 scenario"));
+    let (run, mut run_said) = lab.spawn(&["run", long.to_str().unwrap(), "--board", "lamp=lab-b"]);
+    run_said.wait_for(|line| line.contains("running 1 scenario"));
     run.signal("KILL");
     run.wait();
     let (code, said) = lab.hil(&[
