@@ -364,15 +364,36 @@ fn runners_share_matching_places_wait_for_held_ones_and_give_them_back() {
     assert_eq!(monitor.wait().code(), Some(130));
     lab.assert_free("c3-a");
 
-    // SIGINT in the middle of a run: the run is interrupted and the place given back.
+    // Two runners asking by tags at once, with two matching places: each gets its own,
+    // and both run together. SIGINT in the middle of the runs: each is interrupted and
+    // its place given back.
     let long = lab.dir.path().join("long.yaml");
     std::fs::write(&long, LONG_SCENARIO).unwrap();
-    let (run, mut run_said) = lab.spawn(&["run", long.to_str().unwrap(), "--board", "lamp=lab-b"]);
-    run_said.wait_for(|line| line.contains("labgrid place c3-b (exporter exp-b) acquired"));
-    run_said.wait_for(|line| line.contains("running 1 scenario"));
-    assert!(lab.holder("c3-b").0.ends_with(&whoami()));
-    run.signal("INT");
-    assert_eq!(run.wait().code(), Some(130));
+    let mut runs: Vec<(Running, Said)> = (0..2)
+        .map(|_| lab.spawn(&["run", long.to_str().unwrap(), "--board", "lamp=any"]))
+        .collect();
+    let mut places = Vec::new();
+    for (_, said) in &mut runs {
+        let acquired = said.wait_for(|line| line.contains("acquired"));
+        places.push(if acquired.contains("place c3-a ") {
+            "c3-a"
+        } else {
+            "c3-b"
+        });
+        said.wait_for(|line| line.contains("running 1 scenario"));
+    }
+    places.sort();
+    assert_eq!(places, ["c3-a", "c3-b"]);
+    for place in places {
+        assert!(lab.holder(place).0.ends_with(&whoami()), "{place}");
+    }
+    for (run, _) in &runs {
+        run.signal("INT");
+    }
+    for (run, said) in runs {
+        assert_eq!(run.wait().code(), Some(130), "{:?}", said.seen);
+    }
+    lab.assert_free("c3-a");
     lab.assert_free("c3-b");
 
     // A run that dies without a word (SIGKILL) leaves the keeper to give it back.

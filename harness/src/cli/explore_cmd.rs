@@ -2,12 +2,17 @@
 //! scenario file.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use hil::broker::BrokerConfig;
 use hil::exit::Exit;
-use hil::explore::{self, ops::FaultKind, Budget, Progress};
+use hil::explore::{self, ops::FaultKind, Budget, Finding, Progress};
+use hil::namespace::Namespace;
+use hil::report::{html::HtmlFile, ReportThread};
+use hil::runner::{self, BenchMapping, RunOptions};
+use hil::scenario;
+use hil::snapshot::SnapshotPolicy;
 use tokio_util::sync::CancellationToken;
 
 use super::{stop_signal, Failure};
@@ -19,7 +24,9 @@ use super::{stop_signal, Failure};
 /// A violation is shrunk to a short scenario that `hil run` reproduces, written into
 /// --out with a comment naming the invariant and the seed, and kept in the failure
 /// database (--db), whose scenarios are replayed first on every later run. Exploring
-/// stops at the first finding. The same seed and options generate the same scenarios.
+/// stops at the first finding that `hil run` reproduces (one that it does not is still
+/// written, and exploring goes on); --keep-going explores the whole budget, one finding
+/// per invariant. The same seed and options generate the same scenarios.
 ///
 /// Exit 0 when nothing was found within the budget, 1 when a violation was found (or a
 /// kept failure fails again), 2 usage, 3 infrastructure, 130 interrupted (what was
@@ -29,6 +36,7 @@ use super::{stop_signal, Failure};
 ///   hil explore --runs 200 --seed 7
 ///   hil explore --budget 60s --jobs 2 --firmware-lib ./liblight_controller.so
 ///   hil explore --faults partition,wifi,broker_restart --length 12
+///   hil explore --keep-going --budget 5m --html findings.html
 ///   hil explore --replay
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
@@ -61,6 +69,13 @@ pub struct ExploreArgs {
     /// Run only the failure database's scenarios.
     #[arg(long)]
     replay: bool,
+    /// A visual report of the findings: each written scenario played once more by the
+    /// normal runner, its sequence diagram and timelines in one HTML file.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
+    /// Go on after a finding until the budget is spent, one finding per invariant.
+    #[arg(long, conflicts_with = "replay")]
+    keep_going: bool,
     #[command(flatten)]
     firmware: super::FirmwareArg,
 }
@@ -76,6 +91,8 @@ pub async fn run(args: ExploreArgs) -> Result<Exit, Failure> {
         (None, Some(time)) => Budget::Time(time),
         (None, None) => Budget::Time(Duration::from_secs(60)),
     };
+    let broker = BrokerConfig::loopback()?;
+    let replay = (broker.clone(), firmware.clone());
     let options = explore::Options {
         seed,
         budget,
@@ -85,7 +102,8 @@ pub async fn run(args: ExploreArgs) -> Result<Exit, Failure> {
         out: args.out,
         db: args.db,
         replay_only: args.replay,
-        broker: BrokerConfig::loopback()?,
+        keep_going: args.keep_going,
+        broker,
         firmware,
     };
     let interrupt = CancellationToken::new();
@@ -182,6 +200,13 @@ pub async fn run(args: ExploreArgs) -> Result<Exit, Failure> {
     for error in &summary.errors {
         eprintln!("harness error: {error}");
     }
+    if let Some(path) = &args.html {
+        if !summary.findings.is_empty() && !interrupt.is_cancelled() {
+            let (broker, firmware) = replay;
+            visual_report(path, &summary.findings, broker, firmware, seed, &interrupt).await?;
+            eprintln!("hil explore: visual report {}", path.display());
+        }
+    }
     Ok(if summary.interrupted {
         Exit::Interrupted
     } else if !summary.findings.is_empty() || !summary.replay_failures.is_empty() {
@@ -191,4 +216,59 @@ pub async fn run(args: ExploreArgs) -> Result<Exit, Failure> {
     } else {
         Exit::Success
     })
+}
+
+/// Plays each finding's written scenario once more through the normal runner, with the
+/// firmware explored, into the visual report at `path`.
+async fn visual_report(
+    path: &Path,
+    findings: &[Finding],
+    broker: BrokerConfig,
+    firmware: hil_firmware::Firmware,
+    seed: u64,
+    interrupt: &CancellationToken,
+) -> Result<(), Failure> {
+    let scenarios = findings
+        .iter()
+        .map(|finding| scenario::load(&finding.file, &["sim"]))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Failure::new(Exit::Infrastructure, e.render(false)))?;
+    let file = HtmlFile::create(path.to_path_buf()).map_err(|e| {
+        Failure::new(
+            Exit::Infrastructure,
+            format!("cannot write report {}: {e}", path.display()),
+        )
+    })?;
+    let reports = ReportThread::start(vec![Box::new(file)]).map_err(|e| {
+        Failure::new(
+            Exit::Infrastructure,
+            format!("cannot start the reporters: {e}"),
+        )
+    })?;
+    let options = RunOptions {
+        broker,
+        jobs: 1,
+        fail_fast: false,
+        retries: 0,
+        seed,
+        out_dir: None,
+        pcap: false,
+        snapshot_all: false,
+        snapshot_policy: SnapshotPolicy::WriteNothing("explore writes no snapshots"),
+        bench: BenchMapping {
+            firmware,
+            ..BenchMapping::default()
+        },
+        run_id: Namespace::run_id(seed),
+        credentials: None,
+        keep_traces: true,
+    };
+    runner::run(scenarios, &options, interrupt, reports.events()).await;
+    let errors = tokio::task::spawn_blocking(move || reports.finish())
+        .await
+        .unwrap_or_else(|e| vec![format!("the reporters stopped: {e}")]);
+    match errors.into_iter().next() {
+        Some(error) => Err(Failure::new(Exit::Infrastructure, error)),
+        None => Ok(()),
+    }
 }

@@ -47,6 +47,9 @@ pub struct Options {
     pub db: PathBuf,
     /// Run only the database's scenarios.
     pub replay_only: bool,
+    /// Explore the whole budget: one finding per invariant instead of stopping at the
+    /// first reproduced one.
+    pub keep_going: bool,
     pub broker: BrokerConfig,
     pub firmware: hil_firmware::Firmware,
 }
@@ -245,8 +248,10 @@ pub fn run_seed(seed: u64, index: usize) -> u64 {
     crate::seed::derive_seed(seed, &format!("explore run {index}"))
 }
 
-/// Replays the failure database, then explores within the budget; stops at the first
-/// finding (shrunk and written) or at `interrupt`.
+/// Replays the failure database, then explores within the budget. Each violation is
+/// shrunk and written while no run is in flight; exploring stops at the first finding
+/// that `hil run` reproduces (with `keep_going`, at the end of the budget, one finding
+/// per invariant), or at `interrupt`.
 pub async fn explore(
     options: Options,
     interrupt: CancellationToken,
@@ -285,9 +290,12 @@ pub async fn explore(
         Budget::Time(limit) => started.elapsed() < limit,
         Budget::Runs(runs) => next < runs,
     };
-    let mut found: Option<(Plan, u64, Violation)> = None;
-    loop {
-        while found.is_none()
+    // Violations waiting to be shrunk, and the invariants already shown reproducibly.
+    let mut to_shrink: Vec<(Plan, u64, Violation)> = Vec::new();
+    let mut reproduced: BTreeSet<&'static str> = BTreeSet::new();
+    let mut done = false;
+    while !done {
+        while to_shrink.is_empty()
             && !ctx.interrupt.is_cancelled()
             && running.len() < ctx.options.jobs.max(1)
             && budget_left(next)
@@ -302,7 +310,27 @@ pub async fn explore(
             });
         }
         let Some((plan, seed, outcome, seen)) = running.next().await else {
-            break;
+            // Nothing in flight: shrink what was found, then explore on if allowed.
+            let Some((plan, seed, violation)) = to_shrink.drain(..).next() else {
+                break;
+            };
+            if ctx.interrupt.is_cancelled() {
+                break;
+            }
+            let finding = shrink::shrink(&ctx, plan, seed, violation, started, &mut progress).await;
+            match db::keep(&ctx.options.out, &ctx.options.db, &finding) {
+                Ok(file) => {
+                    let finding = Finding { file, ..finding };
+                    if finding.reproduced {
+                        reproduced.insert(finding.invariant);
+                        done = !ctx.options.keep_going;
+                    }
+                    progress(Progress::Finding(Box::new(finding.clone())));
+                    summary.findings.push(finding);
+                }
+                Err(error) => summary.errors.push(error),
+            }
+            continue;
         };
         summary.runs += 1;
         summary.steps += plan.ops.len();
@@ -312,8 +340,8 @@ pub async fn explore(
             Outcome::Interrupted => summary.interrupted = true,
             Outcome::Error(error) => summary.errors.push(error),
             Outcome::Violated(violation) => {
-                if found.is_none() {
-                    found = Some((plan, seed, violation));
+                if !reproduced.contains(violation.invariant) {
+                    to_shrink.push((plan, seed, violation));
                 }
             }
         }
@@ -322,23 +350,12 @@ pub async fn explore(
             steps: summary.steps,
             covered: reached.len(),
             pairs: pairs.len(),
-            failures: usize::from(found.is_some()),
+            failures: summary.findings.len() + to_shrink.len(),
         });
     }
     summary.never_reached = pairs.into_iter().filter(|p| !reached.contains(p)).collect();
     if ctx.interrupt.is_cancelled() {
         summary.interrupted = true;
-    }
-    if let Some((plan, seed, violation)) = found {
-        let finding = shrink::shrink(&ctx, plan, seed, violation, started, &mut progress).await;
-        match db::keep(&ctx.options.out, &ctx.options.db, &finding) {
-            Ok(file) => {
-                let finding = Finding { file, ..finding };
-                progress(Progress::Finding(Box::new(finding.clone())));
-                summary.findings.push(finding);
-            }
-            Err(error) => summary.errors.push(error),
-        }
     }
     summary
 }

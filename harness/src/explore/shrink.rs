@@ -12,6 +12,9 @@ use super::{Context, Finding, Outcome, Progress};
 
 /// Runs each candidate must fail, all of them, to count as a reproduction.
 const CONFIRMATIONS: usize = 2;
+/// Runs the written scenario must fail, each with its own fault seed as `hil run`
+/// without `--seed` would pick one, to be reported as reproduced.
+const FINAL_CONFIRMATIONS: usize = 3;
 /// Candidates tried at most, and time spent at most, per finding.
 const MAX_CANDIDATES: usize = 60;
 const MAX_TIME: Duration = Duration::from_secs(45);
@@ -221,9 +224,11 @@ pub(super) async fn shrink(
         .unwrap_or_else(|| cut.to_text(&name, &checks));
     let mut reproduced = scenario.is_some();
     if let Some(scenario) = &scenario {
-        for _ in 0..CONFIRMATIONS {
+        for confirmation in 0..FINAL_CONFIRMATIONS {
             runs += 1;
-            if !ctx.fails(scenario, seed).await {
+            let fault_seed =
+                crate::seed::derive_seed(seed, &format!("confirmation {confirmation}"));
+            if !ctx.fails(scenario, fault_seed).await {
                 reproduced = false;
                 break;
             }
