@@ -309,6 +309,13 @@ void WiFiClient::stop() {
     if (fd_ >= 0) {
         host_sync();
         host_note_activity();
+        // Closing with unread bytes makes the kernel send RST, and a peer that has not yet
+        // read what came before (a DISCONNECT, say) may then lose it: send FIN first and
+        // drop what is waiting, so the close is the orderly one the chip's stack makes.
+        shutdown(fd_, SHUT_WR);
+        char unread[256];
+        while (recv(fd_, unread, sizeof unread, MSG_DONTWAIT) > 0) {
+        }
         close(fd_);
         fd_ = -1;
     }

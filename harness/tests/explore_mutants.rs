@@ -182,3 +182,55 @@ fn generated_runs_on_the_built_in_core_raise_no_violation() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("40 run(s)"), "{stderr}");
 }
+
+#[test]
+fn keep_going_finds_each_invariant_once_and_the_visual_report_draws_the_findings() {
+    let dir = tempfile::tempdir().unwrap();
+    let patch = mutants()
+        .into_iter()
+        .find(|p| p.ends_with("repeat_toggles.patch"))
+        .unwrap();
+    let library = build_mutant(dir.path(), &patch);
+    let html = dir.path().join("findings.html");
+    let output = Command::new(hil_exe())
+        .args(["explore", "--runs", "8", "--jobs", "2", "--seed", "11"])
+        .arg("--keep-going")
+        .arg("--firmware-lib")
+        .arg(&library)
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .arg("--db")
+        .arg(dir.path().join("db"))
+        .arg("--html")
+        .arg(&html)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("8 run(s)"),
+        "all eight runs, not only up to the first finding:\n{text}"
+    );
+    let reproduced: Vec<&str> = text
+        .lines()
+        .filter(|line| line.starts_with("FOUND") && !line.ends_with(NOT_REPRODUCED))
+        .map(|line| line.split(": ").next().unwrap())
+        .collect();
+    assert!(!reproduced.is_empty(), "{text}");
+    let distinct: std::collections::BTreeSet<_> = reproduced.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        reproduced.len(),
+        "one finding per invariant:\n{text}"
+    );
+    let page = std::fs::read_to_string(&html).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert!(
+        page.contains("explore finding"),
+        "the findings are in the report"
+    );
+    assert!(page.contains("<svg"), "with their sequence diagrams");
+}

@@ -613,6 +613,10 @@ const NOT_RUN_HERE: &[(&str, &str)] = &[
         "runs for minutes (tests/explore_mutants.rs drives explore)",
     ),
     (
+        "hil explore --keep-going --budget 5m --html findings.html",
+        "runs for five minutes (tests/explore_mutants.rs drives --keep-going and --html)",
+    ),
+    (
         "hil bench --json > bench.json",
         "the benchmark: minutes of measuring",
     ),

@@ -20,8 +20,9 @@ use hil_firmware::host_build::{self, Compiler, Family, HostBuild};
 ///   lands in the snapshot;
 /// - the will scenario: the sketch writes status, subscription and state back to back,
 ///   and all three can reach the trace before its last step ends.
-const DIFFERENT_ON_THE_SKETCH: [&str; 3] = [
+const DIFFERENT_ON_THE_SKETCH: [&str; 4] = [
     "reconnect attempts back off from 250 ms, doubling, within 20 percent jitter",
+    "a press during a network partition is published when it heals",
     "QoS 1 delivery",
     "will says offline after power loss",
 ];
