@@ -1172,6 +1172,16 @@ async fn fleet(
             format!("< {rss_target} MiB"),
             harness_rss + engine_rss < rss_target,
         ),
+        Row::info(
+            format!("{fleet_name}: peak RSS per board, harness"),
+            (harness_rss * 1024.0 / boards.max(1) as f64).round(),
+            "KiB",
+        ),
+        Row::info(
+            format!("{fleet_name}: peak RSS per board, broker engine"),
+            (engine_rss * 1024.0 / boards.max(1) as f64).round(),
+            "KiB",
+        ),
     ])
 }
 

@@ -27,6 +27,7 @@ const BOUNCE_EDGE: Duration = Duration::from_millis(1);
 /// A finger stays on the button this long.
 const PRESS_LENGTH: Duration = Duration::from_millis(40);
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
+const INFLIGHT: u16 = 16;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// From `WiFi.begin` to joined. Real boards take seconds; a little is enough to keep a
 /// rebooted board from reconnecting before the broker has seen its old socket close
@@ -659,6 +660,9 @@ impl SimulatedDevice {
         }
         options.set_keep_alive(KEEP_ALIVE);
         options.set_clean_session(true);
+        // The firmware has a handful of QoS 1 messages in flight at most; rumqttc keeps a
+        // slot per allowed one (100 by default), in every board of a fleet.
+        options.set_inflight(INFLIGHT);
         options.set_max_packet_size(4 * 1024 * 1024, 4 * 1024 * 1024);
         options.set_last_will(rumqttc::LastWill::new(
             &request.will_topic,
