@@ -117,8 +117,9 @@ fn survived(names: &[String]) -> String {
 /// Every mutant of [`MUTANTS`] built in `dir` and loaded.
 async fn build_mutants(dir: PathBuf) -> io::Result<Vec<Mutant>> {
     tokio::task::spawn_blocking(move || {
-        let patches = mutants::patches(Path::new(MUTANTS))
-            .map_err(|e| io::Error::other(format!("run hil bench from the repository root: {e}")))?;
+        let patches = mutants::patches(Path::new(MUTANTS)).map_err(|e| {
+            io::Error::other(format!("run hil bench from the repository root: {e}"))
+        })?;
         patches
             .iter()
             .map(|patch| {
@@ -195,11 +196,7 @@ fn explore_alone(options: Options) -> io::Result<Summary> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    Ok(runtime.block_on(explore::explore(
-        options,
-        CancellationToken::new(),
-        |_| {},
-    )))
+    Ok(runtime.block_on(explore::explore(options, CancellationToken::new(), |_| {})))
 }
 
 /// [`BUILT_IN_RUNS`] generated runs on the built-in core, the whole budget explored:

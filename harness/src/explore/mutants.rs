@@ -40,8 +40,7 @@ pub fn name(patch: &Path) -> String {
 pub fn build(dir: &Path, patch: &Path) -> Result<PathBuf, String> {
     let name = name(patch);
     let work = dir.join(&name);
-    std::fs::create_dir_all(&work)
-        .map_err(|e| format!("cannot create {}: {e}", work.display()))?;
+    std::fs::create_dir_all(&work).map_err(|e| format!("cannot create {}: {e}", work.display()))?;
     let source = work.join("light_controller.c");
     std::fs::copy(shipped_core(), &source).map_err(|e| {
         format!(
