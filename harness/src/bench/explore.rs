@@ -136,8 +136,8 @@ async fn build_mutants(dir: PathBuf) -> io::Result<Vec<Mutant>> {
     .map_err(io::Error::other)?
 }
 
-/// What `hil explore` of a fresh failure database in `dir` with `firmware` would do by
-/// default, stopping at its first reproduced finding.
+/// Exploring `firmware` as `hil explore --budget 60s --jobs 1 --seed 11` does, with a
+/// fresh failure database in `dir`: it stops at its first reproduced finding.
 fn explore_options(dir: &Path, label: &str, broker: &BrokerConfig, firmware: Firmware) -> Options {
     Options {
         seed: MUTANT_SEED,

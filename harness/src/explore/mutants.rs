@@ -49,11 +49,14 @@ pub fn build(dir: &Path, patch: &Path) -> Result<PathBuf, String> {
             source.display()
         )
     })?;
+    // `patch -d` reads the patch file from inside the copy's folder.
+    let patch = std::fs::canonicalize(patch)
+        .map_err(|e| format!("cannot read {}: {e}", patch.display()))?;
     let output = Command::new("patch")
         .args(["-s", "-p1", "-d"])
         .arg(&work)
         .arg("-i")
-        .arg(patch)
+        .arg(&patch)
         .output()
         .map_err(|e| format!("cannot run `patch` (install it, e.g. apt-get install patch): {e}"))?;
     if !output.status.success() {
