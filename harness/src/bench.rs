@@ -3,9 +3,11 @@
 //! Every figure comes from real sockets on loopback: raw MQTT 3.1.1 clients (rumqttc's
 //! codec over a `TcpStream`, no client library in the measured path) talk to a broker
 //! started for the benchmark, through the tap and, for comparison, straight to the engine.
-//! The `flash` rows (`flash.rs`) flash a virtual chip over a pty.
+//! The `flash` rows (`flash.rs`) flash a virtual chip over a pty; the `explore` rows
+//! (`explore.rs`) measure `hil explore` against mutants of the firmware core.
 
 pub mod browser;
+mod explore;
 pub mod farm;
 mod flash;
 mod labgrid;
@@ -99,7 +101,7 @@ impl Row {
 }
 
 /// The groups of rows, in table order; `hil bench --only GROUP` runs one.
-pub const GROUPS: [&str; 12] = [
+pub const GROUPS: [&str; 13] = [
     "broker",
     "latency",
     "throughput",
@@ -112,6 +114,7 @@ pub const GROUPS: [&str; 12] = [
     "fleet",
     "flash",
     "labgrid",
+    "explore",
 ];
 
 /// Runs the measurements of `groups` (all when empty) and returns the rows in table order.
@@ -180,6 +183,9 @@ pub async fn run(options: &BenchOptions, groups: &[String]) -> Vec<Row> {
     }
     if wanted("labgrid") {
         add("labgrid", labgrid::rows(options).await);
+    }
+    if wanted("explore") {
+        add("explore", explore::rows(options).await);
     }
     rows
 }

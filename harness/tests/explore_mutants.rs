@@ -18,38 +18,7 @@ const AT_ONCE: usize = 2;
 
 fn mutants() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/mutants");
-    let mut patches: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|e| e == "patch"))
-        .collect();
-    patches.sort();
-    patches
-}
-
-/// The shipped core with `patch` applied, built as `DIR/NAME.so`.
-fn build_mutant(dir: &Path, patch: &Path) -> PathBuf {
-    use hil_firmware::host_build::{build_core_library, shipped_core, Compiler, CoreLibrary};
-    let name = patch.file_stem().unwrap().to_string_lossy().to_string();
-    let work = dir.join(&name);
-    std::fs::create_dir_all(&work).unwrap();
-    std::fs::copy(shipped_core(), work.join("light_controller.c")).unwrap();
-    let applied = Command::new("patch")
-        .args(["-s", "-p1", "-d"])
-        .arg(&work)
-        .arg("-i")
-        .arg(patch)
-        .status()
-        .expect("patch is installed (ci/test.sh installs it)");
-    assert!(applied.success(), "{} does not apply", patch.display());
-    let out = dir.join(format!("{name}.so"));
-    let library = CoreLibrary {
-        sources: vec![work.join("light_controller.c")],
-        defines: Vec::new(),
-        out: out.clone(),
-    };
-    build_core_library(&library, &Compiler::from_env(false)).expect("the mutant builds");
-    out
+    hil::explore::mutants::patches(&dir).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// How `hil explore` marks a finding whose scenario did not fail every `hil run`.
@@ -120,7 +89,7 @@ fn explore_finds_seven_of_eight_mutants_and_shrinks_each_to_a_reproducing_scenar
     assert_eq!(patches.len(), 8, "{patches:?}");
     let libraries: Vec<PathBuf> = patches
         .iter()
-        .map(|p| build_mutant(dir.path(), p))
+        .map(|p| hil::explore::mutants::build(dir.path(), p).unwrap_or_else(|e| panic!("{e}")))
         .collect();
     let mut explored = Vec::new();
     for batch in libraries.chunks(AT_ONCE) {

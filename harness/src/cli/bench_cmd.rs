@@ -14,7 +14,9 @@ use super::Failure;
 /// expect_message wait costs per event among 1 000 and 100 000 unrelated ones;
 /// flashing a virtual ESP32-C3 (hil against esptool, re-flash, flash → ACTIVE); the
 /// HTML report's size, rendering cost and first paint in headless Chromium; a labgrid
-/// place on loopback (reserve + acquire + open, the suite through it).
+/// place on loopback (reserve + acquire + open, the suite through it); the mutants of
+/// fixtures/mutants/ killed by `hil explore` and by the reference suite, the median time
+/// to find and shrink one, generated runs per second and false alarms on the built-in core.
 /// Exit code 1 when a target is missed.
 ///
 /// Example:

@@ -3,11 +3,12 @@
 //! boards, judged while it runs by invariants over the trace (`monitor`) against a model
 //! of the firmware contract (`model`). A violation is shrunk (`shrink`) to a short
 //! scenario that `hil run` reproduces, kept in a database of failures (`db`) and
-//! replayed first next time.
+//! replayed first next time. `mutants` builds broken cores to measure it against.
 
 pub mod db;
 pub mod model;
 pub mod monitor;
+pub mod mutants;
 pub mod ops;
 mod shrink;
 
@@ -102,6 +103,8 @@ pub enum Progress {
 pub struct Summary {
     pub runs: usize,
     pub steps: usize,
+    /// Runs that broke an invariant or failed a step of their own, shrunk or not.
+    pub violations: usize,
     pub findings: Vec<Finding>,
     /// Database scenarios that failed again.
     pub replay_failures: Vec<PathBuf>,
@@ -340,6 +343,7 @@ pub async fn explore(
             Outcome::Interrupted => summary.interrupted = true,
             Outcome::Error(error) => summary.errors.push(error),
             Outcome::Violated(violation) => {
+                summary.violations += 1;
                 if !reproduced.contains(violation.invariant) {
                     to_shrink.push((plan, seed, violation));
                 }
