@@ -159,7 +159,8 @@ fn keep_going_finds_each_invariant_once_and_the_visual_report_draws_the_findings
         .into_iter()
         .find(|p| p.ends_with("repeat_toggles.patch"))
         .unwrap();
-    let library = build_mutant(dir.path(), &patch);
+    let library =
+        hil::explore::mutants::build(dir.path(), &patch).unwrap_or_else(|e| panic!("{e}"));
     let html = dir.path().join("findings.html");
     let output = Command::new(hil_exe())
         .args(["explore", "--runs", "8", "--jobs", "2", "--seed", "11"])
