@@ -21,6 +21,11 @@ fn mutants() -> Vec<PathBuf> {
     hil::explore::mutants::patches(&dir).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// `patch` applied to the shipped core, built in `dir`.
+fn build_mutant(dir: &Path, patch: &Path) -> PathBuf {
+    hil::explore::mutants::build(dir, patch).unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// How `hil explore` marks a finding whose scenario did not fail every `hil run`.
 const NOT_REPRODUCED: &str = " (hil run did not fail it every time)";
 
@@ -89,7 +94,7 @@ fn explore_finds_seven_of_eight_mutants_and_shrinks_each_to_a_reproducing_scenar
     assert_eq!(patches.len(), 8, "{patches:?}");
     let libraries: Vec<PathBuf> = patches
         .iter()
-        .map(|p| hil::explore::mutants::build(dir.path(), p).unwrap_or_else(|e| panic!("{e}")))
+        .map(|p| build_mutant(dir.path(), p))
         .collect();
     let mut explored = Vec::new();
     for batch in libraries.chunks(AT_ONCE) {
@@ -159,8 +164,7 @@ fn keep_going_finds_each_invariant_once_and_the_visual_report_draws_the_findings
         .into_iter()
         .find(|p| p.ends_with("repeat_toggles.patch"))
         .unwrap();
-    let library =
-        hil::explore::mutants::build(dir.path(), &patch).unwrap_or_else(|e| panic!("{e}"));
+    let library = build_mutant(dir.path(), &patch);
     let html = dir.path().join("findings.html");
     let output = Command::new(hil_exe())
         .args(["explore", "--runs", "8", "--jobs", "2", "--seed", "11"])

@@ -208,10 +208,9 @@ fn explore_alone(options: Options) -> io::Result<Summary> {
 }
 
 /// [`BUILT_IN_RUNS`] generated runs on the built-in core, the whole budget explored:
-/// runs per second, and how many runs raised a violation (each a false alarm: the
-/// built-in core keeps the contract the model states).
-/// Runs per second, false alarms and runs the harness could not carry out (each said as
-/// a warning; they cost the rows nothing but their count).
+/// runs per second, how many runs raised a violation (each a false alarm: the built-in
+/// core keeps the contract the model states), and how many the harness could not carry
+/// out (the first said as a warning; they cost the other rows nothing).
 async fn built_in_runs(dir: &Path, broker: &BrokerConfig) -> io::Result<(f64, usize, usize)> {
     let options = Options {
         seed: BUILT_IN_SEED,

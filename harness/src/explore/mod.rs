@@ -293,12 +293,13 @@ pub async fn explore(
         Budget::Time(limit) => started.elapsed() < limit,
         Budget::Runs(runs) => next < runs,
     };
-    // Violations waiting to be shrunk, and the invariants already shown reproducibly.
-    let mut to_shrink: Vec<(Plan, u64, Violation)> = Vec::new();
+    // The violation to shrink once no run is in flight (later ones meanwhile are left,
+    // as exploring goes on), and the invariants already shown reproducibly.
+    let mut to_shrink: Option<(Plan, u64, Violation)> = None;
     let mut reproduced: BTreeSet<&'static str> = BTreeSet::new();
     let mut done = false;
     while !done {
-        while to_shrink.is_empty()
+        while to_shrink.is_none()
             && !ctx.interrupt.is_cancelled()
             && running.len() < ctx.options.jobs.max(1)
             && budget_left(next)
@@ -314,7 +315,7 @@ pub async fn explore(
         }
         let Some((plan, seed, outcome, seen)) = running.next().await else {
             // Nothing in flight: shrink what was found, then explore on if allowed.
-            let Some((plan, seed, violation)) = to_shrink.drain(..).next() else {
+            let Some((plan, seed, violation)) = to_shrink.take() else {
                 break;
             };
             if ctx.interrupt.is_cancelled() {
@@ -344,8 +345,8 @@ pub async fn explore(
             Outcome::Error(error) => summary.errors.push(error),
             Outcome::Violated(violation) => {
                 summary.violations += 1;
-                if !reproduced.contains(violation.invariant) {
-                    to_shrink.push((plan, seed, violation));
+                if to_shrink.is_none() && !reproduced.contains(violation.invariant) {
+                    to_shrink = Some((plan, seed, violation));
                 }
             }
         }
@@ -354,7 +355,7 @@ pub async fn explore(
             steps: summary.steps,
             covered: reached.len(),
             pairs: pairs.len(),
-            failures: summary.findings.len() + to_shrink.len(),
+            failures: summary.findings.len() + usize::from(to_shrink.is_some()),
         });
     }
     summary.never_reached = pairs.into_iter().filter(|p| !reached.contains(p)).collect();
