@@ -1064,6 +1064,7 @@ async fn fleet(
         clean_session: true,
     };
     let phone = crate::runner::HarnessClient::start(broker.addr(), &phone_setup);
+    let (reach, network) = broker.route_for_board(false, None);
     let mut fleet = Vec::with_capacity(boards);
     for i in 0..boards {
         let spec = BoardSpec {
@@ -1077,7 +1078,8 @@ async fn fleet(
             name: &format!("b{i}"),
             client_id: &format!("fleet-{i}"),
             spec: &spec,
-            broker: broker.addr(),
+            broker: reach,
+            network: network.clone(),
             trace: trace.clone(),
             seed: i as u64,
             bench: None,

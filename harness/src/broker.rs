@@ -9,7 +9,7 @@
 //! (`tap::ENGINE_LISTENERS`).
 
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdListener};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener as StdListener};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 use tokio::process::{Child, Command};
 use tokio::sync::Mutex;
 
+use crate::board::link::Network;
 use crate::engine::{BIND_FAILED_PREFIX, READY_LINE};
 use crate::login::Credentials;
 use crate::namespace::Namespace;
@@ -208,6 +209,43 @@ impl Broker {
     /// The public address clients connect to.
     pub fn addr(&self) -> SocketAddr {
         self.tap.addr()
+    }
+
+    /// Where a client on this host reaches the broker: loopback when it listens on every
+    /// address.
+    pub fn local_addr(&self) -> SocketAddr {
+        let addr = self.addr();
+        match addr.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, addr.port()).into(),
+            IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, addr.port()).into(),
+            _ => addr,
+        }
+    }
+
+    /// Where a board reaches the broker, and over what: a bench board over the bench's
+    /// network (at `bench_host` when given, for a broker listening on an address the
+    /// board cannot reach), a simulated board in this process through an in-process link
+    /// into the tap, without a socket.
+    pub fn route_for_board(
+        &self,
+        on_bench: bool,
+        bench_host: Option<IpAddr>,
+    ) -> (SocketAddr, Network) {
+        match (on_bench, bench_host) {
+            (true, Some(host)) => (
+                SocketAddr::new(host, self.addr().port()),
+                Network::default(),
+            ),
+            (true, None) => (self.addr(), Network::default()),
+            (false, _) => {
+                let links = self.tap.local_links();
+                let local = self.local_addr();
+                (
+                    local,
+                    Network::with_local_tap(local, Arc::new(move || links.open())),
+                )
+            }
+        }
     }
 
     /// `mqtt://HOST:PORT`

@@ -2,6 +2,7 @@
 //! board does (serial lines, relay changes) goes into the trace, where expectations read it.
 
 mod error;
+pub mod link;
 pub mod profile;
 pub mod serial;
 pub mod sim;
@@ -48,6 +49,8 @@ pub struct BoardSetup<'a> {
     pub client_id: &'a str,
     pub spec: &'a BoardSpec,
     pub broker: SocketAddr,
+    /// How a simulated board's network reaches `broker`.
+    pub network: link::Network,
     pub trace: Trace,
     pub seed: u64,
     /// The bench board mapped to this role (`hil run --board ROLE=BENCH_BOARD`).
@@ -141,6 +144,7 @@ pub async fn start(setup: BoardSetup<'_>) -> Result<Box<dyn Board>, BoardError> 
                 debounce: setup.spec.debounce,
                 version: setup.spec.version.clone(),
                 broker: setup.broker,
+                network: setup.network,
                 trace: setup.trace,
                 seed: setup.seed,
                 storage: None,

@@ -11,12 +11,12 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::time::Duration;
 
-use bytes::Bytes;
 use hil_firmware::{ConnectRequest, Controller, Firmware, Hal};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::link::{LinkEvent, Network, Refusal, Requests, Session, SessionOptions};
 use super::profile::{Commands, Patterns, Settings};
 use super::BoardError;
 use crate::login::Credentials;
@@ -27,7 +27,8 @@ const BOUNCE_EDGE: Duration = Duration::from_millis(1);
 /// A finger stays on the button this long.
 const PRESS_LENGTH: Duration = Duration::from_millis(40);
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
-const INFLIGHT: u16 = 16;
+/// From dialling to CONNACK. Generous: when thousands of boards power on at once, the
+/// broker answers them in turn, and a board that gave up reconnects behind the others.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// From `WiFi.begin` to joined. Real boards take seconds; a little is enough to keep a
 /// rebooted board from reconnecting before the broker has seen its old socket close
@@ -46,6 +47,8 @@ pub struct SimSetup {
     pub debounce: Option<Duration>,
     pub version: Option<String>,
     pub broker: SocketAddr,
+    /// How the board's network reaches the broker.
+    pub network: Network,
     pub trace: Trace,
     pub seed: u64,
     /// Where the firmware's stored settings live when something outside the board keeps
@@ -208,22 +211,19 @@ struct SimHal {
     /// Where stored records also go, when the storage is kept outside the board.
     writes: Option<mpsc::UnboundedSender<Vec<u8>>>,
     requests: VecDeque<Request>,
-    /// The MQTT client of the current link. Publishes and subscriptions go straight into
-    /// its queue, so the firmware learns at once, as from PubSubClient, whether they were
-    /// taken.
-    mqtt: Option<rumqttc::AsyncClient>,
+    /// The current MQTT session's queue. Publishes and subscriptions go straight into it,
+    /// so the firmware learns at once, as from PubSubClient, whether they were taken.
+    mqtt: Option<Requests>,
 }
 
 impl SimHal {
     /// A request the client did not take: the firmware is told (false) and the trace
     /// says why, so nothing is lost without a word.
-    fn refused(&self, what: &str, topic: &str, error: Option<rumqttc::ClientError>) -> bool {
-        let warning = match error {
+    fn refused(&self, what: &str, topic: &str, refusal: Option<Refusal>) -> bool {
+        let warning = match refusal {
             None => format!("{what}_without_connection topic={topic}"),
-            Some(rumqttc::ClientError::TryRequest(_)) => {
-                format!("{what}_queue_full topic={topic}")
-            }
-            Some(_) => format!("{what}_connection_gone topic={topic}"),
+            Some(Refusal::QueueFull) => format!("{what}_queue_full topic={topic}"),
+            Some(Refusal::Gone) => format!("{what}_connection_gone topic={topic}"),
         };
         self.trace.record(EventBody::BoardWarning {
             board: self.board.clone(),
@@ -245,8 +245,7 @@ impl Hal for SimHal {
         let Some(mqtt) = &self.mqtt else {
             return self.refused("publish", topic, None);
         };
-        let payload = Bytes::copy_from_slice(payload);
-        match mqtt.try_publish(topic, qos_of(qos), retain, payload) {
+        match mqtt.publish(topic, payload, qos_of(qos), retain) {
             Ok(()) => true,
             Err(error) => self.refused("publish", topic, Some(error)),
         }
@@ -256,7 +255,7 @@ impl Hal for SimHal {
         let Some(mqtt) = &self.mqtt else {
             return self.refused("subscribe", topic, None);
         };
-        match mqtt.try_subscribe(topic, qos_of(qos)) {
+        match mqtt.subscribe(topic, qos_of(qos)) {
             Ok(()) => true,
             Err(error) => self.refused("subscribe", topic, Some(error)),
         }
@@ -345,31 +344,8 @@ pub(super) fn provision(setup: &SimSetup) -> Vec<u8> {
 
 /// The board's MQTT session, when it has one.
 struct Link {
-    client: rumqttc::AsyncClient,
-    eventloop: rumqttc::EventLoop,
+    session: Session,
     connected: bool,
-}
-
-impl Link {
-    /// Closes the session cleanly: what was queued last (the firmware's `offline`) goes
-    /// out, then DISCONNECT, so the broker holds back the will, as a chip's TCP stack
-    /// sends them. Bounded by its own deadline.
-    async fn close(self) {
-        let Link {
-            client,
-            mut eventloop,
-            ..
-        } = self;
-        if client.try_disconnect().is_err() {
-            return;
-        }
-        // Read on until the broker closes: a socket closed with acks still unread is
-        // reset, and a reset can take the DISCONNECT with it.
-        let _ = tokio::time::timeout(CLOSE_DEADLINE, async move {
-            while eventloop.poll().await.is_ok() {}
-        })
-        .await;
-    }
 }
 
 struct SimulatedDevice {
@@ -452,7 +428,7 @@ async fn run(setup: SimSetup, mut inbox: mpsc::Receiver<(Command, oneshot::Sende
 /// What woke the board task.
 enum Wake {
     Command(Option<(Command, oneshot::Sender<()>)>),
-    Link(Result<rumqttc::Event, rumqttc::ConnectionError>),
+    Link(Option<LinkEvent>),
     Edge,
     Tick,
     WifiJoined,
@@ -465,10 +441,11 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-/// Waits for the next MQTT event; never resolves without a link.
-async fn poll_link(link: &mut Option<Link>) -> Result<rumqttc::Event, rumqttc::ConnectionError> {
+/// Waits for the next MQTT event (`None`: the session is over); never resolves without
+/// a link.
+async fn poll_link(link: &mut Option<Link>) -> Option<LinkEvent> {
     match link {
-        Some(link) => link.eventloop.poll().await,
+        Some(link) => link.session.next_event().await,
         None => std::future::pending().await,
     }
 }
@@ -545,7 +522,7 @@ impl SimulatedDevice {
             }
             Command::Leave => {
                 if let Some(link) = self.end_link() {
-                    link.close().await;
+                    link.session.close(CLOSE_DEADLINE).await;
                 }
                 self.record(BoardChange::PowerOff);
                 self.power_off();
@@ -582,20 +559,18 @@ impl SimulatedDevice {
         self.link.take()
     }
 
-    fn link_event(&mut self, event: Result<rumqttc::Event, rumqttc::ConnectionError>) {
-        use rumqttc::{Event, Packet};
+    fn link_event(&mut self, event: Option<LinkEvent>) {
         match event {
-            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+            Some(LinkEvent::Connected) => {
                 if let Some(link) = &mut self.link {
                     link.connected = true;
                 }
                 self.with_firmware(|fw| fw.mqtt_connected());
             }
-            Ok(Event::Incoming(Packet::Publish(publish))) => {
-                self.with_firmware(|fw| fw.message(&publish.topic, &publish.payload));
+            Some(LinkEvent::Message { topic, payload }) => {
+                self.with_firmware(|fw| fw.message(&topic, &payload));
             }
-            Ok(_) => {}
-            Err(_) => {
+            None => {
                 let was_connected = self.end_link().is_some_and(|link| link.connected);
                 self.with_firmware(|fw| {
                     if was_connected {
@@ -634,13 +609,13 @@ impl SimulatedDevice {
                 Request::Connect(request) => {
                     let link = self.open_link(&request);
                     if let Some(firmware) = self.firmware.as_mut() {
-                        firmware.hal_mut().mqtt = Some(link.client.clone());
+                        firmware.hal_mut().mqtt = Some(link.session.requests());
                     }
                     self.link = Some(link);
                 }
                 Request::Disconnect => {
                     if let Some(link) = self.end_link() {
-                        tokio::spawn(link.close());
+                        tokio::spawn(link.session.close(CLOSE_DEADLINE));
                     }
                 }
                 Request::Restart => {
@@ -653,33 +628,24 @@ impl SimulatedDevice {
     }
 
     fn open_link(&self, request: &ConnectRequest) -> Link {
-        let mut options =
-            rumqttc::MqttOptions::new(&request.client_id, &request.host, request.port);
-        if let Some(credentials) = &self.setup.credentials {
-            options.set_credentials(&credentials.username, &credentials.password);
-        }
-        options.set_keep_alive(KEEP_ALIVE);
-        options.set_clean_session(true);
-        // The firmware has a handful of QoS 1 messages in flight at most; rumqttc keeps a
-        // slot per allowed one (100 by default), in every board of a fleet.
-        options.set_inflight(INFLIGHT);
-        options.set_max_packet_size(4 * 1024 * 1024, 4 * 1024 * 1024);
-        options.set_last_will(rumqttc::LastWill::new(
-            &request.will_topic,
-            request.will_payload.clone(),
-            qos_of(request.will_qos),
-            request.will_retain,
-        ));
-        let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 64);
-        // From the TCP connect to CONNACK. rumqttc's 5 s is too short when thousands of
-        // boards power on at once: the broker answers them in turn, and a board that gave
-        // up reconnects behind the others.
-        eventloop
-            .network_options
-            .set_connection_timeout(CONNECT_TIMEOUT.as_secs());
+        let options = SessionOptions {
+            host: request.host.clone(),
+            port: request.port,
+            client_id: request.client_id.clone(),
+            keep_alive: KEEP_ALIVE,
+            login: self.setup.credentials.as_ref().map(|credentials| {
+                rumqttc::mqttbytes::v4::Login::new(&credentials.username, &credentials.password)
+            }),
+            will: rumqttc::mqttbytes::v4::LastWill::new(
+                &request.will_topic,
+                request.will_payload.clone(),
+                qos_of(request.will_qos),
+                request.will_retain,
+            ),
+            connect_timeout: CONNECT_TIMEOUT,
+        };
         Link {
-            client,
-            eventloop,
+            session: Session::open(&self.setup.network, options),
             connected: false,
         }
     }
@@ -697,7 +663,7 @@ fn qos_of(qos: u8) -> rumqttc::QoS {
 mod tests {
     use super::*;
 
-    fn hal(trace: &Trace, mqtt: Option<rumqttc::AsyncClient>) -> SimHal {
+    fn hal(trace: &Trace, mqtt: Option<Requests>) -> SimHal {
         SimHal {
             board: "lamp".into(),
             trace: trace.clone(),
@@ -721,17 +687,39 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn a_publish_the_client_cannot_queue_is_refused_with_a_warning() {
+    #[tokio::test]
+    async fn a_publish_the_session_cannot_queue_is_refused_with_a_warning() {
         let trace = Trace::in_memory();
-        let options = rumqttc::MqttOptions::new("lamp", "127.0.0.1", 1);
-        // An event loop never polled: nothing leaves the queue.
-        let (client, _eventloop) = rumqttc::AsyncClient::new(options, 4);
-        let mut hal = hal(&trace, Some(client));
-        let taken: Vec<bool> = (0..5)
-            .map(|_| hal.publish("lamp/state", b"on", 1, false))
-            .collect();
-        assert_eq!(taken, [true, true, true, true, false]);
+        // A broker that takes the CONNECT and never answers: nothing leaves the queue.
+        let broker: SocketAddr = "127.0.0.1:1883".parse().unwrap();
+        let (silent_end, board_end) = tokio::io::duplex(1024);
+        let board_end = std::sync::Mutex::new(Some(board_end));
+        let network = Network::with_local_tap(
+            broker,
+            std::sync::Arc::new(move || board_end.lock().unwrap().take().unwrap()),
+        );
+        let session = Session::open(
+            &network,
+            SessionOptions {
+                host: broker.ip().to_string(),
+                port: broker.port(),
+                client_id: "lamp".into(),
+                keep_alive: KEEP_ALIVE,
+                login: None,
+                will: rumqttc::mqttbytes::v4::LastWill::new(
+                    "lamp/status",
+                    "offline",
+                    rumqttc::QoS::AtLeastOnce,
+                    true,
+                ),
+                connect_timeout: CONNECT_TIMEOUT,
+            },
+        );
+        let mut hal = hal(&trace, Some(session.requests()));
+        let taken = (0..65)
+            .filter(|_| hal.publish("lamp/state", b"on", 1, false))
+            .count();
+        assert_eq!(taken, 64);
         assert!(!hal.subscribe("lamp/set", 1));
         assert_eq!(
             warnings(&trace),
@@ -740,6 +728,7 @@ mod tests {
                 "subscribe_queue_full topic=lamp/set"
             ]
         );
+        drop(silent_end);
     }
 
     #[test]

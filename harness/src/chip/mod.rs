@@ -38,6 +38,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::board::link::Network;
 use crate::board::sim::{Command, SimBoard, SimSetup, Storage};
 use crate::image::Chip;
 use crate::trace::{Cursor, EventBody, Trace};
@@ -438,6 +439,7 @@ impl Session {
             debounce: None,
             version: Some(version),
             broker,
+            network: Network::default(),
             trace: trace.clone(),
             seed: 0,
             storage: Some(storage),

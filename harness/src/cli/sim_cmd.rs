@@ -3,6 +3,7 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
+use hil::board::link::Network;
 use hil::board::{Board, BoardSetup, Simulator};
 use hil::exit::Exit;
 use hil::scenario::BoardSpec;
@@ -131,6 +132,7 @@ pub async fn run(args: SimArgs) -> Result<Exit, Failure> {
             client_id: &client_id,
             spec: &spec,
             broker,
+            network: Network::default(),
             trace: trace.clone(),
             seed: i as u64,
             bench: None,

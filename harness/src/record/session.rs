@@ -3,7 +3,7 @@
 //! stop.
 
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,23 +73,14 @@ impl Recorder {
             keep_in_memory: true,
         })?;
         let broker = Broker::start(setup.broker, trace.clone()).await?;
-        let addr = broker.addr();
-        let reach = match (setup.bench, setup.broker_host) {
-            (Some(_), Some(host)) => SocketAddr::new(host, addr.port()),
-            (Some(_), None) => addr,
-            // This host's own board: loopback when the broker listens everywhere.
-            (None, _) => match addr.ip() {
-                IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, addr.port()).into(),
-                IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, addr.port()).into(),
-                _ => addr,
-            },
-        };
+        let (reach, network) = broker.route_for_board(setup.bench.is_some(), setup.broker_host);
         let role = setup.board;
         let started = board::start(BoardSetup {
             name: &role.name,
             client_id: &role.client_id,
             spec: &role.spec,
             broker: reach,
+            network,
             trace: trace.clone(),
             seed: fastrand::u64(..),
             bench: setup.bench,

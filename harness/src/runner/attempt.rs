@@ -2,7 +2,7 @@
 //! order; every wait bounded by its step's deadline and the scenario's timeout.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -248,6 +248,11 @@ pub async fn run(
     }
 }
 
+/// How long the trace must stay quiet after the last step before a snapshot is cut.
+const SNAPSHOT_QUIET: Duration = Duration::from_millis(100);
+/// The longest wait for that quiet.
+const SNAPSHOT_SETTLE_LIMIT: Duration = Duration::from_secs(2);
+
 /// Why the scenario cannot run on this bench: its first step that only the simulator can
 /// carry out, on a board role a bench board plays.
 fn needs_simulator(scenario: &Scenario, bench: &BenchMapping) -> Option<String> {
@@ -396,16 +401,15 @@ impl<'a> Stage<'a> {
         for (index, declared) in self.scenario.boards.iter().enumerate() {
             let client_id = self.client_ids[&declared.name].clone();
             let bench = self.setup.bench.roles.get(&declared.name);
-            let broker = match (bench, self.setup.bench.broker_host) {
-                (Some(_), Some(host)) => SocketAddr::new(host, self.broker.addr().port()),
-                (Some(_), None) => self.broker.addr(),
-                (None, _) => self.local_broker(),
-            };
+            let (broker, network) = self
+                .broker
+                .route_for_board(bench.is_some(), self.setup.bench.broker_host);
             let board = board::start(BoardSetup {
                 name: &declared.name,
                 client_id: &client_id,
                 spec: &declared.spec,
                 broker,
+                network,
                 trace: self.trace.clone(),
                 seed: self.seed.wrapping_add(index as u64),
                 bench,
@@ -421,21 +425,27 @@ impl<'a> Stage<'a> {
         }
         let steps = &self.scenario.steps;
         self.run_steps(steps).await?;
+        if self.scenario.snapshot {
+            self.settle().await;
+        }
         self.steps_end = Some(self.trace.len() as usize);
         Ok(())
     }
 
-    /// Where this host's own clients and simulated boards connect: the brokers'
-    /// address, or loopback when they listen on every address.
-    fn local_broker(&self) -> SocketAddr {
-        let addr = self.broker.addr();
-        match addr.ip() {
-            IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, addr.port()).into(),
-            IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, addr.port()).into(),
-            _ => addr,
-        }
+    /// Waits until the trace has been quiet for [`SNAPSHOT_QUIET`] (at most
+    /// [`SNAPSHOT_SETTLE_LIMIT`]), so that what the last step set off (a subscription, a
+    /// republished state) is in the snapshot on every run, however fast it came.
+    async fn settle(&self) {
+        let limit = Instant::now() + SNAPSHOT_SETTLE_LIMIT;
+        let mut cursor = self.trace.cursor_at(self.trace.len() as usize);
+        while let Some(_event) = cursor
+            .next_before((Instant::now() + SNAPSHOT_QUIET).min(limit))
+            .await
+        {}
     }
 
+    /// Where this host's own clients and simulated boards connect: the brokers'
+    /// address, or loopback when they listen on every address.
     fn run_steps<'s>(
         &'s mut self,
         steps: &'s [Step],
@@ -509,7 +519,7 @@ impl<'a> Stage<'a> {
         let from = self.trace.len() as usize;
         self.clients.insert(
             name.to_string(),
-            Some(HarnessClient::start(self.local_broker(), &setup)),
+            Some(HarnessClient::start(self.broker.local_addr(), &setup)),
         );
         // Connected and subscribed means: CONNACK, then one SUBACK per filter.
         let id = setup.client_id.clone();

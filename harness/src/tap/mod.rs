@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use subtle::ConstantTimeEq;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -49,6 +49,11 @@ const EXCERPT_BYTES: usize = 16;
 /// The keep-alive the engine is asked for: the tap keeps each client's own (rumqttd
 /// refuses 0, which turns the mechanism off), so the engine must never time out first.
 const ENGINE_KEEP_ALIVE: u16 = u16::MAX;
+
+/// Bytes an in-process link buffers each way before the writer waits.
+const LOCAL_LINK_BUFFER: usize = 16 * 1024;
+/// Bytes read at a time from either side.
+const READ_CHUNK: usize = 8 * 1024;
 
 /// Listeners the engine opens per protocol. rumqttd's accept loop pauses for a timer
 /// tick after every accept, so one listener admits about a connection a millisecond;
@@ -166,6 +171,15 @@ impl Tap {
         self.addr
     }
 
+    /// Where clients in this process connect without a socket of their own.
+    pub fn local_links(&self) -> LocalLinks {
+        LocalLinks {
+            shared: self.shared.clone(),
+            tasks: self.tasks.clone(),
+            stop: self.stop.clone(),
+        }
+    }
+
     pub fn stats(&self) -> &TapStats {
         &self.shared.stats
     }
@@ -201,6 +215,27 @@ impl Tap {
     }
 }
 
+/// Connections from inside this process (the run's simulated boards), served like accepted
+/// sockets but over an in-memory stream: a board then costs no descriptor of its own.
+#[derive(Clone)]
+pub struct LocalLinks {
+    shared: Arc<Shared>,
+    tasks: TaskTracker,
+    stop: CancellationToken,
+}
+
+impl LocalLinks {
+    /// Opens a link and returns the client's end. A link the tap turns away (broker down,
+    /// tap stopped) is closed at once, as a refused socket is.
+    pub fn open(&self) -> DuplexStream {
+        let (client_end, tap_end) = tokio::io::duplex(LOCAL_LINK_BUFFER);
+        if !self.stop.is_cancelled() {
+            admit(tap_end, None, &self.shared, &self.tasks);
+        }
+        client_end
+    }
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
@@ -232,21 +267,81 @@ async fn accept_loop(
                 continue;
             }
         };
-        let upstream = *lock(&shared.upstream);
-        let Some(upstream) = upstream else {
-            shared.trace.record(EventBody::ConnRefused {
-                peer: peer.to_string(),
-                reason: "broker is down".into(),
-            });
-            drop(socket);
-            continue;
-        };
         let _ = socket.set_nodelay(true);
-        let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
-        shared.stats.connections.fetch_add(1, Ordering::Relaxed);
-        let cut = lock(&shared.cut).clone();
-        tasks.spawn(serve(socket, peer, conn, upstream, shared.clone(), cut));
+        admit(socket, Some(peer), &shared, &tasks);
     }
+}
+
+/// Serves a new client connection, or turns it away while the broker is down. `peer`:
+/// the socket's; `None` for an in-process link.
+fn admit<S: ClientStream>(
+    client: S,
+    peer: Option<SocketAddr>,
+    shared: &Arc<Shared>,
+    tasks: &TaskTracker,
+) {
+    let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
+    // A link has no address: a loopback one made from its connection id stands in for
+    // it in the trace and the capture.
+    let peer = peer.unwrap_or_else(|| {
+        let port = 1024 + conn % u64::from(u16::MAX - 1024);
+        SocketAddr::from(([127, 0, 0, 1], port as u16))
+    });
+    let upstream = *lock(&shared.upstream);
+    let Some(upstream) = upstream else {
+        shared.trace.record(EventBody::ConnRefused {
+            peer: peer.to_string(),
+            reason: "broker is down".into(),
+        });
+        return;
+    };
+    shared.stats.connections.fetch_add(1, Ordering::Relaxed);
+    let cut = lock(&shared.cut).clone();
+    tasks.spawn(serve(client, peer, conn, upstream, shared.clone(), cut));
+}
+
+/// A client connection the tap serves: an accepted socket or an in-process link.
+trait ClientStream: AsyncRead + AsyncWrite + Send + Unpin + 'static {
+    type Reader: Incoming;
+    type Writer: AsyncWrite + Send + Unpin;
+    fn into_halves(self) -> (Self::Reader, Self::Writer);
+}
+
+impl ClientStream for TcpStream {
+    type Reader = OwnedReadHalf;
+    type Writer = OwnedWriteHalf;
+    fn into_halves(self) -> (OwnedReadHalf, OwnedWriteHalf) {
+        self.into_split()
+    }
+}
+
+impl ClientStream for DuplexStream {
+    type Reader = tokio::io::ReadHalf<DuplexStream>;
+    type Writer = tokio::io::WriteHalf<DuplexStream>;
+    fn into_halves(self) -> (Self::Reader, Self::Writer) {
+        tokio::io::split(self)
+    }
+}
+
+/// The read side of a connection.
+trait Incoming: AsyncRead + Send + Unpin {
+    /// Asks the kernel to acknowledge what was just read without the usual delay. The
+    /// engine (rumqttd) does not disable Nagle's algorithm, so behind a delayed ACK its
+    /// next small packet would wait up to 40 ms; quick ACKs keep the tap from adding that
+    /// wait.
+    fn acknowledge_at_once(&self);
+}
+
+impl Incoming for OwnedReadHalf {
+    fn acknowledge_at_once(&self) {
+        #[cfg(target_os = "linux")]
+        let _ = socket2::SockRef::from(self.as_ref()).set_tcp_quickack(true);
+    }
+}
+
+impl Incoming for tokio::io::ReadHalf<DuplexStream> {
+    /// No kernel in between: nothing to acknowledge.
+    fn acknowledge_at_once(&self) {}
 }
 
 /// Notes what the close reason needs: the engine's CONNACK, the client's last packet.
@@ -415,8 +510,8 @@ impl Conn<'_> {
     }
 }
 
-async fn serve(
-    mut client: TcpStream,
+async fn serve<S: ClientStream>(
+    mut client: S,
     peer: SocketAddr,
     id: u64,
     upstream: Upstream,
@@ -445,7 +540,7 @@ async fn serve(
         answers_to_broker,
         answers_to_client,
     };
-    let mut from_client = BytesMut::with_capacity(4096);
+    let mut from_client = BytesMut::with_capacity(READ_CHUNK);
     let opening = tokio::select! {
         () = cut.cancelled() => return conn.record_closed(CloseReason::Cut, None),
         opening = tokio::time::timeout(CONNECT_TIMEOUT, read_connect(&mut client, &mut from_client, shared.max_packet_size)) => opening,
@@ -570,7 +665,7 @@ async fn serve(
 
     let cut = cut.child_token();
     shared.faults.register(&client_id, id, cut.clone());
-    let (client_rx, client_tx) = client.into_split();
+    let (client_rx, client_tx) = client.into_halves();
     let (broker_rx, broker_tx) = broker.into_split();
     let to_client = Decoder::new(protocol, shared.max_packet_size);
     *lock(&conn.last_heard) = Instant::now();
@@ -646,7 +741,7 @@ enum Opening {
 /// Reads until the first frame is complete and checks that it is a CONNECT of a protocol
 /// the broker speaks.
 async fn read_connect(
-    client: &mut TcpStream,
+    client: &mut (impl AsyncRead + Unpin),
     buf: &mut BytesMut,
     max_packet_size: usize,
 ) -> Result<(Bytes, Protocol), Opening> {
@@ -687,8 +782,8 @@ async fn read_connect(
 async fn pump(
     conn: &Conn<'_>,
     dir: Direction,
-    mut rx: OwnedReadHalf,
-    mut tx: OwnedWriteHalf,
+    mut rx: impl Incoming,
+    mut tx: impl AsyncWrite + Unpin,
     mut decoder: Decoder,
     mut buf: BytesMut,
     mut answers: mpsc::UnboundedReceiver<Bytes>,
@@ -712,8 +807,8 @@ async fn pump(
         if let Some(end) = end {
             return release_all(conn, dir, &mut tx, held).await.unwrap_or(end);
         }
-        if buf.capacity() - buf.len() < 4096 {
-            buf.reserve(64 * 1024);
+        if buf.capacity() - buf.len() < READ_CHUNK / 2 {
+            buf.reserve(READ_CHUNK);
         }
         let read = loop {
             match read_or_release(&mut held, &mut rx, &mut buf, &mut answers).await {
@@ -725,7 +820,7 @@ async fn pump(
                 Next::Read(read) => break read,
             }
         };
-        acknowledge_at_once(&rx);
+        rx.acknowledge_at_once();
         if dir == Direction::ToBroker {
             *lock(&conn.last_heard) = Instant::now();
         }
@@ -776,7 +871,7 @@ enum Next {
 /// overtakes held frames, as an ack from the broker's side would).
 async fn read_or_release(
     held: &mut Held,
-    rx: &mut OwnedReadHalf,
+    rx: &mut (impl AsyncRead + Unpin),
     buf: &mut BytesMut,
     answers: &mut mpsc::UnboundedReceiver<Bytes>,
 ) -> Next {
@@ -804,7 +899,7 @@ async fn read_or_release(
 async fn release_all(
     conn: &Conn<'_>,
     dir: Direction,
-    tx: &mut OwnedWriteHalf,
+    tx: &mut (impl AsyncWrite + Unpin),
     held: Held,
 ) -> Option<End> {
     for (bytes, release_at) in held {
@@ -819,22 +914,12 @@ async fn release_all(
 async fn send(
     conn: &Conn<'_>,
     dir: Direction,
-    tx: &mut OwnedWriteHalf,
+    tx: &mut (impl AsyncWrite + Unpin),
     bytes: &[u8],
 ) -> io::Result<()> {
     tx.write_all(bytes).await?;
     conn.capture(dir, bytes);
     Ok(())
-}
-
-/// Asks the kernel to acknowledge what was just read without the usual delay. The
-/// engine (rumqttd) does not disable Nagle's algorithm, so behind a delayed ACK its next
-/// small packet would wait up to 40 ms; quick ACKs keep the tap from adding that wait.
-fn acknowledge_at_once(socket: &OwnedReadHalf) {
-    #[cfg(target_os = "linux")]
-    let _ = socket2::SockRef::from(socket.as_ref()).set_tcp_quickack(true);
-    #[cfg(not(target_os = "linux"))]
-    let _ = socket;
 }
 
 /// Bytes to send on, each after holding them for a while (a `delay` fault).
