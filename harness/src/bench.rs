@@ -165,16 +165,16 @@ pub async fn run(options: &BenchOptions, groups: &[String]) -> Vec<Row> {
     }
     if wanted("fleet") {
         // A process per board: a fleet of a thousand (first, while the harness holds no
-        // other fleet's sockets).
+        // other fleet's sockets). Each costs the harness the tap's two sockets.
         add(
             "fleet",
-            fleet(options, 1_000.min(fleet_capacity()), Simulator::Sketch).await,
+            fleet(options, 1_000.min(fleet_capacity(2)), Simulator::Sketch).await,
         );
         for &wanted_boards in &options.fleets {
-            // Each simulated board costs the harness three sockets (see
-            // `broker::raise_open_file_limit`); a fleet beyond the limit is cut to fit, and
-            // the row says so by its size.
-            let boards = wanted_boards.min(fleet_capacity());
+            // A board in this process costs the harness one socket, the tap's to the
+            // engine (see `broker::raise_open_file_limit`); a fleet beyond the limit is
+            // cut to fit, and the row says so by its size.
+            let boards = wanted_boards.min(fleet_capacity(1));
             add("fleet", fleet(options, boards, Simulator::Core).await);
         }
     }
@@ -622,7 +622,7 @@ async fn run_suite(
     use crate::runner::Status;
     let total = scenarios.len();
     let (wall, summary, results) =
-        play_suite(scenarios, broker, simulated(Simulator::Core), false).await;
+        play_suite(scenarios, broker, simulated(Simulator::Core), Play::Whole).await;
     if summary.passed != total {
         let first = results.iter().find(|r| r.status != Status::Passed);
         return Err(io::Error::other(format!(
@@ -646,11 +646,21 @@ fn simulated(simulator: Simulator) -> crate::runner::BenchMapping {
 
 /// Runs `scenarios` with two jobs on `broker`, their boards played as `bench` says,
 /// whatever their outcome; `keep_traces` keeps every result's trace.
+/// How much of a suite to play, and what to keep of it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Play {
+    Whole,
+    /// Every scenario, with its trace in the results.
+    WholeKeepingTraces,
+    /// Until a scenario fails (a mutant is killed by one).
+    UntilFirstFailure,
+}
+
 async fn play_suite(
     scenarios: Vec<crate::scenario::Scenario>,
     broker: BrokerConfig,
     bench: crate::runner::BenchMapping,
-    keep_traces: bool,
+    play: Play,
 ) -> (
     Duration,
     crate::runner::RunSummary,
@@ -660,7 +670,7 @@ async fn play_suite(
     let run_options = RunOptions {
         broker,
         jobs: 2,
-        fail_fast: false,
+        fail_fast: play == Play::UntilFirstFailure,
         retries: 0,
         seed: 1,
         out_dir: None,
@@ -672,7 +682,7 @@ async fn play_suite(
         bench,
         run_id: crate::namespace::Namespace::run_id(1),
         credentials: None,
-        keep_traces,
+        keep_traces: play == Play::WholeKeepingTraces,
     };
     let interrupt = tokio_util::sync::CancellationToken::new();
     let started = Instant::now();
@@ -694,7 +704,7 @@ async fn sketch_suite(
         scenarios.clone(),
         options.broker.clone(),
         simulated(Simulator::Sketch),
-        false,
+        Play::Whole,
     )
     .await;
     let passing: Vec<_> = scenarios
@@ -710,14 +720,14 @@ async fn sketch_suite(
         passing.clone(),
         options.broker.clone(),
         simulated(Simulator::Core),
-        false,
+        Play::Whole,
     )
     .await;
     let (sketch, _, _) = play_suite(
         passing,
         options.broker.clone(),
         simulated(Simulator::Sketch),
-        false,
+        Play::Whole,
     )
     .await;
     let ratio = (sketch.as_secs_f64() / core.as_secs_f64() * 100.0).round() / 100.0;
@@ -1093,13 +1103,13 @@ async fn fleet(
         .map_err(io::Error::other)?;
         fleet.push(board);
     }
-    // Bounds a fleet that never completes; a big one takes its time (6 500 boards about
-    // 50 s here), so the bound grows with it.
+    // Bounds a fleet that never completes; a big one takes its time (10 000 boards about
+    // 40 s here), so the bound grows with it.
     let deadline = tokio::time::Instant::now()
         + Duration::from_secs(60).max(Duration::from_millis(15) * boards as u32);
     let mut cursor = trace.cursor_at(0);
     // Every board subscribed (its SUBACK), plus the phone's.
-    count_until(&mut cursor, deadline, boards + 1, |body| {
+    count_until(&mut cursor, deadline, boards + 1, "SUBACKs", |body| {
         matches!(
             body,
             EventBody::Mqtt {
@@ -1117,15 +1127,19 @@ async fn fleet(
             .await
             .map_err(io::Error::other)?;
     }
-    count_until(&mut cursor, deadline, boards, |body| {
-        matches!(body, EventBody::Relay { on: true, .. })
-    })
+    count_until(
+        &mut cursor,
+        deadline,
+        boards,
+        "relays switched on",
+        |body| matches!(body, EventBody::Relay { on: true, .. }),
+    )
     .await?;
     for board in &mut fleet {
         board.press(0).await.map_err(io::Error::other)?;
     }
     // Every press's publish delivered to the phone.
-    count_until(&mut cursor, deadline, boards, |body| {
+    count_until(&mut cursor, deadline, boards, "presses delivered", |body| {
         matches!(body, EventBody::Mqtt { client: Some(c), dir: Direction::ToClient, packet: Packet::Publish { payload, .. }, .. }
             if c == "fleet-phone" && payload.0.as_ref() == b"off")
     })
@@ -1143,28 +1157,11 @@ async fn fleet(
     let (time_target, rss_target) = match simulator {
         Simulator::Sketch => (10.0, 300.0),
         Simulator::Core if boards <= 1_000 => (5.0, 300.0),
-        Simulator::Core => (f64::INFINITY, 1024.0),
+        Simulator::Core => (30.0, 1024.0),
     };
     let fleet_name = match simulator {
         Simulator::Core => format!("fleet of {boards}"),
         Simulator::Sketch => format!("fleet of {boards} sketch boards"),
-    };
-    let time_row = |value: f64| {
-        if time_target.is_finite() {
-            Row::target(
-                format!("{fleet_name}: connect, command, press, all observed"),
-                value,
-                "s",
-                format!("< {time_target} s"),
-                value < time_target,
-            )
-        } else {
-            Row::info(
-                format!("{fleet_name}: connect, command, press, all observed"),
-                value,
-                "s",
-            )
-        }
     };
     Ok(vec![
         Row::info(
@@ -1172,7 +1169,13 @@ async fn fleet(
             connected.as_secs_f64(),
             "s",
         ),
-        time_row(total.as_secs_f64()),
+        Row::target(
+            format!("{fleet_name}: connect, command, press, all observed"),
+            total.as_secs_f64(),
+            "s",
+            format!("< {time_target} s"),
+            total.as_secs_f64() < time_target,
+        ),
         Row::target(
             format!("{fleet_name}: peak RSS, harness + broker engine"),
             (harness_rss + engine_rss).round(),
@@ -1198,6 +1201,7 @@ async fn count_until(
     cursor: &mut crate::trace::Cursor,
     deadline: tokio::time::Instant,
     count: usize,
+    what: &str,
     matches: impl Fn(&EventBody) -> bool,
 ) -> io::Result<()> {
     let mut seen = 0;
@@ -1205,7 +1209,7 @@ async fn count_until(
         let event = cursor.next_before(deadline).await.ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::TimedOut,
-                format!("only {seen} of {count} events"),
+                format!("only {seen} of {count} {what}"),
             )
         })?;
         seen += usize::from(matches(&event.body));
@@ -1213,9 +1217,10 @@ async fn count_until(
     Ok(())
 }
 
-/// How many simulated boards this process can hold open at once.
-fn fleet_capacity() -> usize {
-    crate::broker::boards_that_fit(3).0
+/// How many simulated boards this process can hold open at once, when each costs it
+/// `descriptors`.
+fn fleet_capacity(descriptors: u64) -> usize {
+    crate::broker::boards_that_fit(descriptors).0
 }
 
 /// `VmHWM` (peak resident set) of a process, in MiB; 0 where /proc has no answer.

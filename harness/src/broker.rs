@@ -111,8 +111,9 @@ pub fn find_engine_exe() -> Result<PathBuf, BrokerError> {
 }
 
 /// Lets this process (and the engines it starts, which inherit it) hold as many sockets
-/// as a large fleet needs: every client costs the harness three (the client's own when it
-/// is simulated here, and the tap's two). Raises the soft limit to the hard one, and as
+/// as a large fleet needs: a client over TCP costs the tap two, a simulated board in this
+/// process one (its link into the tap has no socket; the tap's to the engine does), and
+/// the engine one per client. Raises the soft limit to the hard one, and as
 /// root the hard one too, up to the kernel's ceiling (`fs.nr_open`).
 pub fn raise_open_file_limit() {
     let Ok((soft, hard)) = rlimit::getrlimit(rlimit::Resource::NOFILE) else {

@@ -47,8 +47,13 @@ pub async fn rows(options: &BenchOptions) -> io::Result<Vec<Row>> {
             firmware: mutant.firmware.clone(),
             ..BenchMapping::default()
         };
-        let (_, summary, _) =
-            super::play_suite(reference.clone(), options.broker.clone(), bench, false).await;
+        let (_, summary, _) = super::play_suite(
+            reference.clone(),
+            options.broker.clone(),
+            bench,
+            super::Play::UntilFirstFailure,
+        )
+        .await;
         if summary.failed == 0 {
             suite_survivors.push(mutant.name.clone());
         }

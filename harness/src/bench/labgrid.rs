@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::farm::{self, Farm, Ser2net};
 use super::flash::{hil_flash, run, VirtualChip};
-use super::{play_suite, reference_scenarios, BenchOptions, Row};
+use super::{play_suite, reference_scenarios, BenchOptions, Play, Row};
 use crate::board::profile::Profile;
 use crate::board::BenchBoard;
 use crate::image::{self, Chip, ImageSpec};
@@ -148,8 +148,13 @@ async fn suite_on(
         lock_timeout: Duration::from_secs(30),
         ..Default::default()
     };
-    let (wall, _, results) =
-        play_suite(scenarios.to_vec(), options.broker.clone(), bench, false).await;
+    let (wall, _, results) = play_suite(
+        scenarios.to_vec(),
+        options.broker.clone(),
+        bench,
+        Play::Whole,
+    )
+    .await;
     if let Some(failed) = results
         .iter()
         .find(|r| !matches!(r.status, Status::Passed | Status::Skipped))

@@ -48,7 +48,7 @@ pub async fn rows(
         reference,
         broker.clone(),
         super::simulated(Simulator::Core),
-        true,
+        super::Play::WholeKeepingTraces,
     )
     .await;
     let (page, rendering) = render(&results, &summary);
@@ -88,7 +88,7 @@ pub async fn rows(
         vec![long_scenario()?],
         broker,
         super::simulated(Simulator::Core),
-        true,
+        super::Play::WholeKeepingTraces,
     )
     .await;
     let packets = results.first().map_or(0, |r| {

@@ -27,9 +27,11 @@ const BOUNCE_EDGE: Duration = Duration::from_millis(1);
 /// A finger stays on the button this long.
 const PRESS_LENGTH: Duration = Duration::from_millis(40);
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
-/// From dialling to CONNACK. Generous: when thousands of boards power on at once, the
-/// broker answers them in turn, and a board that gave up reconnects behind the others.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// From dialling to CONNACK. Generous: when ten thousand boards power on at once, the
+/// engine answers them in turn over a minute, and a board that gave up would reconnect
+/// behind the others, while the engine, still taking its first CONNECT, ends the new
+/// session for the old one.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(120);
 /// From `WiFi.begin` to joined. Real boards take seconds; a little is enough to keep a
 /// rebooted board from reconnecting before the broker has seen its old socket close
 /// (rumqttd can mistake the old connection's end for the new one's).

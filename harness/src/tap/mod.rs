@@ -52,13 +52,15 @@ const ENGINE_KEEP_ALIVE: u16 = u16::MAX;
 
 /// Bytes an in-process link buffers each way before the writer waits.
 const LOCAL_LINK_BUFFER: usize = 16 * 1024;
-/// Bytes read at a time from either side.
-const READ_CHUNK: usize = 8 * 1024;
+/// Room for reading, each way: a connection starts with the least and doubles it, up to
+/// the most, while its reads fill it; an idle device of a fleet thus holds little.
+const READ_ROOM_LEAST: usize = 1024;
+const READ_ROOM_MOST: usize = 64 * 1024;
 
 /// Listeners the engine opens per protocol. rumqttd's accept loop pauses for a timer
 /// tick after every accept, so one listener admits about a connection a millisecond;
 /// connections spread over several listeners are admitted side by side.
-pub const ENGINE_LISTENERS: usize = 4;
+pub const ENGINE_LISTENERS: usize = 16;
 
 /// Where the tap forwards connections: the broker engine's listeners for each protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -349,6 +351,8 @@ fn note_progress(conn: &Conn<'_>, dir: Direction, packet: &Packet) {
     match (dir, packet) {
         (Direction::ToClient, Packet::Connack { code, .. }) => {
             *lock(&conn.connack) = Some(*code);
+            // The client's keep-alive runs from here: until the CONNACK it can only wait.
+            *lock(&conn.last_heard) = Instant::now();
         }
         (Direction::ToBroker, packet) => *lock(&conn.last_sent) = packet.name(),
         _ => {}
@@ -540,7 +544,7 @@ async fn serve<S: ClientStream>(
         answers_to_broker,
         answers_to_client,
     };
-    let mut from_client = BytesMut::with_capacity(READ_CHUNK);
+    let mut from_client = BytesMut::with_capacity(READ_ROOM_LEAST);
     let opening = tokio::select! {
         () = cut.cancelled() => return conn.record_closed(CloseReason::Cut, None),
         opening = tokio::time::timeout(CONNECT_TIMEOUT, read_connect(&mut client, &mut from_client, shared.max_packet_size)) => opening,
@@ -720,11 +724,15 @@ async fn serve<S: ClientStream>(
 }
 
 /// Waits until the client has been silent for 1.5 times its keep-alive (MQTT 3.1.1 and 5,
-/// section 3.1.2.10); returns how long that is.
+/// section 3.1.2.10) since the engine's CONNACK (a busy engine can take long to answer,
+/// and that is no silence of the client's); returns how long that is.
 async fn keep_alive_expired(conn: &Conn<'_>, keep_alive: u16) -> Duration {
     let allowed = Duration::from_millis(u64::from(keep_alive) * 1500);
     loop {
-        let deadline = *lock(&conn.last_heard) + allowed;
+        let deadline = match *lock(&conn.connack) {
+            None => Instant::now() + allowed,
+            Some(_) => *lock(&conn.last_heard) + allowed,
+        };
         if Instant::now() >= deadline {
             return allowed;
         }
@@ -789,6 +797,7 @@ async fn pump(
     mut answers: mpsc::UnboundedReceiver<Bytes>,
 ) -> End {
     let mut held = Held::default();
+    let mut room = READ_ROOM_LEAST;
     loop {
         let arrived = Instant::now();
         let (outgoing, end) = take_complete_frames(conn, dir, &mut decoder, &mut buf);
@@ -807,9 +816,10 @@ async fn pump(
         if let Some(end) = end {
             return release_all(conn, dir, &mut tx, held).await.unwrap_or(end);
         }
-        if buf.capacity() - buf.len() < READ_CHUNK / 2 {
-            buf.reserve(READ_CHUNK);
+        if buf.capacity() - buf.len() < room / 2 {
+            buf.reserve(room);
         }
+        let spare = buf.capacity() - buf.len();
         let read = loop {
             match read_or_release(&mut held, &mut rx, &mut buf, &mut answers).await {
                 Next::Release(bytes) => {
@@ -838,7 +848,11 @@ async fn pump(
                     .await
                     .unwrap_or(End::Eof);
             }
-            Ok(_) => {}
+            Ok(read) => {
+                if read == spare {
+                    room = (room * 2).min(READ_ROOM_MOST);
+                }
+            }
             Err(error) => return End::ReadFailed(error),
         }
     }
