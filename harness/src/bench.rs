@@ -10,6 +10,7 @@ pub mod browser;
 mod explore;
 pub mod farm;
 mod flash;
+pub mod fleet;
 mod labgrid;
 mod report;
 mod waits;
@@ -168,14 +169,14 @@ pub async fn run(options: &BenchOptions, groups: &[String]) -> Vec<Row> {
         // other fleet's sockets). Each costs the harness the tap's two sockets.
         add(
             "fleet",
-            fleet(options, 1_000.min(fleet_capacity(2)), Simulator::Sketch).await,
+            fleet::rows(options, 1_000.min(fleet::capacity(2)), Simulator::Sketch).await,
         );
         for &wanted_boards in &options.fleets {
             // A board in this process costs the harness one socket, the tap's to the
             // engine (see `broker::raise_open_file_limit`); a fleet beyond the limit is
             // cut to fit, and the row says so by its size.
-            let boards = wanted_boards.min(fleet_capacity(1));
-            add("fleet", fleet(options, boards, Simulator::Core).await);
+            let boards = wanted_boards.min(fleet::capacity(1));
+            add("fleet", fleet::rows(options, boards, Simulator::Core).await);
         }
     }
     if wanted("flash") {
@@ -1049,182 +1050,8 @@ async fn fuzzing(options: &BenchOptions) -> io::Result<Row> {
     ))
 }
 
-/// `boards` simulated light controllers on one broker: each connects, gets one command
-/// and one press, and every resulting message is observed in the trace.
-async fn fleet(
-    options: &BenchOptions,
-    boards: usize,
-    simulator: Simulator,
-) -> io::Result<Vec<Row>> {
-    use crate::board::BoardSetup;
-    use crate::scenario::BoardSpec;
-    use crate::trace::{Direction, Packet};
-
-    // Peak memory from here on, not from the rows before (Linux: reset the high-water mark).
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-    let trace = Trace::in_memory();
-    let broker = start_broker(options, trace.clone()).await?;
-    let started = Instant::now();
-    let phone_setup = crate::runner::ClientSetup {
-        client_id: "fleet-phone".into(),
-        protocol: crate::tap::Protocol::V311,
-        subscriptions: vec!["fleet/+".into()],
-        namespace: None,
-        credentials: None,
-        clean_session: true,
-    };
-    let phone = crate::runner::HarnessClient::start(broker.addr(), &phone_setup);
-    let (reach, network) = broker.route_for_board(false, None);
-    let mut fleet = Vec::with_capacity(boards);
-    for i in 0..boards {
-        let spec = BoardSpec {
-            profile: "sim".into(),
-            topic: Some(format!("fleet/{i}")),
-            client_id: None,
-            debounce: None,
-            version: None,
-        };
-        let board = crate::board::start(BoardSetup {
-            name: &format!("b{i}"),
-            client_id: &format!("fleet-{i}"),
-            spec: &spec,
-            broker: reach,
-            network: network.clone(),
-            trace: trace.clone(),
-            seed: i as u64,
-            bench: None,
-            lock_timeout: Duration::ZERO,
-            namespace: None,
-            credentials: None,
-            simulator,
-            firmware: &hil_firmware::Firmware::builtin(),
-        })
-        .await
-        .map_err(io::Error::other)?;
-        fleet.push(board);
-    }
-    // Bounds a fleet that never completes; a big one takes its time (10 000 boards about
-    // 40 s here), so the bound grows with it.
-    let deadline = tokio::time::Instant::now()
-        + Duration::from_secs(60).max(Duration::from_millis(15) * boards as u32);
-    let mut cursor = trace.cursor_at(0);
-    // Every board subscribed (its SUBACK), plus the phone's.
-    count_until(&mut cursor, deadline, boards + 1, "SUBACKs", |body| {
-        matches!(
-            body,
-            EventBody::Mqtt {
-                dir: Direction::ToClient,
-                packet: Packet::Suback { .. },
-                ..
-            }
-        )
-    })
-    .await?;
-    let connected = started.elapsed();
-    for i in 0..boards {
-        phone
-            .publish(&format!("fleet/{i}"), Bytes::from_static(b"on"), 1, false)
-            .await
-            .map_err(io::Error::other)?;
-    }
-    count_until(
-        &mut cursor,
-        deadline,
-        boards,
-        "relays switched on",
-        |body| matches!(body, EventBody::Relay { on: true, .. }),
-    )
-    .await?;
-    for board in &mut fleet {
-        board.press(0).await.map_err(io::Error::other)?;
-    }
-    // Every press's publish delivered to the phone.
-    count_until(&mut cursor, deadline, boards, "presses delivered", |body| {
-        matches!(body, EventBody::Mqtt { client: Some(c), dir: Direction::ToClient, packet: Packet::Publish { payload, .. }, .. }
-            if c == "fleet-phone" && payload.0.as_ref() == b"off")
-    })
-    .await?;
-    let total = started.elapsed();
-    let engine_rss = match broker.engine_pid().await {
-        Some(pid) => peak_rss_mib(&format!("/proc/{pid}/status")),
-        None => 0.0,
-    };
-    let harness_rss = peak_rss_mib("/proc/self/status");
-    broker.stop().await.map_err(io::Error::other)?;
-    for board in fleet {
-        board.stop().await;
-    }
-    let (time_target, rss_target) = match simulator {
-        Simulator::Sketch => (10.0, 300.0),
-        Simulator::Core if boards <= 1_000 => (5.0, 300.0),
-        Simulator::Core => (30.0, 1024.0),
-    };
-    let fleet_name = match simulator {
-        Simulator::Core => format!("fleet of {boards}"),
-        Simulator::Sketch => format!("fleet of {boards} sketch boards"),
-    };
-    Ok(vec![
-        Row::info(
-            format!("{fleet_name}: all connected and subscribed"),
-            connected.as_secs_f64(),
-            "s",
-        ),
-        Row::target(
-            format!("{fleet_name}: connect, command, press, all observed"),
-            total.as_secs_f64(),
-            "s",
-            format!("< {time_target} s"),
-            total.as_secs_f64() < time_target,
-        ),
-        Row::target(
-            format!("{fleet_name}: peak RSS, harness + broker engine"),
-            (harness_rss + engine_rss).round(),
-            "MiB",
-            format!("< {rss_target} MiB"),
-            harness_rss + engine_rss < rss_target,
-        ),
-        Row::info(
-            format!("{fleet_name}: peak RSS per board, harness"),
-            (harness_rss * 1024.0 / boards.max(1) as f64).round(),
-            "KiB",
-        ),
-        Row::info(
-            format!("{fleet_name}: peak RSS per board, broker engine"),
-            (engine_rss * 1024.0 / boards.max(1) as f64).round(),
-            "KiB",
-        ),
-    ])
-}
-
-/// Reads events until `count` of them satisfy `matches`.
-async fn count_until(
-    cursor: &mut crate::trace::Cursor,
-    deadline: tokio::time::Instant,
-    count: usize,
-    what: &str,
-    matches: impl Fn(&EventBody) -> bool,
-) -> io::Result<()> {
-    let mut seen = 0;
-    while seen < count {
-        let event = cursor.next_before(deadline).await.ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("only {seen} of {count} {what}"),
-            )
-        })?;
-        seen += usize::from(matches(&event.body));
-    }
-    Ok(())
-}
-
-/// How many simulated boards this process can hold open at once, when each costs it
-/// `descriptors`.
-fn fleet_capacity(descriptors: u64) -> usize {
-    crate::broker::boards_that_fit(descriptors).0
-}
-
 /// `VmHWM` (peak resident set) of a process, in MiB; 0 where /proc has no answer.
-fn peak_rss_mib(status_file: &str) -> f64 {
+pub(crate) fn peak_rss_mib(status_file: &str) -> f64 {
     std::fs::read_to_string(status_file)
         .ok()
         .and_then(|status| {
