@@ -56,11 +56,8 @@ pub async fn round(broker: BrokerConfig, boards: usize, simulator: Simulator) ->
     let mut fleet = Vec::with_capacity(boards);
     for i in 0..boards {
         let spec = BoardSpec {
-            profile: "sim".into(),
             topic: Some(format!("fleet/{i}")),
-            client_id: None,
-            debounce: None,
-            version: None,
+            ..BoardSpec::of_profile(crate::board::profile::SIM)
         };
         let board = crate::board::start(BoardSetup {
             name: &format!("b{i}"),

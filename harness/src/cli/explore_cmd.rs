@@ -9,13 +9,13 @@ use hil::broker::BrokerConfig;
 use hil::exit::Exit;
 use hil::explore::{self, ops::FaultKind, Budget, Finding, Progress};
 use hil::namespace::Namespace;
-use hil::report::{html::HtmlFile, ReportThread};
-use hil::runner::{self, BenchMapping, RunOptions};
+use hil::report::html::HtmlFile;
+use hil::runner::{BenchMapping, RunOptions};
 use hil::scenario;
 use hil::snapshot::SnapshotPolicy;
 use tokio_util::sync::CancellationToken;
 
-use super::{stop_signal, Failure};
+use super::{report_file_failure, run_reported, stop_signal, Failure};
 
 /// Find the bugs nobody scripted: generated sequences of the light controller's inputs
 /// and faults, each a normal scenario on its own broker with simulated boards, checked
@@ -233,18 +233,7 @@ async fn visual_report(
         .map(|finding| scenario::load(&finding.file, &["sim"]))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| Failure::new(Exit::Infrastructure, e.render(false)))?;
-    let file = HtmlFile::create(path.to_path_buf()).map_err(|e| {
-        Failure::new(
-            Exit::Infrastructure,
-            format!("cannot write report {}: {e}", path.display()),
-        )
-    })?;
-    let reports = ReportThread::start(vec![Box::new(file)]).map_err(|e| {
-        Failure::new(
-            Exit::Infrastructure,
-            format!("cannot start the reporters: {e}"),
-        )
-    })?;
+    let file = HtmlFile::create(path.to_path_buf()).map_err(|e| report_file_failure(path, e))?;
     let options = RunOptions {
         broker,
         jobs: 1,
@@ -263,12 +252,7 @@ async fn visual_report(
         credentials: None,
         keep_traces: true,
     };
-    runner::run(scenarios, &options, interrupt, reports.events()).await;
-    let errors = tokio::task::spawn_blocking(move || reports.finish())
+    run_reported(scenarios, &options, interrupt, vec![Box::new(file)])
         .await
-        .unwrap_or_else(|e| vec![format!("the reporters stopped: {e}")]);
-    match errors.into_iter().next() {
-        Some(error) => Err(Failure::new(Exit::Infrastructure, error)),
-        None => Ok(()),
-    }
+        .map(drop)
 }

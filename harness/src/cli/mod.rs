@@ -283,3 +283,36 @@ pub fn stop_signal() -> impl std::future::Future<Output = Result<Stop, Failure>>
         })
     }
 }
+
+/// Runs `scenarios` with `reporters` rendering on their own thread; the run's summary, or
+/// the first error a reporter met (exit 3).
+pub async fn run_reported(
+    scenarios: Vec<hil::scenario::Scenario>,
+    options: &hil::runner::RunOptions,
+    interrupt: &tokio_util::sync::CancellationToken,
+    reporters: Vec<Box<dyn hil::report::Reporter>>,
+) -> Result<hil::runner::RunSummary, Failure> {
+    let reports = hil::report::ReportThread::start(reporters).map_err(|e| {
+        Failure::new(
+            Exit::Infrastructure,
+            format!("cannot start the reporters: {e}"),
+        )
+    })?;
+    let (summary, _results) =
+        hil::runner::run(scenarios, options, interrupt, reports.events()).await;
+    let errors = tokio::task::spawn_blocking(move || reports.finish())
+        .await
+        .unwrap_or_else(|e| vec![format!("the reporters stopped: {e}")]);
+    match errors.into_iter().next() {
+        Some(error) => Err(Failure::new(Exit::Infrastructure, error)),
+        None => Ok(summary),
+    }
+}
+
+/// A report file that cannot be written (exit 3).
+pub fn report_file_failure(path: &std::path::Path, error: std::io::Error) -> Failure {
+    Failure::new(
+        Exit::Infrastructure,
+        format!("cannot write report {}: {error}", path.display()),
+    )
+}

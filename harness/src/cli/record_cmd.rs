@@ -106,22 +106,9 @@ pub struct Args {
 /// The board role and, for --board, the bench board playing it.
 fn board_role(args: &Args) -> Result<(BoardRole, Option<hil::board::BenchBoard>), Failure> {
     let Some((role, name)) = &args.board else {
-        let role = args.sim.clone().unwrap_or_else(|| "lamp".into());
-        let spec = BoardSpec {
-            profile: hil::board::profile::SIM.into(),
-            topic: None,
-            client_id: None,
-            debounce: None,
-            version: None,
-        };
-        return Ok((
-            BoardRole {
-                client_id: role.clone(),
-                name: role,
-                spec,
-            },
-            None,
-        ));
+        let role = args.sim.as_deref().unwrap_or("lamp");
+        let spec = BoardSpec::of_profile(hil::board::profile::SIM);
+        return Ok((BoardRole::named(role, spec), None));
     };
     if args.firmware.is_given() {
         return Err(Failure::new(
@@ -135,21 +122,8 @@ fn board_role(args: &Args) -> Result<(BoardRole, Option<hil::board::BenchBoard>)
         .board(name)
         .map_err(|e| Failure::new(Exit::Usage, e))?
         .clone();
-    let spec = BoardSpec {
-        profile: bench.profile.name.clone(),
-        topic: None,
-        client_id: None,
-        debounce: None,
-        version: None,
-    };
-    Ok((
-        BoardRole {
-            name: role.clone(),
-            client_id: role.clone(),
-            spec,
-        },
-        Some(bench),
-    ))
+    let spec = BoardSpec::of_profile(&bench.profile.name);
+    Ok((BoardRole::named(role, spec), Some(bench)))
 }
 
 /// The broker login: --auth; beyond loopback one is needed unless --insecure-open.

@@ -10,15 +10,13 @@ use hil::config::BenchConfig;
 use hil::exit::Exit;
 use hil::login::Credentials;
 use hil::namespace::Namespace;
-use hil::report::{
-    Annotations, Console, HtmlFile, JsonFile, JunitFile, ReportThread, Reporter, StepSummary,
-};
+use hil::report::{Annotations, Console, HtmlFile, JsonFile, JunitFile, Reporter, StepSummary};
 use hil::runner::{self, BenchMapping, Partition, RunOptions, RunSummary, Selection};
 use hil::scenario::{self, Scenario};
 use hil::snapshot::{self, Decision, SnapshotPolicy};
 use tokio_util::sync::CancellationToken;
 
-use super::{stop_signal, Failure};
+use super::{report_file_failure, run_reported, stop_signal, Failure};
 
 /// Run scenario files: each with its own broker, boards and clients, then judge and report.
 ///
@@ -370,26 +368,20 @@ pub async fn run(args: RunArgs) -> Result<Exit, Failure> {
         taken = take_places(&args.labgrid, &mut bench, args.lock_timeout) => taken?,
         () = interrupt.cancelled() => return Ok(Exit::Interrupted),
     };
-    let report_failure = |path: &Path, e: std::io::Error| {
-        Failure::new(
-            Exit::Infrastructure,
-            format!("cannot write report {}: {e}", path.display()),
-        )
-    };
     let mut reporters: Vec<Box<dyn Reporter>> = vec![Box::new(Console::new(
         std::io::stderr().is_terminal(),
         color_on(std::io::stdout().is_terminal()),
     ))];
     if let Some(path) = &args.junit {
-        let file = JunitFile::create(path.clone()).map_err(|e| report_failure(path, e))?;
+        let file = JunitFile::create(path.clone()).map_err(|e| report_file_failure(path, e))?;
         reporters.push(Box::new(file));
     }
     if let Some(path) = &args.json {
-        let file = JsonFile::create(path.clone()).map_err(|e| report_failure(path, e))?;
+        let file = JsonFile::create(path.clone()).map_err(|e| report_file_failure(path, e))?;
         reporters.push(Box::new(file));
     }
     if let Some(path) = &args.html {
-        let file = HtmlFile::create(path.clone()).map_err(|e| report_failure(path, e))?;
+        let file = HtmlFile::create(path.clone()).map_err(|e| report_file_failure(path, e))?;
         reporters.push(Box::new(file));
     }
     // On GitHub Actions: annotations on the scenario files' lines, and the summary.
@@ -423,21 +415,9 @@ pub async fn run(args: RunArgs) -> Result<Exit, Failure> {
         snapshot_policy: SnapshotPolicy::from_env(),
         keep_traces: args.html.is_some() || (args.json.is_some() && args.out.is_none()),
     };
-    let reports = ReportThread::start(reporters).map_err(|e| {
-        Failure::new(
-            Exit::Infrastructure,
-            format!("cannot start the reporters: {e}"),
-        )
-    })?;
-    let (summary, _results) = runner::run(scenarios, &options, &interrupt, reports.events()).await;
+    let reported = run_reported(scenarios, &options, &interrupt, reporters).await;
     watcher.abort();
-    let report_errors = tokio::task::spawn_blocking(move || reports.finish())
-        .await
-        .unwrap_or_else(|e| vec![format!("the reporters stopped: {e}")]);
-    if let Some(error) = report_errors.into_iter().next() {
-        return Err(Failure::new(Exit::Infrastructure, error));
-    }
-    Ok(verdict(&summary, interrupt.is_cancelled()))
+    Ok(verdict(&reported?, interrupt.is_cancelled()))
 }
 
 /// Reserves and acquires the labgrid place of each mapped bench board that is one (once

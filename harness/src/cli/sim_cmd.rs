@@ -115,11 +115,8 @@ pub async fn run(args: SimArgs) -> Result<Exit, Failure> {
             args.topic.clone()
         };
         let spec = BoardSpec {
-            profile: "sim".into(),
             topic: Some(topic),
-            client_id: None,
-            debounce: None,
-            version: None,
+            ..BoardSpec::of_profile(hil::board::profile::SIM)
         };
         let name = if fleet {
             format!("{i}")

@@ -38,6 +38,17 @@ pub struct BoardRole {
     pub spec: BoardSpec,
 }
 
+impl BoardRole {
+    /// A role that connects with its own name as client id.
+    pub fn named(name: &str, spec: BoardSpec) -> BoardRole {
+        BoardRole {
+            name: name.to_string(),
+            client_id: name.to_string(),
+            spec,
+        }
+    }
+}
+
 /// What the draft needs to know besides the trace.
 #[derive(Debug, Clone, Copy)]
 pub struct Session<'a> {

@@ -150,17 +150,7 @@ mod tests {
     use crate::trace::{Event, EventBody};
 
     fn lamp() -> BoardRole {
-        BoardRole {
-            name: "lamp".into(),
-            client_id: "lamp".into(),
-            spec: BoardSpec {
-                profile: "sim".into(),
-                topic: None,
-                client_id: None,
-                debounce: None,
-                version: None,
-            },
-        }
+        BoardRole::named("lamp", BoardSpec::of_profile("sim"))
     }
 
     fn quiet_draft() -> Draft {

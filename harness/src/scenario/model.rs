@@ -51,6 +51,19 @@ pub struct BoardSpec {
     pub version: Option<String>,
 }
 
+impl BoardSpec {
+    /// A board of `profile` with every setting at its default.
+    pub fn of_profile(profile: impl Into<String>) -> BoardSpec {
+        BoardSpec {
+            profile: profile.into(),
+            topic: None,
+            client_id: None,
+            debounce: None,
+            version: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct BoardDecl {
     pub name: String,

@@ -230,17 +230,7 @@ impl Tape {
 }
 
 fn lamp() -> BoardRole {
-    BoardRole {
-        name: "lamp".into(),
-        client_id: "lamp".into(),
-        spec: BoardSpec {
-            profile: "sim".into(),
-            topic: None,
-            client_id: None,
-            debounce: None,
-            version: None,
-        },
-    }
+    BoardRole::named("lamp", BoardSpec::of_profile("sim"))
 }
 
 /// The steps as YAML lines, the way a scenario writes them.
