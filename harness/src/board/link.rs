@@ -348,3 +348,154 @@ impl PacketIds {
         self.0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BROKER: &str = "127.0.0.1:1883";
+
+    /// A session whose network links `BROKER` to the returned end, where the test plays
+    /// the broker.
+    fn session_with_fake_broker(keep_alive: Duration) -> (Session, DuplexStream) {
+        let (broker_end, board_end) = tokio::io::duplex(4096);
+        let board_end = std::sync::Mutex::new(Some(board_end));
+        let network = Network::with_local_tap(
+            BROKER.parse().unwrap(),
+            Arc::new(move || board_end.lock().unwrap().take().expect("dialled once")),
+        );
+        let session = Session::open(
+            &network,
+            SessionOptions {
+                host: "127.0.0.1".into(),
+                port: 1883,
+                client_id: "lamp".into(),
+                keep_alive,
+                login: Some(Login::new("user", "secret")),
+                will: LastWill::new("lamp/status", "offline", QoS::AtLeastOnce, true),
+                connect_timeout: Duration::from_secs(5),
+            },
+        );
+        (session, broker_end)
+    }
+
+    /// The broker's side: the next packet the board sent.
+    async fn receive(broker: &mut DuplexStream, unread: &mut BytesMut) -> Packet {
+        loop {
+            if let Some(packet) = decode(unread).unwrap() {
+                return packet;
+            }
+            assert_ne!(
+                broker.read_buf(unread).await.unwrap(),
+                0,
+                "the board hung up"
+            );
+        }
+    }
+
+    async fn send(broker: &mut DuplexStream, packet: Packet) {
+        let mut out = BytesMut::new();
+        encode(&packet, &mut out).unwrap();
+        broker.write_all(&out).await.unwrap();
+    }
+
+    async fn accept(broker: &mut DuplexStream, unread: &mut BytesMut) -> Connect {
+        let Packet::Connect(connect) = receive(broker, unread).await else {
+            panic!("the first packet is not CONNECT");
+        };
+        let ack = rumqttc::mqttbytes::v4::ConnAck::new(ConnectReturnCode::Success, false);
+        send(broker, Packet::ConnAck(ack)).await;
+        connect
+    }
+
+    #[tokio::test]
+    async fn a_session_logs_in_acknowledges_deliveries_and_numbers_its_publishes() {
+        let (mut session, mut broker) = session_with_fake_broker(Duration::from_secs(15));
+        let mut unread = BytesMut::new();
+        let connect = accept(&mut broker, &mut unread).await;
+        assert_eq!(connect.client_id, "lamp");
+        assert_eq!(connect.keep_alive, 15);
+        assert_eq!(connect.login, Some(Login::new("user", "secret")));
+        let will = connect.last_will.expect("a will");
+        assert_eq!((will.topic.as_str(), will.retain), ("lamp/status", true));
+        assert!(matches!(
+            session.next_event().await,
+            Some(LinkEvent::Connected)
+        ));
+
+        let mut command = Publish::new("lamp", QoS::AtLeastOnce, "on");
+        command.pkid = 7;
+        send(&mut broker, Packet::Publish(command)).await;
+        match session.next_event().await {
+            Some(LinkEvent::Message { topic, payload }) => {
+                assert_eq!((topic.as_str(), payload.as_ref()), ("lamp", b"on".as_ref()));
+            }
+            other => panic!("no message but {other:?}"),
+        }
+        assert_eq!(
+            receive(&mut broker, &mut unread).await,
+            Packet::PubAck(PubAck::new(7))
+        );
+
+        let requests = session.requests();
+        requests
+            .publish("lamp/state", b"on", QoS::AtLeastOnce, true)
+            .unwrap();
+        requests
+            .publish("lamp/state", b"off", QoS::AtLeastOnce, true)
+            .unwrap();
+        for (pkid, payload) in [(1, "on"), (2, "off")] {
+            match receive(&mut broker, &mut unread).await {
+                Packet::Publish(publish) => {
+                    assert_eq!(publish.pkid, pkid);
+                    assert!(publish.retain);
+                    assert_eq!(publish.payload.as_ref(), payload.as_bytes());
+                }
+                other => panic!("no publish but {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_broker_that_leaves_a_ping_unanswered_ends_the_session() {
+        let (mut session, mut broker) = session_with_fake_broker(Duration::from_secs(15));
+        let mut unread = BytesMut::new();
+        accept(&mut broker, &mut unread).await;
+        assert!(matches!(
+            session.next_event().await,
+            Some(LinkEvent::Connected)
+        ));
+        assert_eq!(receive(&mut broker, &mut unread).await, Packet::PingReq);
+        // No PINGRESP: at the next ping the session gives up.
+        assert!(session.next_event().await.is_none());
+        assert!(session
+            .requests()
+            .publish("lamp/state", b"on", QoS::AtMostOnce, false)
+            .is_err());
+    }
+
+    #[tokio::test]
+    async fn a_clean_close_sends_disconnect_after_what_was_queued() {
+        let (session, mut broker) = session_with_fake_broker(Duration::from_secs(15));
+        let mut unread = BytesMut::new();
+        let mut session = session;
+        accept(&mut broker, &mut unread).await;
+        assert!(matches!(
+            session.next_event().await,
+            Some(LinkEvent::Connected)
+        ));
+        session
+            .requests()
+            .publish("lamp/status", b"offline", QoS::AtLeastOnce, true)
+            .unwrap();
+        let closing = tokio::spawn(session.close(Duration::from_secs(5)));
+        assert!(matches!(
+            receive(&mut broker, &mut unread).await,
+            Packet::Publish(_)
+        ));
+        assert_eq!(receive(&mut broker, &mut unread).await, Packet::Disconnect);
+        // The broker closes; the close is over.
+        drop(broker);
+        closing.await.unwrap();
+    }
+}
