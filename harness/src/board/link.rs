@@ -379,18 +379,21 @@ mod tests {
         (session, broker_end)
     }
 
-    /// The broker's side: the next packet the board sent.
+    /// The broker's side: the next packet the board sent, within a minute (longer than
+    /// a keep-alive, for the test on a paused clock).
     async fn receive(broker: &mut DuplexStream, unread: &mut BytesMut) -> Packet {
-        loop {
-            if let Some(packet) = decode(unread).unwrap() {
-                return packet;
+        let next = async {
+            loop {
+                if let Some(packet) = decode(unread).unwrap() {
+                    return packet;
+                }
+                let read = broker.read_buf(unread).await.unwrap();
+                assert_ne!(read, 0, "the board hung up");
             }
-            assert_ne!(
-                broker.read_buf(unread).await.unwrap(),
-                0,
-                "the board hung up"
-            );
-        }
+        };
+        tokio::time::timeout(Duration::from_secs(60), next)
+            .await
+            .expect("the board sends within a minute")
     }
 
     async fn send(broker: &mut DuplexStream, packet: Packet) {
