@@ -396,6 +396,13 @@ mod tests {
             .expect("the board sends within a minute")
     }
 
+    /// The session's next event, within two keep-alives.
+    async fn next(session: &mut Session) -> Option<LinkEvent> {
+        tokio::time::timeout(Duration::from_secs(60), session.next_event())
+            .await
+            .expect("the session tells within a minute")
+    }
+
     async fn send(broker: &mut DuplexStream, packet: Packet) {
         let mut out = BytesMut::new();
         encode(&packet, &mut out).unwrap();
@@ -422,14 +429,14 @@ mod tests {
         let will = connect.last_will.expect("a will");
         assert_eq!((will.topic.as_str(), will.retain), ("lamp/status", true));
         assert!(matches!(
-            session.next_event().await,
+            next(&mut session).await,
             Some(LinkEvent::Connected)
         ));
 
         let mut command = Publish::new("lamp", QoS::AtLeastOnce, "on");
         command.pkid = 7;
         send(&mut broker, Packet::Publish(command)).await;
-        match session.next_event().await {
+        match next(&mut session).await {
             Some(LinkEvent::Message { topic, payload }) => {
                 assert_eq!((topic.as_str(), payload.as_ref()), ("lamp", b"on".as_ref()));
             }
@@ -465,12 +472,12 @@ mod tests {
         let mut unread = BytesMut::new();
         accept(&mut broker, &mut unread).await;
         assert!(matches!(
-            session.next_event().await,
+            next(&mut session).await,
             Some(LinkEvent::Connected)
         ));
         assert_eq!(receive(&mut broker, &mut unread).await, Packet::PingReq);
         // No PINGRESP: at the next ping the session gives up.
-        assert!(session.next_event().await.is_none());
+        assert!(next(&mut session).await.is_none());
         assert!(session
             .requests()
             .publish("lamp/state", b"on", QoS::AtMostOnce, false)
@@ -484,7 +491,7 @@ mod tests {
         let mut session = session;
         accept(&mut broker, &mut unread).await;
         assert!(matches!(
-            session.next_event().await,
+            next(&mut session).await,
             Some(LinkEvent::Connected)
         ));
         session
