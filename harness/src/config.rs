@@ -99,7 +99,7 @@ impl BenchConfig {
             };
             let port = match (&board.port, board.labgrid) {
                 (Some(port), None) => {
-                    PortSpec::parse(port).map_err(|message| invalid(format!("port: {message}")))?
+                    PortSpec::parse(port).map_err(|error| invalid(format!("port: {error}")))?
                 }
                 (None, Some(place)) => PortSpec::Labgrid(place.filter().map_err(invalid)?),
                 (Some(_), Some(_)) => {

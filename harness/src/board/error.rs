@@ -10,8 +10,11 @@ pub enum BoardError {
     /// Taking the port failed: held by another process, or its remote end failed.
     #[error(transparent)]
     Port(#[from] PortError),
-    #[error("board {board}: {reason}")]
-    CannotListPorts { board: String, reason: String },
+    #[error("board {board}: {source}")]
+    CannotListPorts {
+        board: String,
+        source: crate::port::ListError,
+    },
     #[error("board {board}: port = \"auto\" found no port with a USB id of profile {profile} ({usb}). {available}")]
     NoAutoPort {
         board: String,

@@ -79,9 +79,9 @@ pub fn resolve_port(bench: &BenchBoard) -> Result<PortName, BoardError> {
             reason: format!("{filter} must be reserved before its port is known"),
         }),
         PortSpec::Auto => {
-            let ports = port::list().map_err(|reason| BoardError::CannotListPorts {
+            let ports = port::list().map_err(|source| BoardError::CannotListPorts {
                 board: bench.name.clone(),
-                reason,
+                source,
             })?;
             ports
                 .into_iter()

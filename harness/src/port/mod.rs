@@ -26,20 +26,30 @@ pub enum PortName {
     Rfc2217(String),
 }
 
+/// Why a text names no port.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PortNameError {
+    #[error("{text:?} names no server: write rfc2217://HOST:PORT")]
+    NoServer { text: String },
+    #[error("{text:?} has no TCP port: write rfc2217://{address}:PORT (ser2net's accepter port)")]
+    NoTcpPort { text: String, address: String },
+    #[error("the port is empty: name a device such as /dev/ttyUSB0")]
+    Empty,
+}
+
 impl PortName {
     /// `rfc2217://host:port`, or else a device path.
-    pub fn parse(text: &str) -> Result<PortName, String> {
+    pub fn parse(text: &str) -> Result<PortName, PortNameError> {
         match text.strip_prefix("rfc2217://") {
-            Some("") => Err(format!(
-                "{text:?} names no server: write rfc2217://HOST:PORT"
-            )),
-            Some(address) if !address.contains(':') => Err(format!(
-                "{text:?} has no TCP port: write rfc2217://{address}:PORT (ser2net's accepter port)"
-            )),
+            Some("") => Err(PortNameError::NoServer {
+                text: text.to_string(),
+            }),
+            Some(address) if !address.contains(':') => Err(PortNameError::NoTcpPort {
+                text: text.to_string(),
+                address: address.to_string(),
+            }),
             Some(address) => Ok(PortName::Rfc2217(address.to_string())),
-            None if text.is_empty() => {
-                Err("the port is empty: name a device such as /dev/ttyUSB0".to_string())
-            }
+            None if text.is_empty() => Err(PortNameError::Empty),
             None => Ok(PortName::Device(PathBuf::from(text))),
         }
     }
@@ -65,7 +75,7 @@ pub enum PortSpec {
 }
 
 impl PortSpec {
-    pub fn parse(text: &str) -> Result<PortSpec, String> {
+    pub fn parse(text: &str) -> Result<PortSpec, PortNameError> {
         if text == "auto" {
             Ok(PortSpec::Auto)
         } else {
@@ -179,13 +189,22 @@ impl Endpoint {
     }
 }
 
+/// Why the ports of this machine cannot be listed.
+#[derive(Debug, thiserror::Error)]
+pub enum ListError {
+    #[error("this system does not list its serial ports (no /sys/class/tty)")]
+    NoTtyClass,
+    #[error("cannot list serial ports: {0}")]
+    Scan(#[from] serialport::Error),
+}
+
 /// The serial ports of this machine. serialport scans /sys/class/tty when built without
 /// libudev, and panics where that folder is missing (some containers).
-pub fn list() -> Result<Vec<SerialPortInfo>, String> {
+pub fn list() -> Result<Vec<SerialPortInfo>, ListError> {
     if !Path::new("/sys/class/tty").is_dir() {
-        return Err("this system does not list its serial ports (no /sys/class/tty)".to_string());
+        return Err(ListError::NoTtyClass);
     }
-    serialport::available_ports().map_err(|e| format!("cannot list serial ports: {e}"))
+    Ok(serialport::available_ports()?)
 }
 
 /// USB-serial bridges found on ESP boards, by VID:PID.
@@ -245,9 +264,15 @@ mod tests {
             "rfc2217://bench-host:4000"
         );
         let error = PortName::parse("rfc2217://bench-host").unwrap_err();
-        assert!(error.contains("rfc2217://bench-host:PORT"), "{error}");
-        assert!(PortName::parse("rfc2217://").is_err());
-        assert!(PortName::parse("").is_err());
+        assert!(
+            error.to_string().contains("rfc2217://bench-host:PORT"),
+            "{error}"
+        );
+        assert!(matches!(
+            PortName::parse("rfc2217://"),
+            Err(PortNameError::NoServer { .. })
+        ));
+        assert_eq!(PortName::parse(""), Err(PortNameError::Empty));
         assert_eq!(PortSpec::parse("auto"), Ok(PortSpec::Auto));
     }
 }

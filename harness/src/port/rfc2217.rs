@@ -366,6 +366,21 @@ impl Session {
     }
 }
 
+/// Why a bridge ended before it was stopped.
+#[derive(Debug, thiserror::Error)]
+enum BridgeEnd {
+    #[error("reading from the server: {0}")]
+    ServerRead(std::io::Error),
+    #[error("the server closed the connection")]
+    ServerClosed,
+    #[error("writing to the server: {0}")]
+    ServerWrite(std::io::Error),
+    #[error("reading the local pty: {0}")]
+    PtyRead(std::io::Error),
+    #[error(transparent)]
+    Lines(#[from] super::LinesError),
+}
+
 /// The opening round: Telnet options and the port settings, until the server confirms
 /// them or the deadline passes. Returns the serial data that arrived meanwhile.
 async fn negotiate(
@@ -433,17 +448,18 @@ fn at_deadline(address: &str, client: &Client, early: Vec<u8>) -> Result<Vec<u8>
     }
 }
 
-async fn from_server(mut reader: OwnedReadHalf, shared: &Shared, pty: &Pty) -> Result<(), String> {
+async fn from_server(
+    mut reader: OwnedReadHalf,
+    shared: &Shared,
+    pty: &Pty,
+) -> Result<(), BridgeEnd> {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
-        let n = reader
-            .read(&mut buf)
-            .await
-            .map_err(|e| format!("reading from the server: {e}"))?;
+        let n = reader.read(&mut buf).await.map_err(BridgeEnd::ServerRead)?;
         if n == 0 {
-            return Err("the server closed the connection".to_string());
+            return Err(BridgeEnd::ServerClosed);
         }
-        let payload = shared.receive(&buf[..n]).map_err(|e| e.to_string())?;
+        let payload = shared.receive(&buf[..n])?;
         // Bytes nobody reads from the pty are dropped after its deadline, as a UART
         // drops what no one listens to; the bridge carries on.
         if let Err(e) = pty.write_all(&payload).await {
@@ -452,29 +468,24 @@ async fn from_server(mut reader: OwnedReadHalf, shared: &Shared, pty: &Pty) -> R
     }
 }
 
-async fn to_server(pty: &Pty, shared: &Shared) -> Result<(), String> {
+async fn to_server(pty: &Pty, shared: &Shared) -> Result<(), BridgeEnd> {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
-        let n = pty
-            .read(&mut buf)
-            .await
-            .map_err(|e| format!("reading the local pty: {e}"))?;
+        let n = pty.read(&mut buf).await.map_err(BridgeEnd::PtyRead)?;
         let baud = pty.baud().unwrap_or(0);
-        shared
-            .send_data(&buf[..n], baud)
-            .map_err(|e| e.to_string())?;
+        shared.send_data(&buf[..n], baud)?;
     }
 }
 
 async fn send(
     mut writer: OwnedWriteHalf,
     mut outbound: mpsc::UnboundedReceiver<Vec<u8>>,
-) -> Result<(), String> {
+) -> Result<(), BridgeEnd> {
     while let Some(bytes) = outbound.recv().await {
         writer
             .write_all(&bytes)
             .await
-            .map_err(|e| format!("writing to the server: {e}"))?;
+            .map_err(BridgeEnd::ServerWrite)?;
     }
     Ok(())
 }
