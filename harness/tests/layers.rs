@@ -114,6 +114,16 @@ fn broken_rules() -> Vec<String> {
         },
     ));
     broken.extend(check(
+        "tap",
+        "the tap knows nothing of the broker that owns it, snapshots nothing of the runner",
+        |used| matches!(top(used), "broker" | "runner" | "snapshot" | "board"),
+    ));
+    broken.extend(check(
+        "chip",
+        "the virtual chip knows no board: the app it boots is handed to it from above",
+        |used| !matches!(top(used), "chip" | "image" | "trace"),
+    ));
+    broken.extend(check(
         "record/draft",
         "a draft is made from trace events alone",
         |used| !matches!(top(used), "trace" | "scenario" | "steps" | "record"),

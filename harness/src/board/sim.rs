@@ -194,6 +194,65 @@ impl Commanded for SimBoard {
     }
 }
 
+/// The virtual chip's app: the firmware core, booted from the settings in the chip's
+/// flash (or, before it stored any, provisioned with the chip's broker and client id, as
+/// if built with them).
+pub struct CoreOnChip;
+
+impl crate::chip::Firmware for CoreOnChip {
+    fn boot(&self, setup: crate::chip::AppSetup) -> crate::chip::Booting {
+        let has_network = setup.broker.is_some();
+        let board = SimBoard::start(SimSetup {
+            name: "chip".into(),
+            client_id: setup.client_id,
+            topic: None,
+            credentials: None,
+            debounce: None,
+            version: Some(setup.version),
+            // Without a broker the chip has no network. The address stands in for one
+            // (TEST-NET-1, never routed).
+            broker: setup
+                .broker
+                .unwrap_or(SocketAddr::from(([192, 0, 2, 1], 1883))),
+            network: Network::default(),
+            trace: setup.trace,
+            seed: 0,
+            storage: Some(Storage {
+                stored: setup.stored,
+                writes: setup.writes,
+            }),
+            firmware: Firmware::builtin(),
+        });
+        Box::pin(async move {
+            if !has_network {
+                // Wi-Fi goes down at once and stays down.
+                board
+                    .send(Command::Wifi { up: false })
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok(Box::new(board) as Box<dyn crate::chip::RunningApp>)
+        })
+    }
+}
+
+impl crate::chip::RunningApp for SimBoard {
+    fn type_line(
+        &self,
+        line: String,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
+        Box::pin(async move {
+            self.send(Command::Serial(line))
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn halt(self: Box<Self>) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin((*self).stop())
+    }
+}
+
 /// What the firmware asked for during one call, for the task to carry out.
 enum Request {
     Connect(ConnectRequest),

@@ -34,12 +34,11 @@ mod store;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::board::link::Network;
-use crate::board::sim::{Command, SimBoard, SimSetup, Storage};
 use crate::image::Chip;
 use crate::trace::{Cursor, EventBody, Trace};
 use boot::{Boot, Next};
@@ -56,6 +55,48 @@ pub use rom::FLASH_SIZE;
 /// Typed input longer than this without a line end is dropped.
 const MAX_TYPED_LINE: usize = 1024;
 
+/// What a chip's flashed app is once it runs: the layer above the chip plays it (the
+/// simulated firmware core of `board::sim`); the chip hands it what it needs to boot and
+/// takes back its serial lines (from the trace) and the settings it stores.
+pub trait Firmware: Send + Sync {
+    fn boot(&self, setup: AppSetup) -> Booting;
+}
+
+/// An app booting: running, or why it could not start.
+pub type Booting = Pin<Box<dyn Future<Output = Result<Box<dyn RunningApp>, String>> + Send>>;
+
+impl std::fmt::Debug for dyn Firmware {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Firmware")
+    }
+}
+
+/// What the app boots with.
+pub struct AppSetup {
+    pub client_id: String,
+    /// The version the flashed image's app descriptor names.
+    pub version: String,
+    /// The broker the app connects to; without one it has no network.
+    pub broker: Option<SocketAddr>,
+    /// Where its serial lines go.
+    pub trace: Trace,
+    /// The settings sector's record, when the firmware stored one.
+    pub stored: Option<Vec<u8>>,
+    /// Every record the firmware stores is sent here.
+    pub writes: mpsc::UnboundedSender<Vec<u8>>,
+}
+
+/// The app while it runs.
+pub trait RunningApp: Send {
+    /// A line typed on the console.
+    fn type_line(
+        &self,
+        line: String,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>>;
+    /// The power goes: it stops at once.
+    fn halt(self: Box<Self>) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+}
+
 /// How to set up a virtual chip.
 #[derive(Debug, Clone)]
 pub struct ChipOptions {
@@ -68,6 +109,8 @@ pub struct ChipOptions {
     pub link: Option<PathBuf>,
     /// Pull the cable when the FLASH_DATA block after this many arrives.
     pub unplug_after_blocks: Option<u32>,
+    /// What runs when the chip boots its app.
+    pub firmware: std::sync::Arc<dyn Firmware>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,8 +127,8 @@ pub enum ChipError {
     Control(String),
     #[error("{0}")]
     FlashFile(String),
-    #[error("the firmware could not start: {0}")]
-    App(#[source] crate::board::BoardError),
+    #[error("the firmware stopped: {0}")]
+    App(String),
     #[error("the firmware could not start: {0}")]
     Settings(String),
 }
@@ -132,6 +175,7 @@ impl VirtualChip {
                 app: None,
                 held: false,
                 broker: options.broker,
+                firmware: options.firmware,
                 blocks_written: 0,
                 unplug_after_blocks: options.unplug_after_blocks,
             },
@@ -230,7 +274,7 @@ enum Flow {
 
 /// The running firmware and what the host typed to it so far.
 struct App {
-    board: SimBoard,
+    running: Box<dyn RunningApp>,
     serial: Cursor,
     typed: TypedLine,
     /// What the firmware stores, for the settings sector.
@@ -304,6 +348,7 @@ struct Session {
     /// Held in reset: nothing runs and nothing answers until the next reset.
     held: bool,
     broker: Option<SocketAddr>,
+    firmware: std::sync::Arc<dyn Firmware>,
     blocks_written: u32,
     unplug_after_blocks: Option<u32>,
 }
@@ -326,8 +371,7 @@ impl Session {
             } else if between_frames && self.decoder.is_idle() {
                 if let Some(app) = &mut self.app {
                     if let Some(line) = app.typed.push(byte) {
-                        let typed = Command::Serial(line);
-                        app.board.send(typed).await.map_err(ChipError::App)?;
+                        app.running.type_line(line).await.map_err(ChipError::App)?;
                     }
                 }
             }
@@ -419,38 +463,21 @@ impl Session {
             .unwrap_or_default()
             .to_string_lossy();
         let client_id = format!("hil-{}-{pty_number}", self.profile().chip.name());
-        // Without a broker the chip has no network: Wi-Fi goes down at once and stays
-        // down. The address stands in for the broker (TEST-NET-1, never routed).
-        let broker = self
-            .broker
-            .unwrap_or(SocketAddr::from(([192, 0, 2, 1], 1883)));
         let (writes, settings) = mpsc::unbounded_channel();
-        // Until the firmware stores settings of its own, it boots with the broker and
-        // client id above, as if built with them.
-        let storage = Storage {
-            stored: settings::stored(self.profile(), self.rom.flash()),
-            writes,
-        };
-        let board = SimBoard::start(SimSetup {
-            name: "chip".into(),
-            client_id,
-            topic: None,
-            credentials: None,
-            debounce: None,
-            version: Some(version),
-            broker,
-            network: Network::default(),
-            trace: trace.clone(),
-            seed: 0,
-            storage: Some(storage),
-            firmware: hil_firmware::Firmware::builtin(),
-        });
-        if self.broker.is_none() {
-            let no_network = Command::Wifi { up: false };
-            board.send(no_network).await.map_err(ChipError::App)?;
-        }
+        let running = self
+            .firmware
+            .boot(AppSetup {
+                client_id,
+                version,
+                broker: self.broker,
+                trace: trace.clone(),
+                stored: settings::stored(self.profile(), self.rom.flash()),
+                writes,
+            })
+            .await
+            .map_err(ChipError::App)?;
         self.app = Some(App {
-            board,
+            running,
             serial: trace.cursor_at(0),
             typed: TypedLine::default(),
             settings,
@@ -473,7 +500,7 @@ impl Session {
         let Some(mut app) = self.app.take() else {
             return Ok(());
         };
-        app.board.stop().await;
+        app.running.halt().await;
         while let Ok(record) = app.settings.try_recv() {
             self.store_settings(&record)?;
         }

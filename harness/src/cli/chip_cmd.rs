@@ -58,6 +58,7 @@ pub async fn run(args: PtyArgs, broker: Option<SocketAddr>) -> Result<Exit, Fail
         broker,
         link: args.link.clone(),
         unplug_after_blocks: args.unplug_after_blocks,
+        firmware: std::sync::Arc::new(hil::board::sim::CoreOnChip),
     })
     .map_err(|e| Failure::new(Exit::Infrastructure, e))?;
     // Watching before the path is out: whoever reads it may signal at once.
