@@ -374,3 +374,29 @@ fn the_help_explains_the_control_channel() {
         assert!(help.contains(word), "sim --help lacks {word:?}:\n{help}");
     }
 }
+
+/// `hil sim --pty --sketch`: the chip boots the Arduino sketch (on the host Arduino core)
+/// instead of the core: it comes online, takes a console command, and what it stored in
+/// its EEPROM is in the chip's flash after a reset.
+#[test]
+fn the_virtual_chip_boots_the_sketch_which_keeps_its_settings_in_flash() {
+    let broker = chip_support::HilBroker::start();
+    let mut status = broker.subscribe("living_room_lights/status");
+    let chip = VirtualChip::start(Chip::Esp8266, &["--sketch", "--broker", &broker.url]);
+    let image = image(chip.dir.path(), Chip::Esp8266, "9.9.9", 100);
+    let flashed = chip_support::hil_flash(&image, &chip.port, &["--after", "no-reset"]);
+    assert!(flashed.status.success(), "{}", text(&flashed.stderr));
+    let mut console = chip.console();
+    chip.control(Control::Reset);
+    // The sketch runs the version it was built with, not the image's.
+    let version = wait_for_line(&mut console, |line| boot_version(line).map(str::to_string));
+    assert_eq!(version, hil_firmware::VERSION);
+    status.wait_for_payload("online");
+
+    console.send_line("config topic=kitchen").unwrap();
+    wait_for_line(&mut console, |line| {
+        line.starts_with("HIL config saved").then_some(())
+    });
+    chip.control(Control::Reset);
+    assert_eq!(topic_after_boot(&mut console), "kitchen");
+}

@@ -202,54 +202,66 @@ pub struct CoreOnChip;
 impl crate::chip::Firmware for CoreOnChip {
     fn boot(&self, setup: crate::chip::AppSetup) -> crate::chip::Booting {
         let has_network = setup.broker.is_some();
-        let board = SimBoard::start(SimSetup {
-            name: "chip".into(),
-            client_id: setup.client_id,
-            topic: None,
-            credentials: None,
-            debounce: None,
-            version: Some(setup.version),
-            // Without a broker the chip has no network. The address stands in for one
-            // (TEST-NET-1, never routed).
-            broker: setup
-                .broker
-                .unwrap_or(SocketAddr::from(([192, 0, 2, 1], 1883))),
-            network: Network::default(),
-            trace: setup.trace,
-            seed: 0,
-            storage: Some(Storage {
-                stored: setup.stored,
-                writes: setup.writes,
-            }),
-            firmware: Firmware::builtin(),
-        });
-        Box::pin(async move {
-            if !has_network {
-                // Wi-Fi goes down at once and stays down.
-                board
-                    .send(Command::Wifi { up: false })
-                    .await
-                    .map_err(|e| e.to_string())?;
-            }
-            Ok(Box::new(board) as Box<dyn crate::chip::RunningApp>)
-        })
+        let version = Some(setup.version.clone());
+        let board = SimBoard::start(chip_setup(setup, version));
+        Box::pin(booted_on_chip(board, has_network))
     }
 }
 
-impl crate::chip::RunningApp for SimBoard {
+/// A chip's app setup as a simulated board's, running `version` (`None`: the build's own).
+pub(super) fn chip_setup(setup: crate::chip::AppSetup, version: Option<String>) -> SimSetup {
+    SimSetup {
+        name: "chip".into(),
+        client_id: setup.client_id,
+        topic: None,
+        credentials: None,
+        debounce: None,
+        version,
+        // Without a broker the chip has no network. The address stands in for one
+        // (TEST-NET-1, never routed).
+        broker: setup
+            .broker
+            .unwrap_or(SocketAddr::from(([192, 0, 2, 1], 1883))),
+        network: Network::default(),
+        trace: setup.trace,
+        seed: 0,
+        storage: Some(Storage {
+            stored: setup.stored,
+            writes: setup.writes,
+        }),
+        firmware: Firmware::builtin(),
+    }
+}
+
+/// A booted chip's app; on a chip without a network, Wi-Fi goes down at once and stays
+/// down.
+pub(super) async fn booted_on_chip(
+    board: impl Commanded,
+    has_network: bool,
+) -> Result<Box<dyn crate::chip::RunningApp>, String> {
+    if !has_network {
+        board
+            .command(Command::Wifi { up: false })
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(Box::new(board))
+}
+
+impl<T: Commanded> crate::chip::RunningApp for T {
     fn type_line(
         &self,
         line: String,
     ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
         Box::pin(async move {
-            self.send(Command::Serial(line))
+            self.command(Command::Serial(line))
                 .await
                 .map_err(|e| e.to_string())
         })
     }
 
     fn halt(self: Box<Self>) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        Box::pin((*self).stop())
+        Box::pin((*self).halt())
     }
 }
 

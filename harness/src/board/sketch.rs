@@ -63,11 +63,39 @@ enum Request {
 pub struct SketchBoard {
     requests: mpsc::Sender<(Request, oneshot::Sender<()>)>,
     task: JoinHandle<()>,
+    eeprom: Eeprom,
+}
+
+/// The board's EEPROM file, and where what the sketch stored in it goes when the board
+/// stops (a virtual chip's flash), if anywhere.
+struct Eeprom {
+    path: PathBuf,
+    initial: Vec<u8>,
+    writes: Option<mpsc::UnboundedSender<Vec<u8>>>,
+    /// Holds the file for the life of the board.
+    _dir: tempfile::TempDir,
+}
+
+/// The virtual chip's app: the sketch on the host Arduino core, booted from the settings
+/// in the chip's flash. It runs the version it was built with, whatever the image says.
+pub struct SketchOnChip;
+
+impl crate::chip::Firmware for SketchOnChip {
+    fn boot(&self, setup: crate::chip::AppSetup) -> crate::chip::Booting {
+        let has_network = setup.broker.is_some();
+        let setup = sim::chip_setup(setup, None);
+        Box::pin(async move {
+            let board = SketchBoard::start(setup, program())
+                .await
+                .map_err(|e| e.to_string())?;
+            sim::booted_on_chip(board, has_network).await
+        })
+    }
 }
 
 impl SketchBoard {
-    /// Stores the setup's settings in a fresh EEPROM, powers the board on and waits for
-    /// the end of its `setup()`.
+    /// Stores the setup's settings (or what its storage holds) in a fresh EEPROM, powers
+    /// the board on and waits for the end of its `setup()`.
     pub async fn start(setup: SimSetup, program: PathBuf) -> Result<SketchBoard, BoardError> {
         if let Some(version) = &setup.version {
             if version != hil_firmware::VERSION {
@@ -84,16 +112,23 @@ impl SketchBoard {
             board: setup.name.clone(),
             reason: e.to_string(),
         })?;
-        let eeprom = dir.path().join("eeprom.bin");
-        std::fs::write(&eeprom, sim::provision(&setup)).map_err(|e| BoardError::SketchStart {
+        let path = dir.path().join("eeprom.bin");
+        let stored = setup.storage.as_ref().and_then(|s| s.stored.clone());
+        let initial = stored.unwrap_or_else(|| sim::provision(&setup));
+        std::fs::write(&path, &initial).map_err(|e| BoardError::SketchStart {
             board: setup.name.clone(),
-            reason: format!("cannot write {}: {e}", eeprom.display()),
+            reason: format!("cannot write {}: {e}", path.display()),
         })?;
+        let eeprom = Eeprom {
+            path: path.clone(),
+            initial,
+            writes: setup.storage.as_ref().map(|s| s.writes.clone()),
+            _dir: dir,
+        };
         let mut board = Board {
             setup,
             program,
-            eeprom,
-            _dir: dir,
+            eeprom: path,
             process: None,
             access_point: true,
             edges: VecDeque::new(),
@@ -103,7 +138,11 @@ impl SketchBoard {
         board.power_on().await?;
         let (requests, inbox) = mpsc::channel(64);
         let task = tokio::spawn(run(board, inbox));
-        Ok(SketchBoard { requests, task })
+        Ok(SketchBoard {
+            requests,
+            task,
+            eeprom,
+        })
     }
 
     /// Hands a command to the board and waits until it has been passed on.
@@ -124,9 +163,22 @@ impl SketchBoard {
         acted.await.map_err(|_| BoardError::Stopped("sketch"))
     }
 
+    /// Stops the board; what the sketch stored goes to the setup's storage, if any.
     pub async fn stop(self) {
         self.task.abort();
         let _ = self.task.await;
+        let Eeprom {
+            path,
+            initial,
+            writes,
+            _dir,
+        } = self.eeprom;
+        if let (Some(writes), Ok(stored)) = (writes, std::fs::read(&path)) {
+            if stored != initial {
+                // A storage whose keeper is gone has nobody left to read it.
+                let _ = writes.send(stored);
+            }
+        }
     }
 }
 
@@ -171,8 +223,6 @@ struct Board {
     setup: SimSetup,
     program: PathBuf,
     eeprom: PathBuf,
-    /// Holds the EEPROM file for the life of the board.
-    _dir: tempfile::TempDir,
     process: Option<Process>,
     /// The access point is in range (the scenario's `wifi` step); outlives power cycles.
     access_point: bool,

@@ -48,7 +48,7 @@ impl From<VirtualChipArg> for Chip {
     }
 }
 
-pub async fn run(args: PtyArgs, broker: Option<SocketAddr>) -> Result<Exit, Failure> {
+pub async fn run(args: PtyArgs, broker: Option<SocketAddr>, sketch: bool) -> Result<Exit, Failure> {
     let chip = args
         .chip
         .ok_or_else(|| Failure::new(Exit::Usage, "--pty needs --chip esp8266 or esp32c3"))?;
@@ -58,7 +58,11 @@ pub async fn run(args: PtyArgs, broker: Option<SocketAddr>) -> Result<Exit, Fail
         broker,
         link: args.link.clone(),
         unplug_after_blocks: args.unplug_after_blocks,
-        firmware: std::sync::Arc::new(hil::board::sim::CoreOnChip),
+        firmware: if sketch {
+            std::sync::Arc::new(hil::board::sketch::SketchOnChip)
+        } else {
+            std::sync::Arc::new(hil::board::sim::CoreOnChip)
+        },
     })
     .map_err(|e| Failure::new(Exit::Infrastructure, e))?;
     // Watching before the path is out: whoever reads it may signal at once.

@@ -65,8 +65,8 @@ pub struct SimArgs {
     #[arg(long)]
     shared_topic: bool,
     /// Run the Arduino sketch itself (on the host Arduino core, one process per board)
-    /// instead of the firmware core.
-    #[arg(long, conflicts_with_all = ["pty", "library"])]
+    /// instead of the firmware core; with --pty, the virtual chip boots it.
+    #[arg(long, conflicts_with = "library")]
     sketch: bool,
     #[command(flatten)]
     firmware: super::FirmwareArg,
@@ -81,7 +81,7 @@ pub async fn run(args: SimArgs) -> Result<Exit, Failure> {
         .map(|url| super::broker_addr("--broker", url))
         .transpose()?;
     if args.pty.pty {
-        return chip_cmd::run(args.pty, broker).await;
+        return chip_cmd::run(args.pty, broker, args.sketch).await;
     }
     let firmware = args.firmware.load()?;
     let Some(broker) = broker else {
