@@ -377,6 +377,9 @@ fn with_dup_flag(frame: &[u8]) -> BytesMut {
     copy
 }
 
+/// Frames the tap answers a packet with itself, and the subscriptions it refused.
+type Answers = (Vec<(Direction, Bytes)>, Vec<String>);
+
 /// How one connection ended, before it is told from which side.
 enum End {
     Eof,
@@ -406,13 +409,31 @@ struct Conn<'a> {
 }
 
 impl Conn<'_> {
-    fn answer(&self, dir: Direction, frame: Bytes) {
-        let answers = match dir {
-            Direction::ToBroker => &self.answers_to_broker,
-            Direction::ToClient => &self.answers_to_client,
+    /// Sends (and records, towards the client) the frames the tap answers itself, and
+    /// records the subscriptions it refused.
+    fn send_answers(&self, answered: Option<Answers>) {
+        let Some((answers, refused)) = answered else {
+            return;
         };
-        // The receiving pump lives as long as the connection; after, nothing is owed.
-        let _ = answers.send(frame);
+        for (to, answer) in answers {
+            if to == Direction::ToClient {
+                if let Ok(sent) = Decoder::new(self.protocol, usize::MAX).decode(&answer) {
+                    self.record_packet(to, sent);
+                }
+            }
+            let queue = match to {
+                Direction::ToBroker => &self.answers_to_broker,
+                Direction::ToClient => &self.answers_to_client,
+            };
+            // The receiving pump lives as long as the connection; after, nothing is owed.
+            let _ = queue.send(answer);
+        }
+        for filter in refused {
+            self.record_fault(
+                "deny_subscribe",
+                format!("subscription to {filter} refused"),
+            );
+        }
     }
 
     /// What becomes of a frame, by the specification where the engine does not keep it.
@@ -984,23 +1005,10 @@ fn take_complete_frames(
                 }
                 note_progress(conn, dir, &packet);
                 let mut frame = frame;
+                // What the tap answers itself is recorded after the packet it answers.
+                let mut answered = None;
                 if let Some(action) = conn.judge(dir, &frame, &packet) {
-                    for (to, answer) in action.answers {
-                        if to == Direction::ToClient {
-                            if let Ok(sent) =
-                                Decoder::new(conn.protocol, usize::MAX).decode(&answer)
-                            {
-                                conn.record_packet(to, sent);
-                            }
-                        }
-                        conn.answer(to, answer);
-                    }
-                    for filter in action.refused {
-                        conn.record_fault(
-                            "deny_subscribe",
-                            format!("subscription to {filter} refused"),
-                        );
-                    }
+                    answered = Some((action.answers, action.refused));
                     match action.verdict {
                         Verdict::Forward => {}
                         Verdict::Replace(replacement) => {
@@ -1019,6 +1027,7 @@ fn take_complete_frames(
                             if dir == Direction::ToBroker {
                                 conn.record_packet(dir, packet);
                             }
+                            conn.send_answers(answered);
                             continue;
                         }
                     }
@@ -1030,6 +1039,7 @@ fn take_complete_frames(
                 };
                 let name = packet.name();
                 conn.record_packet(dir, packet);
+                conn.send_answers(answered);
                 match fate {
                     Fate::Forward => forward(&mut outgoing, &frame, hold),
                     Fate::Drop => conn.record_fault("drop", format!("{name} {}", towards(dir))),
