@@ -471,6 +471,11 @@ impl Monitor {
                     let length = Duration::from_micros(t.saturating_sub(since));
                     self.outage_over(b, t, length);
                 } else {
+                    // A new outage, perhaps before the board is back from the last one:
+                    // it owes no reconnect until this one ends.
+                    self.boards[b]
+                        .owed
+                        .retain(|o| !matches!(o.what, Owing::Reconnect { .. }));
                     self.boards[b].outage_since_us.get_or_insert(t);
                 }
             }
@@ -705,4 +710,92 @@ fn will_check(board: &str) -> String {
         "expect_trace: {{ within: 1s, events: [ {{ kind: mqtt, packet: connect, client: {board}, will: {{ topic: {}, payload: offline, qos: 1, retain: true }} }} ] }}",
         status_topic()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::{CloseReason, ConnackCode};
+
+    fn at(t_ms: u64, body: EventBody) -> Arc<Event> {
+        Arc::new(Event {
+            seq: t_ms,
+            t_us: t_ms * 1000,
+            body,
+        })
+    }
+
+    fn lamp_connected(t_ms: u64) -> Arc<Event> {
+        at(
+            t_ms,
+            EventBody::Mqtt {
+                conn: 1,
+                client: Some("lamp".into()),
+                dir: Direction::ToClient,
+                packet: Packet::Connack {
+                    session_present: false,
+                    code: ConnackCode::Success,
+                },
+            },
+        )
+    }
+
+    fn broker(t_ms: u64, action: BrokerAction) -> Arc<Event> {
+        at(
+            t_ms,
+            EventBody::Broker {
+                action,
+                addr: "127.0.0.1:1883".into(),
+            },
+        )
+    }
+
+    fn partition(t_ms: u64, detail: &str) -> Arc<Event> {
+        at(
+            t_ms,
+            EventBody::Fault {
+                fault: "partition".into(),
+                target: Some("lamp".into()),
+                detail: detail.into(),
+            },
+        )
+    }
+
+    /// A partition that starts before the board is back from a broker restart: the
+    /// reconnect is owed from the partition's end, not from the restart's.
+    #[test]
+    fn an_outage_during_a_reconnect_moves_the_reconnect_to_its_own_end() {
+        let plan = Plan {
+            boards: 1,
+            phones: 0,
+            ops: vec![Op::Wait(Duration::from_secs(20))],
+        };
+        let mut monitor = Monitor::new(&plan);
+        monitor.see(lamp_connected(100));
+        monitor.see(broker(200, BrokerAction::Down));
+        monitor.see(at(
+            201,
+            EventBody::ConnClosed {
+                conn: 1,
+                client: Some("lamp".into()),
+                reason: CloseReason::Cut,
+                detail: None,
+            },
+        ));
+        monitor.see(broker(650, BrokerAction::Restarted));
+        monitor.see(partition(870, "for 10s"));
+        // Long past the restart's bound, before the partition's end.
+        monitor.due(5_000_000);
+        assert!(monitor.violation.is_none());
+        monitor.see(partition(10_870, "healed"));
+        let bound = reconnect_bound(Duration::from_millis(10_669)).as_micros() as u64;
+        monitor.due(10_870_000 + bound - 1_000);
+        assert!(monitor.violation.is_none());
+        monitor.due(10_870_000 + bound + 1_000);
+        let violation = monitor.violation.expect("the reconnect is overdue");
+        assert_eq!(
+            violation.invariant,
+            "the board reconnects within its backoff bound"
+        );
+    }
 }
