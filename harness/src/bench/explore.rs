@@ -25,7 +25,7 @@ const BUDGET_PER_MUTANT: Duration = Duration::from_secs(60);
 const AT_ONCE: usize = 2;
 const MUTANT_SEED: u64 = 11;
 /// Generated runs on the built-in core in the speed and false-alarm rows.
-const BUILT_IN_RUNS: usize = 500;
+const BUILT_IN_RUNS: usize = 200;
 const BUILT_IN_SEED: u64 = 5;
 const BUILT_IN_JOBS: usize = 2;
 
