@@ -694,7 +694,7 @@ async fn play_suite(
 }
 
 /// The reference suite on sketch boards against the firmware core, timed on the
-/// scenarios that pass on both (firmware/README.md says why three differ).
+/// scenarios that pass on both (firmware/README.md says why two differ).
 async fn sketch_suite(
     scenarios: Vec<crate::scenario::Scenario>,
     options: &BenchOptions,
