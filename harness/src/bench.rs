@@ -761,13 +761,17 @@ async fn reference_suite(options: &BenchOptions) -> io::Result<Vec<Row>> {
         "< 5 s".into(),
         embedded.as_secs_f64() < 5.0,
     )];
-    // A broker hil does not own cannot be restarted by a scenario.
+    // A broker hil does not own cannot be restarted by a scenario, nor made to refuse a
+    // subscription (the tap keeps that rule only in front of its own engine).
     let portable: Vec<_> = scenarios
         .into_iter()
         .filter(|scenario| {
-            !crate::steps::all_steps(&scenario.steps)
-                .iter()
-                .any(|step| matches!(step.action, crate::steps::Action::BrokerRestart(_)))
+            !crate::steps::all_steps(&scenario.steps).iter().any(|step| {
+                matches!(
+                    step.action,
+                    crate::steps::Action::BrokerRestart(_) | crate::steps::Action::DenySubscribe(_)
+                )
+            })
         })
         .collect();
     let count = portable.len();

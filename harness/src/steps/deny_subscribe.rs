@@ -6,7 +6,8 @@ use super::{Checks, Needs, Role, Scene, StepError, StepKind};
 
 /// From now on the broker refuses subscriptions that `filter` covers, for every client
 /// (SUBACK 0x80 on MQTT 3.1.1, 0x87 "not authorized" on MQTT 5); subscriptions granted
-/// before stay. Reset a board after it to see how its firmware takes a refusal.
+/// before stay. Reset a board after it to see how its firmware takes a refusal. Needs
+/// hil's own broker: in front of an external one, subscriptions pass as they are.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DenySubscribe {
