@@ -249,7 +249,7 @@ pub async fn run(
 }
 
 /// How long the trace must stay quiet after the last step before a snapshot is cut.
-const SNAPSHOT_QUIET: Duration = Duration::from_millis(100);
+const SNAPSHOT_QUIET: Duration = Duration::from_millis(30);
 /// The longest wait for that quiet.
 const SNAPSHOT_SETTLE_LIMIT: Duration = Duration::from_secs(2);
 
@@ -438,14 +438,19 @@ impl<'a> Stage<'a> {
     async fn settle(&self) {
         let limit = Instant::now() + SNAPSHOT_SETTLE_LIMIT;
         let mut cursor = self.trace.cursor_at(self.trace.len() as usize);
-        while let Some(_event) = cursor
-            .next_before((Instant::now() + SNAPSHOT_QUIET).min(limit))
-            .await
-        {}
+        loop {
+            let last_us = (self.trace.len() as usize)
+                .checked_sub(1)
+                .and_then(|last| self.trace.event(last))
+                .map_or(0, |event| event.t_us);
+            let quiet_for = Duration::from_micros(self.trace.elapsed_us().saturating_sub(last_us));
+            let deadline = Instant::now() + SNAPSHOT_QUIET.saturating_sub(quiet_for);
+            if cursor.next_before(deadline.min(limit)).await.is_none() {
+                return;
+            }
+        }
     }
 
-    /// Where this host's own clients and simulated boards connect: the brokers'
-    /// address, or loopback when they listen on every address.
     fn run_steps<'s>(
         &'s mut self,
         steps: &'s [Step],
