@@ -349,35 +349,34 @@ impl PacketIds {
     }
 }
 
+/// A session whose network links the broker to the returned end, where a test plays the
+/// broker (answering, or not at all).
+#[cfg(test)]
+pub(super) fn session_with_fake_broker(keep_alive: Duration) -> (Session, DuplexStream) {
+    let (broker_end, board_end) = tokio::io::duplex(4096);
+    let board_end = std::sync::Mutex::new(Some(board_end));
+    let network = Network::with_local_tap(
+        "127.0.0.1:1883".parse().unwrap(),
+        Arc::new(move || board_end.lock().unwrap().take().expect("dialled once")),
+    );
+    let session = Session::open(
+        &network,
+        SessionOptions {
+            host: "127.0.0.1".into(),
+            port: 1883,
+            client_id: "lamp".into(),
+            keep_alive,
+            login: Some(Login::new("user", "secret")),
+            will: LastWill::new("lamp/status", "offline", QoS::AtLeastOnce, true),
+            connect_timeout: Duration::from_secs(5),
+        },
+    );
+    (session, broker_end)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const BROKER: &str = "127.0.0.1:1883";
-
-    /// A session whose network links `BROKER` to the returned end, where the test plays
-    /// the broker.
-    fn session_with_fake_broker(keep_alive: Duration) -> (Session, DuplexStream) {
-        let (broker_end, board_end) = tokio::io::duplex(4096);
-        let board_end = std::sync::Mutex::new(Some(board_end));
-        let network = Network::with_local_tap(
-            BROKER.parse().unwrap(),
-            Arc::new(move || board_end.lock().unwrap().take().expect("dialled once")),
-        );
-        let session = Session::open(
-            &network,
-            SessionOptions {
-                host: "127.0.0.1".into(),
-                port: 1883,
-                client_id: "lamp".into(),
-                keep_alive,
-                login: Some(Login::new("user", "secret")),
-                will: LastWill::new("lamp/status", "offline", QoS::AtLeastOnce, true),
-                connect_timeout: Duration::from_secs(5),
-            },
-        );
-        (session, broker_end)
-    }
 
     /// The broker's side: the next packet the board sent, within a minute (longer than
     /// a keep-alive, for the test on a paused clock).

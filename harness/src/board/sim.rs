@@ -764,30 +764,7 @@ mod tests {
     async fn a_publish_the_session_cannot_queue_is_refused_with_a_warning() {
         let trace = Trace::in_memory();
         // A broker that takes the CONNECT and never answers: nothing leaves the queue.
-        let broker: SocketAddr = "127.0.0.1:1883".parse().unwrap();
-        let (silent_end, board_end) = tokio::io::duplex(1024);
-        let board_end = std::sync::Mutex::new(Some(board_end));
-        let network = Network::with_local_tap(
-            broker,
-            std::sync::Arc::new(move || board_end.lock().unwrap().take().unwrap()),
-        );
-        let session = Session::open(
-            &network,
-            SessionOptions {
-                host: broker.ip().to_string(),
-                port: broker.port(),
-                client_id: "lamp".into(),
-                keep_alive: KEEP_ALIVE,
-                login: None,
-                will: rumqttc::mqttbytes::v4::LastWill::new(
-                    "lamp/status",
-                    "offline",
-                    rumqttc::QoS::AtLeastOnce,
-                    true,
-                ),
-                connect_timeout: CONNECT_TIMEOUT,
-            },
-        );
+        let (session, silent_end) = super::super::link::session_with_fake_broker(KEEP_ALIVE);
         let mut hal = hal(&trace, Some(session.requests()));
         let taken = (0..65)
             .filter(|_| hal.publish("lamp/state", b"on", 1, false))
