@@ -193,23 +193,33 @@ async fn send_raw_and_wait_for_close(
 ) -> (Vec<EventBody>, hil::trace::Trace, hil::broker::Broker) {
     let (broker, trace) = broker().await;
     let mut socket = TcpStream::connect(broker.addr()).await.unwrap();
+    // Only this socket's connection counts: whatever else reaches the listener is not ours.
+    let me = socket.local_addr().unwrap().to_string();
+    let opened = wait_for(
+        &trace,
+        "conn_opened",
+        |e| matches!(&e.body, EventBody::ConnOpened { peer, .. } if *peer == me),
+    )
+    .await;
+    let conn = match opened.body {
+        EventBody::ConnOpened { conn, .. } => conn,
+        _ => unreachable!(),
+    };
     socket.write_all(bytes).await.unwrap();
     if close_after {
         socket.shutdown().await.unwrap();
     }
-    let closed = wait_for(&trace, "conn_closed", |e| {
-        matches!(e.body, EventBody::ConnClosed { .. })
-    })
+    wait_for(
+        &trace,
+        "conn_closed",
+        |e| matches!(e.body, EventBody::ConnClosed { conn: c, .. } if c == conn),
+    )
     .await;
     // The tap closed its side: reading gives EOF (or a reset), never a hang.
     let mut rest = Vec::new();
     let _ = tokio::time::timeout(DEADLINE, socket.read_to_end(&mut rest))
         .await
         .expect("socket closed by the tap");
-    let conn = match closed.body {
-        EventBody::ConnClosed { conn, .. } => conn,
-        _ => unreachable!(),
-    };
     let events = trace
         .events_from(0)
         .iter()
