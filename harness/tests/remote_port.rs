@@ -15,9 +15,11 @@ use chip_support::{
     esptool, hil_in as hil, image, lines_of, wait_with_deadline, VirtualChip, DEADLINE,
 };
 use hil::bench::farm::{free_port, Ser2net};
-use hil::board::profile::{Profile, Sequence};
+use hil::board::profile::Profile;
+use hil::board::reset::BoardReset;
 use hil::image::Chip;
 use hil::port::rfc2217::RemotePort;
+use hil::port::PortName;
 
 /// The chip's first boot needs some broker; a run points it at its own.
 const BOOT_BROKER: &str = "mqtt://127.0.0.1:9";
@@ -148,15 +150,9 @@ fn reset_lines_and_baud_changes_reach_the_server_in_order() {
 
     let remote = RemotePort::connect(&format!("127.0.0.1:{port}"), 115_200).unwrap();
     let profile = Profile::bundled("nodemcu-esp8266").unwrap();
-    let Sequence::Lines(bootloader) = &profile.bootloader else {
-        panic!("the NodeMCU enters its loader through DTR/RTS");
-    };
-    let mut lines = remote.lines();
-    for step in bootloader {
-        if let Some(pause) = step.apply(&mut lines).unwrap() {
-            std::thread::sleep(pause);
-        }
-    }
+    let name = PortName::Rfc2217(format!("127.0.0.1:{port}"));
+    let wiring = BoardReset::for_port(&profile, &name, None).unwrap();
+    wiring.bootloader(&mut remote.lines()).unwrap();
 
     // Data both ways through the bridge, IAC (0xFF) bytes included, after the program
     // on the pty changed its baud rate, as espflash does after CHANGE_BAUDRATE.

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::port::{LinesError, PortError, PortName};
+use crate::port::{PortError, PortName};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BoardError {
@@ -49,31 +49,12 @@ pub enum BoardError {
     /// board, or a profile that needs a bench board.
     #[error("board {board}: {reason}")]
     WrongProfile { board: String, reason: String },
-    #[error("board {board}: {port}: {reason}; a port without modem lines needs a profile with `control` sequences")]
-    ModemLines {
+    #[error("board {board}: resetting it on {port}: {source}")]
+    Reset {
         board: String,
         port: PortName,
         #[source]
-        reason: LinesError,
-    },
-    #[error("board {board}: profile {profile} has no control socket on {port}")]
-    NoControlSocket {
-        board: String,
-        profile: String,
-        port: PortName,
-    },
-    #[error("control socket {} did not answer `{command}`", socket.display())]
-    ControlSilent { socket: PathBuf, command: String },
-    #[error("control socket {}: {source}", socket.display())]
-    ControlIo {
-        socket: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("control socket {} refused `{command}`: {answer}", socket.display())]
-    ControlRefused {
-        socket: PathBuf,
-        command: String,
-        answer: String,
+        source: super::reset::ResetError,
     },
     /// The simulated or sketch board's task is gone.
     #[error("the {0} board stopped")]
@@ -111,14 +92,11 @@ impl BoardError {
             BoardError::CannotListPorts { .. }
             | BoardError::NoAutoPort { .. }
             | BoardError::CannotOpen { .. } => "port_not_found",
-            BoardError::Write { .. } | BoardError::ModemLines { .. } => "port_io",
+            BoardError::Write { .. } => "port_io",
+            BoardError::Reset { source, .. } => source.kind(),
             BoardError::Silent { .. } | BoardError::SketchSilent { .. } => "board_silent",
             BoardError::Refused { .. } => "settings_refused",
             BoardError::WrongProfile { .. } => "wrong_profile",
-            BoardError::NoControlSocket { .. }
-            | BoardError::ControlSilent { .. }
-            | BoardError::ControlIo { .. }
-            | BoardError::ControlRefused { .. } => "control_socket",
             BoardError::Stopped(_) | BoardError::SketchEnded { .. } => "board_stopped",
             BoardError::SketchStart { .. } => "sketch_start",
             BoardError::Harness { .. } => "harness",

@@ -4,6 +4,7 @@
 mod error;
 pub mod link;
 pub mod profile;
+pub mod reset;
 pub mod serial;
 pub mod sim;
 pub mod sketch;

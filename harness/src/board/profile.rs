@@ -20,15 +20,14 @@
 //! relay = '^relay (?P<state>on|off)$'
 //! ```
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use regex::Regex;
 use serde::Deserialize;
 
-use crate::chip::control_socket_path;
+use crate::chip::Control;
 use crate::image::Chip;
-use crate::port::{LinesError, ModemLines, PortName};
 use crate::trace::EventBody;
 
 /// The profiles that ship with hil (`fixtures/boards/`).
@@ -94,7 +93,7 @@ pub enum Sequence {
     Lines(Vec<LineStep>),
     /// A command for the control socket beside the port (`PORT.ctl`), for ports without
     /// modem lines such as the virtual chip's pseudo-terminal.
-    Control(String),
+    Control(Control),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,25 +103,6 @@ pub enum LineStep {
         rts: Option<bool>,
     },
     Wait(Duration),
-}
-
-impl LineStep {
-    /// Sets the lines this step changes; returns the pause it asks for instead, so that
-    /// blocking and async callers each wait their own way.
-    pub fn apply(&self, lines: &mut dyn ModemLines) -> Result<Option<Duration>, LinesError> {
-        match *self {
-            LineStep::Set { dtr, rts } => {
-                if let Some(dtr) = dtr {
-                    lines.set_dtr(dtr)?;
-                }
-                if let Some(rts) = rts {
-                    lines.set_rts(rts)?;
-                }
-                Ok(None)
-            }
-            LineStep::Wait(pause) => Ok(Some(pause)),
-        }
-    }
 }
 
 /// Regexes that turn serial lines into events. Named groups carry the values.
@@ -273,28 +253,6 @@ pub struct ProfileError {
 }
 
 impl Profile {
-    /// Where a board with this profile takes `control` sequences: the configured socket,
-    /// else the one beside a local port (`PORT.ctl`). A remote port has no "beside".
-    pub fn control_socket(
-        &self,
-        port: &PortName,
-        configured: Option<&Path>,
-    ) -> Result<Option<PathBuf>, String> {
-        let uses_control = [&self.reset, &self.bootloader]
-            .iter()
-            .any(|sequence| matches!(sequence, Sequence::Control(_)));
-        match (configured, port) {
-            (Some(socket), _) => Ok(Some(socket.to_path_buf())),
-            (None, PortName::Device(path)) => Ok(Some(control_socket_path(path))),
-            (None, PortName::Rfc2217(_)) if uses_control => Err(format!(
-                "profile {} resets the board through a control socket, which a remote port ({port}) \
-                 has no place for: set `control = \"PATH\"` for this board in hil.toml",
-                self.name
-            )),
-            (None, PortName::Rfc2217(_)) => Ok(None),
-        }
-    }
-
     /// A bundled profile by name.
     pub fn bundled(name: &str) -> Option<Profile> {
         let (_, text) = BUNDLED.iter().find(|(bundled, _)| *bundled == name)?;
@@ -461,7 +419,10 @@ impl SequenceFile {
                 .map(LineStepFile::into_step)
                 .collect::<Result<_, _>>()
                 .map(Sequence::Lines),
-            (None, Some(command)) => Ok(Sequence::Control(command)),
+            (None, Some(command)) => command
+                .parse()
+                .map(Sequence::Control)
+                .map_err(|e| format!("control: {e}")),
             _ => Err(
                 "give exactly one of `steps` (DTR/RTS) or `control` (a control-socket command)"
                     .into(),
@@ -585,8 +546,8 @@ mod tests {
     #[test]
     fn the_pty_profile_resets_through_the_control_socket() {
         let profile = Profile::bundled("sim-pty").unwrap();
-        assert_eq!(profile.reset, Sequence::Control("reset".into()));
-        assert_eq!(profile.bootloader, Sequence::Control("bootloader".into()));
+        assert_eq!(profile.reset, Sequence::Control(Control::Reset));
+        assert_eq!(profile.bootloader, Sequence::Control(Control::Bootloader));
     }
 
     #[test]

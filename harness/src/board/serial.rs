@@ -15,20 +15,20 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use serialport::TTYPort;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::UnixStream;
 
-use super::profile::{LineStep, Patterns, Profile, Sequence, Settings};
+use super::profile::{Patterns, Profile, Settings};
+use super::reset::{BoardReset, ResetError};
 use super::{BenchBoard, BoardError};
 use crate::port::PortSpec;
-use crate::port::{self, Endpoint, PortName};
+use crate::port::{self, Endpoint, ModemLines, PortName};
 use crate::trace::{BoardChange, EventBody, Trace};
 
 /// How long a read blocks before the reader checks whether it should stop.
 const READ_POLL: Duration = Duration::from_millis(50);
-/// From reset to the boot line, and from a `config` command to its answer.
+/// From reset to the boot line.
 const BOOT_DEADLINE: Duration = Duration::from_secs(10);
-const CONTROL_DEADLINE: Duration = Duration::from_secs(2);
+/// From a `config` command to its answer.
+const CONFIG_DEADLINE: Duration = Duration::from_secs(2);
 /// A line longer than this is cut, so a board spewing without newlines cannot grow the
 /// reader's buffer without bound.
 const MAX_LINE: usize = 4096;
@@ -49,8 +49,8 @@ pub struct SerialBoard {
     name: String,
     profile: Profile,
     port: TTYPort,
-    /// Where `control` sequences go, when the profile has them.
-    control: Option<PathBuf>,
+    /// How its reset and boot-mode lines are driven.
+    wiring: BoardReset,
     trace: Trace,
     /// The labgrid place's power switch, which `power_cycle` then uses.
     power: Option<crate::labgrid::Power>,
@@ -132,12 +132,12 @@ impl SerialBoard {
             trace,
             lock_timeout,
         } = setup;
-        let control = profile
-            .control_socket(port_name, control)
-            .map_err(|reason| BoardError::WrongProfile {
+        let wiring = BoardReset::for_port(&profile, port_name, control).map_err(|reason| {
+            BoardError::WrongProfile {
                 board: name.to_string(),
                 reason,
-            })?;
+            }
+        })?;
         let endpoint = {
             let (port_name, baud) = (port_name.clone(), profile.baud);
             tokio::task::spawn_blocking(move || Endpoint::open(&port_name, baud, lock_timeout))
@@ -174,7 +174,7 @@ impl SerialBoard {
             name: name.to_string(),
             profile,
             port,
-            control,
+            wiring,
             trace,
             power: None,
             stop,
@@ -221,7 +221,7 @@ impl SerialBoard {
         };
         self.wait_for_line(
             from,
-            CONTROL_DEADLINE,
+            CONFIG_DEADLINE,
             "its confirmation of the settings",
             answers,
         )
@@ -306,8 +306,7 @@ impl SerialBoard {
             board: self.name.clone(),
             change: BoardChange::Reset,
         });
-        let reset = self.profile.reset.clone();
-        self.run_sequence(&reset).await
+        self.drive(BoardReset::reset).await
     }
 
     /// Through the labgrid place's power switch when it has one. Otherwise a bench
@@ -328,22 +327,13 @@ impl SerialBoard {
             });
             return self.switch_power(&power, true).await;
         }
-        match self.profile.reset.clone() {
-            Sequence::Control(_) => {
-                self.control("hold").await?;
-                tokio::time::sleep(off_for).await;
-            }
-            Sequence::Lines(_) => {
-                self.set_lines(None, Some(true))?;
-                tokio::time::sleep(off_for).await;
-            }
-        }
+        self.drive(BoardReset::hold).await?;
+        tokio::time::sleep(off_for).await;
         self.trace.record(EventBody::Board {
             board: self.name.clone(),
             change: BoardChange::PowerOn,
         });
-        let reset = self.profile.reset.clone();
-        self.run_sequence(&reset).await
+        self.drive(BoardReset::reset).await
     }
 
     async fn switch_power(
@@ -372,73 +362,34 @@ impl SerialBoard {
         })
     }
 
-    async fn run_sequence(&mut self, sequence: &Sequence) -> Result<(), BoardError> {
-        match sequence {
-            Sequence::Control(command) => self.control(command).await,
-            Sequence::Lines(steps) => {
-                for step in steps {
-                    if let Some(pause) = self.apply(step)? {
-                        tokio::time::sleep(pause).await;
-                    }
-                }
-                Ok(())
-            }
-        }
-    }
-
-    fn set_lines(&mut self, dtr: Option<bool>, rts: Option<bool>) -> Result<(), BoardError> {
-        self.apply(&LineStep::Set { dtr, rts }).map(drop)
-    }
-
-    /// One step on the board's DTR/RTS: RFC 2217 commands on a remote port, ioctls on
-    /// a local one.
-    fn apply(&mut self, step: &LineStep) -> Result<Option<Duration>, BoardError> {
-        let applied = match self.endpoint.remote_lines() {
-            Some(mut remote) => step.apply(&mut remote),
-            None => step.apply(&mut self.port),
-        };
-        applied.map_err(|reason| BoardError::ModemLines {
+    /// Runs one of the wiring's sequences (`BoardReset::reset`, `hold`) on a blocking
+    /// thread, as its line changes and pauses block: on the remote port's RFC 2217
+    /// lines, else on a second handle to the local port.
+    async fn drive(
+        &self,
+        sequence: fn(&BoardReset, &mut dyn ModemLines) -> Result<(), ResetError>,
+    ) -> Result<(), BoardError> {
+        let failed = |source| BoardError::Reset {
             board: self.name.clone(),
             port: self.endpoint.name().clone(),
-            reason,
-        })
-    }
-
-    /// One command on the board's control socket, answered `ok`.
-    async fn control(&self, command: &str) -> Result<(), BoardError> {
-        let socket = self
-            .control
-            .as_ref()
-            .ok_or_else(|| BoardError::NoControlSocket {
-                board: self.name.clone(),
-                profile: self.profile.name.clone(),
-                port: self.endpoint.name().clone(),
-            })?;
-        let talk = async {
-            let mut stream = UnixStream::connect(&socket).await?;
-            stream.write_all(format!("{command}\n").as_bytes()).await?;
-            let mut answer = String::new();
-            BufReader::new(stream).read_line(&mut answer).await?;
-            Ok::<_, std::io::Error>(answer)
+            source,
         };
-        let answer = tokio::time::timeout(CONTROL_DEADLINE, talk)
+        let wiring = self.wiring.clone();
+        let mut lines: Box<dyn ModemLines + Send> = match self.endpoint.remote_lines() {
+            Some(remote) => Box::new(remote),
+            None => Box::new(
+                self.port
+                    .try_clone_native()
+                    .map_err(|e| open_error(self.endpoint.name(), e))?,
+            ),
+        };
+        tokio::task::spawn_blocking(move || sequence(&wiring, lines.as_mut()))
             .await
-            .map_err(|_| BoardError::ControlSilent {
-                socket: socket.clone(),
-                command: command.to_string(),
+            .map_err(|e| BoardError::Harness {
+                board: self.name.clone(),
+                reason: e.to_string(),
             })?
-            .map_err(|source| BoardError::ControlIo {
-                socket: socket.clone(),
-                source,
-            })?;
-        match answer.trim() {
-            "ok" => Ok(()),
-            other => Err(BoardError::ControlRefused {
-                socket: socket.clone(),
-                command: command.to_string(),
-                answer: other.to_string(),
-            }),
-        }
+            .map_err(failed)
     }
 
     pub async fn stop(mut self) {
@@ -584,24 +535,5 @@ mod tests {
         );
         assert_eq!(escape_line("r\u{e9}lais".as_bytes()), "r\u{e9}lais");
         assert_eq!(escape_line(b"a\x1b[0mb"), "a\\x1b[0mb");
-    }
-
-    #[test]
-    fn control_sockets_sit_beside_local_ports_or_are_configured() {
-        let pty = Profile::bundled("sim-pty").unwrap();
-        let local = PortName::Device("/tmp/bench/lamp".into());
-        assert_eq!(
-            pty.control_socket(&local, None),
-            Ok(Some(PathBuf::from("/tmp/bench/lamp.ctl")))
-        );
-        let remote = PortName::Rfc2217("bench:4000".into());
-        let error = pty.control_socket(&remote, None).unwrap_err();
-        assert!(error.contains("control = "), "{error}");
-        assert_eq!(
-            pty.control_socket(&remote, Some(std::path::Path::new("/run/c3.ctl"))),
-            Ok(Some(PathBuf::from("/run/c3.ctl")))
-        );
-        let lines = Profile::bundled("nodemcu-esp8266").unwrap();
-        assert_eq!(lines.control_socket(&remote, None), Ok(None));
     }
 }

@@ -177,9 +177,40 @@ async fn serve_connection(stream: AsyncUnixStream, requests: mpsc::Sender<Reques
     }
 }
 
+/// Why a command on a control socket did not take effect.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("control socket {}: {source} (is the virtual chip running? `hil sim --pty` makes the socket)", socket.display())]
+    Io { socket: PathBuf, source: io::Error },
+    #[error("control socket {} did not answer `{command}` within {}s", socket.display(), within.as_secs_f32())]
+    Silent {
+        socket: PathBuf,
+        command: Control,
+        within: Duration,
+    },
+    #[error("control socket {} closed without answering `{command}`", socket.display())]
+    Closed { socket: PathBuf, command: Control },
+    #[error("control socket {} refused `{command}`: {answer}", socket.display())]
+    Refused {
+        socket: PathBuf,
+        command: Control,
+        answer: String,
+    },
+}
+
 /// Sends one command to a virtual chip and waits (at most `timeout`) for its answer.
-pub fn send(socket: &Path, command: Control, timeout: Duration) -> Result<(), String> {
-    let fail = |e: io::Error| format!("control socket {}: {e}", socket.display());
+pub fn send(socket: &Path, command: Control, timeout: Duration) -> Result<(), ControlError> {
+    let fail = |source: io::Error| match source.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ControlError::Silent {
+            socket: socket.to_path_buf(),
+            command,
+            within: timeout,
+        },
+        _ => ControlError::Io {
+            socket: socket.to_path_buf(),
+            source,
+        },
+    };
     let mut stream = UnixStream::connect(socket).map_err(fail)?;
     stream.set_read_timeout(Some(timeout)).map_err(fail)?;
     stream.set_write_timeout(Some(timeout)).map_err(fail)?;
@@ -188,11 +219,15 @@ pub fn send(socket: &Path, command: Control, timeout: Duration) -> Result<(), St
     BufReader::new(stream).read_line(&mut reply).map_err(fail)?;
     match reply.trim() {
         "ok" => Ok(()),
-        "" => Err(format!(
-            "control socket {}: closed without answering {command}",
-            socket.display()
-        )),
-        other => Err(format!("control socket {}: {other}", socket.display())),
+        "" => Err(ControlError::Closed {
+            socket: socket.to_path_buf(),
+            command,
+        }),
+        other => Err(ControlError::Refused {
+            socket: socket.to_path_buf(),
+            command,
+            answer: other.to_string(),
+        }),
     }
 }
 

@@ -49,7 +49,9 @@ use pty::{Link, Pty};
 use rom::{Effect, Rom};
 use store::FlashStore;
 
-pub use control::{send as send_control, socket_path as control_socket_path, Control};
+pub use control::{
+    send as send_control, socket_path as control_socket_path, Control, ControlError,
+};
 pub use rom::FLASH_SIZE;
 
 /// Typed input longer than this without a line end is dropped.

@@ -24,8 +24,7 @@ use std::time::{Duration, Instant};
 use espflash::connection::{Connection, ResetAfterOperation, ResetBeforeOperation};
 use serialport::{ClearBuffer, SerialPort, UsbPortInfo};
 
-use crate::board::profile::LineStep;
-use crate::chip::{send_control, Control};
+use crate::board::reset::{BoardReset, ResetError};
 use crate::image::Chip;
 use crate::port::{ModemLines, PortName};
 pub use console::{boot_version, Console, ConsoleError};
@@ -36,8 +35,6 @@ pub use progress::{Output, Progress, RegionOutcome};
 const CHIP_MAGIC_REG: u32 = 0x4000_1000;
 const ESP8266_MAGIC: u32 = 0xFFF0_C101;
 const ESP32_MAGIC: u32 = 0x00F0_1D83;
-/// A control command is answered at once; this bounds a hung virtual chip.
-const CONTROL_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Reset the board (into the loader before, into the app after), or leave it alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,13 +146,8 @@ fn connect(job: &Job, target: &FlashPort) -> Result<(Connection, UsbPortInfo), F
     let mut opened = port::open(target)?;
     let before = match (target.lines(), job.before) {
         (_, ResetMode::NoReset) => ResetBeforeOperation::NoReset,
-        (ResetLines::Control(socket), ResetMode::Reset) => {
-            send_control(socket, Control::Bootloader, CONTROL_DEADLINE)
-                .map_err(FlashError::infrastructure)?;
-            ResetBeforeOperation::NoReset
-        }
-        (ResetLines::Lines { bootloader, .. }, ResetMode::Reset) => {
-            run_lines(bootloader, &mut opened.port, target)?;
+        (ResetLines::Board(wiring), ResetMode::Reset) => {
+            drive(BoardReset::bootloader, wiring, &mut opened.port, target)?;
             ResetBeforeOperation::NoReset
         }
         (ResetLines::Espflash, ResetMode::Reset) => ResetBeforeOperation::DefaultReset,
@@ -200,21 +192,16 @@ fn write(
     }
 }
 
-/// Pulses EN: through the control socket, the profile's sequence, or RTS as espflash
-/// does after flashing.
+/// Pulses EN: as the board's wiring says, or through RTS as espflash does after
+/// flashing.
 fn reset(
     mut serial: espflash::connection::Port,
     usb: UsbPortInfo,
     target: &FlashPort,
 ) -> Result<espflash::connection::Port, FlashError> {
     match target.lines() {
-        ResetLines::Control(socket) => {
-            send_control(socket, Control::Reset, CONTROL_DEADLINE)
-                .map_err(FlashError::infrastructure)?;
-            Ok(serial)
-        }
-        ResetLines::Lines { reset, .. } => {
-            run_lines(reset, &mut serial, target)?;
+        ResetLines::Board(wiring) => {
+            drive(BoardReset::reset, wiring, &mut serial, target)?;
             Ok(serial)
         }
         ResetLines::Espflash => {
@@ -239,10 +226,11 @@ fn reset(
     }
 }
 
-/// A profile's DTR/RTS sequence: as RFC 2217 commands on a remote port, else on the
-/// local port's own lines.
-fn run_lines(
-    steps: &[LineStep],
+/// One of the board's sequences (`BoardReset::reset`, `bootloader`): on a remote port's
+/// RFC 2217 lines, else on the local port's own.
+fn drive(
+    sequence: fn(&BoardReset, &mut dyn ModemLines) -> Result<(), ResetError>,
+    wiring: &BoardReset,
     local: &mut espflash::connection::Port,
     target: &FlashPort,
 ) -> Result<(), FlashError> {
@@ -251,19 +239,12 @@ fn run_lines(
         Some(remote) => remote,
         None => local,
     };
-    for step in steps {
-        let pause = step.apply(lines).map_err(|e| {
-            FlashError::infrastructure(format!(
-                "driving the reset lines of {}: {e}; a port without modem lines needs a profile \
-                 with `control` sequences, or --before/--after no-reset",
-                target.name()
-            ))
-        })?;
-        if let Some(pause) = pause {
-            std::thread::sleep(pause);
-        }
-    }
-    Ok(())
+    sequence(wiring, lines).map_err(|e| {
+        FlashError::infrastructure(format!(
+            "resetting the board on {}: {e}; or pass --before/--after no-reset",
+            target.name()
+        ))
+    })
 }
 
 fn wait_for_boot(

@@ -2,14 +2,15 @@
 //! exclusively with errors that say what to do next, and how its reset and boot-mode
 //! lines are driven.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use espflash::connection::Port;
 use serialport::{SerialPortType, UsbPortInfo};
 
 use super::FlashError;
-use crate::board::profile::{LineStep, Profile, Sequence};
+use crate::board::profile::Profile;
+use crate::board::reset::BoardReset;
 use crate::chip::control_socket_path;
 use crate::port::rfc2217::RemoteLines;
 use crate::port::{Endpoint, PortName};
@@ -31,15 +32,10 @@ pub struct FlashPort {
 
 /// How the board's reset (EN) and boot-mode (GPIO0) lines are driven.
 pub enum ResetLines {
-    /// A control socket: a virtual chip's (`hil sim --pty`), which has no modem lines.
-    Control(PathBuf),
+    /// A board profile's wiring, or a virtual chip's control socket (`hil sim --pty`).
+    Board(BoardReset),
     /// espflash's own DTR/RTS sequences on a local port, chosen by its USB id.
     Espflash,
-    /// A profile's DTR/RTS sequences, on a local port or as RFC 2217 commands.
-    Lines {
-        bootloader: Vec<LineStep>,
-        reset: Vec<LineStep>,
-    },
 }
 
 impl FlashPort {
@@ -63,22 +59,12 @@ impl FlashPort {
         };
         // Settled before taking the port, so a bench config mistake touches nothing.
         let lines = match profile {
-            Some(profile) => match (&profile.bootloader, &profile.reset) {
-                (Sequence::Lines(bootloader), Sequence::Lines(reset)) => ResetLines::Lines {
-                    bootloader: bootloader.clone(),
-                    reset: reset.clone(),
-                },
-                _ => match profile
-                    .control_socket(name, control)
-                    .map_err(FlashError::input)?
-                {
-                    Some(socket) => ResetLines::Control(socket),
-                    None => ResetLines::Espflash,
-                },
-            },
+            Some(profile) => ResetLines::Board(
+                BoardReset::for_port(profile, name, control).map_err(FlashError::input)?,
+            ),
             None => match name {
                 PortName::Device(path) if control_socket_path(path).exists() => {
-                    ResetLines::Control(control_socket_path(path))
+                    ResetLines::Board(BoardReset::virtual_chip(control_socket_path(path)))
                 }
                 _ => ResetLines::Espflash,
             },
