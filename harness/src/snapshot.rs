@@ -443,7 +443,11 @@ fn normalized_packet(packet: &Packet) -> Option<String> {
                 .join(", ")
         ),
         Packet::Unsubscribe { filters, .. } => format!("unsubscribe {}", filters.join(", ")),
-        Packet::Disconnect => "disconnect".into(),
+        Packet::Disconnect { code } if code.is_normal() => "disconnect".into(),
+        Packet::Disconnect { code } => format!("disconnect {code}"),
+        // A refused publish is news; the routine acks are not.
+        Packet::Puback { code, .. } if !code.is_success() => format!("puback {code}"),
+        Packet::Pubrec { code, .. } if !code.is_success() => format!("pubrec {code}"),
         Packet::Puback { .. }
         | Packet::Pubrec { .. }
         | Packet::Pubrel { .. }
@@ -572,7 +576,7 @@ pub fn decide(new_file: &Path, decision: Decision) -> std::io::Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::{Payload, Will};
+    use crate::trace::{Payload, PubackCode, Will};
 
     fn event(seq: u64, body: EventBody) -> Arc<Event> {
         Arc::new(Event {
@@ -639,7 +643,14 @@ mod tests {
             ),
             event(
                 5,
-                mqtt("lamp", Direction::ToClient, Packet::Puback { pkid: 9 }),
+                mqtt(
+                    "lamp",
+                    Direction::ToClient,
+                    Packet::Puback {
+                        pkid: 9,
+                        code: PubackCode::Success,
+                    },
+                ),
             ),
         ];
         assert_eq!(

@@ -568,3 +568,35 @@ async fn v5_topic_alias_0_is_answered_with_disconnect_0x94_and_nothing_after_it(
         .any(|e| matches!(e.body, EventBody::Malformed { .. }));
     assert!(!malformed, "nothing malformed recorded: {}", dump(&trace));
 }
+
+/// A client that leaves and comes straight back, in either protocol, is served each
+/// time, and a client that never left still is: the engine is given a moment to let the
+/// old connection go before the new one's CONNECT reaches it.
+#[tokio::test]
+async fn a_client_that_comes_straight_back_is_served_every_time() {
+    let (broker, trace) = broker().await;
+    for round in 0..40 {
+        let version = versions()[round % 2];
+        let mut back = Raw::connected(broker.addr(), version, "boomerang").await;
+        back.send(&frame(0xc0, &[])).await;
+        back.expect(13, "PINGRESP").await;
+        drop(back);
+    }
+    let mut stayed = Raw::connected(broker.addr(), Version::V5, "stayed").await;
+    stayed.send(&frame(0xc0, &[])).await;
+    stayed.expect(13, "PINGRESP").await;
+    let refused = trace
+        .events_from(0)
+        .iter()
+        .filter(|e| {
+            matches!(
+                &e.body,
+                EventBody::ConnClosed {
+                    reason: CloseReason::EngineRefused,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(refused, 0, "{}", dump(&trace));
+}

@@ -185,7 +185,7 @@ impl Conformance {
                 );
                 Action::forward()
             }
-            Packet::Puback { pkid } | Packet::Pubrec { pkid } => {
+            Packet::Puback { pkid, .. } | Packet::Pubrec { pkid, .. } => {
                 let (forwarded, after) = self.acks.client_ack(frame[0] >> 4, *pkid, frame);
                 let verdict = if forwarded == *frame {
                     Verdict::Forward

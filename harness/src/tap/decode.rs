@@ -7,7 +7,9 @@ use bytes::{Bytes, BytesMut};
 use rumqttc::mqttbytes::{self, v4};
 use rumqttc::v5::mqttbytes::v5;
 
-use crate::trace::{ConnackCode, Packet, Payload, SubackCode, Subscription, Will};
+use crate::trace::{
+    ConnackCode, DisconnectCode, Packet, Payload, PubackCode, SubackCode, Subscription, Will,
+};
 
 /// The protocol a connection speaks, learned from the level byte of its CONNECT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,7 +115,22 @@ impl Decoder {
                 // 3.14.2.1, 3.14.2.2.1, 3.15.2.1); rumqttc cannot read either form (it
                 // writes the first, rumqttd the second).
                 match &frame[..] {
-                    [0xe0, 0x00] | [0xe0, 0x01, _] => return Ok(Packet::Disconnect),
+                    [0xe0, 0x00] => {
+                        return Ok(Packet::Disconnect {
+                            code: DisconnectCode::NormalDisconnection,
+                        })
+                    }
+                    [0xe0, 0x01, code] => {
+                        return v5::DisconnectReasonCode::try_from(*code)
+                            .map(|code| Packet::Disconnect {
+                                code: disconnect_v5(code),
+                            })
+                            .map_err(|_| {
+                                DecodeError::Invalid(format!(
+                                    "DISCONNECT with reason code 0x{code:02x}, which MQTT 5 does not define"
+                                ))
+                            })
+                    }
                     [0xf0, 0x00] | [0xf0, 0x01, _] => return Ok(Packet::Auth),
                     _ => {}
                 }
@@ -162,8 +179,14 @@ impl Decoder {
                     pkid: (publish.qos as u8 > 0).then_some(publish.pkid),
                 }
             }
-            v5::Packet::PubAck(ack) => Packet::Puback { pkid: ack.pkid },
-            v5::Packet::PubRec(ack) => Packet::Pubrec { pkid: ack.pkid },
+            v5::Packet::PubAck(ack) => Packet::Puback {
+                pkid: ack.pkid,
+                code: puback_v5(ack.reason),
+            },
+            v5::Packet::PubRec(ack) => Packet::Pubrec {
+                pkid: ack.pkid,
+                code: pubrec_v5(ack.reason),
+            },
             v5::Packet::PubRel(ack) => Packet::Pubrel { pkid: ack.pkid },
             v5::Packet::PubComp(ack) => Packet::Pubcomp { pkid: ack.pkid },
             v5::Packet::Subscribe(subscribe) => Packet::Subscribe {
@@ -188,7 +211,9 @@ impl Decoder {
             v5::Packet::UnsubAck(ack) => Packet::Unsuback { pkid: ack.pkid },
             v5::Packet::PingReq(_) => Packet::Pingreq,
             v5::Packet::PingResp(_) => Packet::Pingresp,
-            v5::Packet::Disconnect(_) => Packet::Disconnect,
+            v5::Packet::Disconnect(disconnect) => Packet::Disconnect {
+                code: disconnect_v5(disconnect.reason_code),
+            },
             v5::Packet::Auth(_) => Packet::Auth,
         }
     }
@@ -360,8 +385,14 @@ fn from_v4(packet: v4::Packet) -> Packet {
             retain: publish.retain,
             dup: publish.dup,
         },
-        v4::Packet::PubAck(ack) => Packet::Puback { pkid: ack.pkid },
-        v4::Packet::PubRec(ack) => Packet::Pubrec { pkid: ack.pkid },
+        v4::Packet::PubAck(ack) => Packet::Puback {
+            pkid: ack.pkid,
+            code: PubackCode::Success,
+        },
+        v4::Packet::PubRec(ack) => Packet::Pubrec {
+            pkid: ack.pkid,
+            code: PubackCode::Success,
+        },
         v4::Packet::PubRel(ack) => Packet::Pubrel { pkid: ack.pkid },
         v4::Packet::PubComp(ack) => Packet::Pubcomp { pkid: ack.pkid },
         v4::Packet::Subscribe(subscribe) => Packet::Subscribe {
@@ -386,7 +417,9 @@ fn from_v4(packet: v4::Packet) -> Packet {
         v4::Packet::UnsubAck(ack) => Packet::Unsuback { pkid: ack.pkid },
         v4::Packet::PingReq => Packet::Pingreq,
         v4::Packet::PingResp => Packet::Pingresp,
-        v4::Packet::Disconnect => Packet::Disconnect,
+        v4::Packet::Disconnect => Packet::Disconnect {
+            code: DisconnectCode::NormalDisconnection,
+        },
     }
 }
 
@@ -458,6 +491,75 @@ fn suback_v5(code: &v5::SubscribeReasonCode) -> SubackCode {
         Code::SharedSubscriptionsNotSupported => SubackCode::SharedSubscriptionsNotSupported,
         Code::SubscriptionIdNotSupported => SubackCode::SubscriptionIdentifiersNotSupported,
         Code::WildcardSubscriptionsNotSupported => SubackCode::WildcardSubscriptionsNotSupported,
+    }
+}
+
+fn puback_v5(code: v5::PubAckReason) -> PubackCode {
+    use v5::PubAckReason as Code;
+    match code {
+        Code::Success => PubackCode::Success,
+        Code::NoMatchingSubscribers => PubackCode::NoMatchingSubscribers,
+        Code::UnspecifiedError => PubackCode::UnspecifiedError,
+        Code::ImplementationSpecificError => PubackCode::ImplementationSpecificError,
+        Code::NotAuthorized => PubackCode::NotAuthorized,
+        Code::TopicNameInvalid => PubackCode::TopicNameInvalid,
+        Code::PacketIdentifierInUse => PubackCode::PacketIdentifierInUse,
+        Code::QuotaExceeded => PubackCode::QuotaExceeded,
+        Code::PayloadFormatInvalid => PubackCode::PayloadFormatInvalid,
+    }
+}
+
+fn pubrec_v5(code: v5::PubRecReason) -> PubackCode {
+    use v5::PubRecReason as Code;
+    match code {
+        Code::Success => PubackCode::Success,
+        Code::NoMatchingSubscribers => PubackCode::NoMatchingSubscribers,
+        Code::UnspecifiedError => PubackCode::UnspecifiedError,
+        Code::ImplementationSpecificError => PubackCode::ImplementationSpecificError,
+        Code::NotAuthorized => PubackCode::NotAuthorized,
+        Code::TopicNameInvalid => PubackCode::TopicNameInvalid,
+        Code::PacketIdentifierInUse => PubackCode::PacketIdentifierInUse,
+        Code::QuotaExceeded => PubackCode::QuotaExceeded,
+        Code::PayloadFormatInvalid => PubackCode::PayloadFormatInvalid,
+    }
+}
+
+fn disconnect_v5(code: v5::DisconnectReasonCode) -> DisconnectCode {
+    use v5::DisconnectReasonCode as Code;
+    match code {
+        Code::NormalDisconnection => DisconnectCode::NormalDisconnection,
+        Code::DisconnectWithWillMessage => DisconnectCode::DisconnectWithWillMessage,
+        Code::UnspecifiedError => DisconnectCode::UnspecifiedError,
+        Code::MalformedPacket => DisconnectCode::MalformedPacket,
+        Code::ProtocolError => DisconnectCode::ProtocolError,
+        Code::ImplementationSpecificError => DisconnectCode::ImplementationSpecificError,
+        Code::NotAuthorized => DisconnectCode::NotAuthorized,
+        Code::ServerBusy => DisconnectCode::ServerBusy,
+        Code::ServerShuttingDown => DisconnectCode::ServerShuttingDown,
+        Code::KeepAliveTimeout => DisconnectCode::KeepAliveTimeout,
+        Code::SessionTakenOver => DisconnectCode::SessionTakenOver,
+        Code::TopicFilterInvalid => DisconnectCode::TopicFilterInvalid,
+        Code::TopicNameInvalid => DisconnectCode::TopicNameInvalid,
+        Code::ReceiveMaximumExceeded => DisconnectCode::ReceiveMaximumExceeded,
+        Code::TopicAliasInvalid => DisconnectCode::TopicAliasInvalid,
+        Code::PacketTooLarge => DisconnectCode::PacketTooLarge,
+        Code::MessageRateTooHigh => DisconnectCode::MessageRateTooHigh,
+        Code::QuotaExceeded => DisconnectCode::QuotaExceeded,
+        Code::AdministrativeAction => DisconnectCode::AdministrativeAction,
+        Code::PayloadFormatInvalid => DisconnectCode::PayloadFormatInvalid,
+        Code::RetainNotSupported => DisconnectCode::RetainNotSupported,
+        Code::QoSNotSupported => DisconnectCode::QosNotSupported,
+        Code::UseAnotherServer => DisconnectCode::UseAnotherServer,
+        Code::ServerMoved => DisconnectCode::ServerMoved,
+        Code::SharedSubscriptionNotSupported => DisconnectCode::SharedSubscriptionsNotSupported,
+        Code::ConnectionRateExceeded => DisconnectCode::ConnectionRateExceeded,
+        Code::MaximumConnectTime => DisconnectCode::MaximumConnectTime,
+        Code::SubscriptionIdentifiersNotSupported => {
+            DisconnectCode::SubscriptionIdentifiersNotSupported
+        }
+        Code::WildcardSubscriptionsNotSupported => {
+            DisconnectCode::WildcardSubscriptionsNotSupported
+        }
     }
 }
 
@@ -603,7 +705,12 @@ mod tests {
             .write(&mut written)
             .unwrap();
         assert_eq!(&written[..], [0xe0, 0x00], "rumqttc's own DISCONNECT");
-        assert_eq!(decoder.decode(&written.freeze()), Ok(Packet::Disconnect));
+        assert_eq!(
+            decoder.decode(&written.freeze()),
+            Ok(Packet::Disconnect {
+                code: DisconnectCode::NormalDisconnection
+            })
+        );
         assert_eq!(
             decoder.decode(&Bytes::from_static(&[0xf0, 0x00])),
             Ok(Packet::Auth)
@@ -616,12 +723,56 @@ mod tests {
         // rumqttd's DISCONNECT for an invalid topic alias: reason 0x94, no property length.
         assert_eq!(
             decoder.decode(&Bytes::from_static(&[0xe0, 0x01, 0x94])),
-            Ok(Packet::Disconnect)
+            Ok(Packet::Disconnect {
+                code: DisconnectCode::TopicAliasInvalid
+            })
         );
+        assert!(matches!(
+            decoder.decode(&Bytes::from_static(&[0xe0, 0x01, 0x7f])),
+            Err(DecodeError::Invalid(reason)) if reason.contains("0x7f")
+        ));
         assert_eq!(
             decoder.decode(&Bytes::from_static(&[0xf0, 0x01, 0x18])),
             Ok(Packet::Auth)
         );
+    }
+
+    #[test]
+    fn v5_ack_and_disconnect_reasons_are_hils_own_codes() {
+        let mut decoder = Decoder::new(Protocol::V5, 1024);
+        let mut written = BytesMut::new();
+        let mut ack = v5::PubAck::new(7, None);
+        ack.reason = v5::PubAckReason::NotAuthorized;
+        ack.write(&mut written).unwrap();
+        let packet = decoder.decode(&written.split().freeze()).unwrap();
+        assert_eq!(
+            packet,
+            Packet::Puback {
+                pkid: 7,
+                code: PubackCode::NotAuthorized
+            }
+        );
+        assert_eq!(
+            serde_json::to_value(&packet).unwrap(),
+            serde_json::json!({"packet": "puback", "pkid": 7, "code": "not_authorized"})
+        );
+        // Reason 0x8B and an empty property length, as the specification writes it.
+        let packet = decoder
+            .decode(&Bytes::from_static(&[0xe0, 0x02, 0x8b, 0x00]))
+            .unwrap();
+        assert_eq!(
+            packet,
+            Packet::Disconnect {
+                code: DisconnectCode::ServerShuttingDown
+            }
+        );
+        // A plain goodbye or ack is written as before: no code.
+        let plain = Packet::Disconnect {
+            code: DisconnectCode::NormalDisconnection,
+        };
+        let json = serde_json::to_value(&plain).unwrap();
+        assert_eq!(json, serde_json::json!({"packet": "disconnect"}));
+        assert_eq!(serde_json::from_value::<Packet>(json).unwrap(), plain);
     }
 
     #[test]

@@ -290,7 +290,7 @@ impl Faults {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::Payload;
+    use crate::trace::{Payload, PubackCode};
 
     fn publish() -> Packet {
         Packet::Publish {
@@ -404,7 +404,14 @@ mod tests {
                 if interleave {
                     for _ in 0..i % 3 {
                         faults.fate("phone", Direction::ToBroker, &Packet::Pingreq);
-                        faults.fate("phone", Direction::ToClient, &Packet::Puback { pkid: 1 });
+                        faults.fate(
+                            "phone",
+                            Direction::ToClient,
+                            &Packet::Puback {
+                                pkid: 1,
+                                code: PubackCode::Success,
+                            },
+                        );
                         faults.fate("lamp", Direction::ToBroker, &publish());
                     }
                 }

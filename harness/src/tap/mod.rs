@@ -49,6 +49,9 @@ const EXCERPT_BYTES: usize = 16;
 /// The keep-alive the engine is asked for: the tap keeps each client's own (rumqttd
 /// refuses 0, which turns the mechanism off), so the engine must never time out first.
 const ENGINE_KEEP_ALIVE: u16 = u16::MAX;
+/// How long the engine is given to let a client's connection go before the client's
+/// next one reaches it (see [`Departures`]).
+const ENGINE_SETTLE: Duration = Duration::from_millis(30);
 
 /// Bytes an in-process link buffers each way before the writer waits.
 const LOCAL_LINK_BUFFER: usize = 16 * 1024;
@@ -119,6 +122,7 @@ struct Shared {
     /// rumqttd); an external broker's own behaviour is what its users test.
     conform: bool,
     sessions: Sessions,
+    departures: Departures,
     /// `None` while the broker is down: connections are then turned away.
     upstream: Mutex<Option<Upstream>>,
     /// Cancelled to cut every open connection (restart, stop); replaced afterwards.
@@ -148,6 +152,7 @@ impl Tap {
             faults: Arc::new(Faults::new(0)),
             conform,
             sessions: Sessions::default(),
+            departures: Departures::default(),
             upstream: Mutex::new(None),
             cut: Mutex::new(CancellationToken::new()),
             next_conn: AtomicU64::new(1),
@@ -656,6 +661,17 @@ async fn serve<S: ClientStream>(
         }
     }
 
+    let engine_connect = if shared.conform {
+        conform::with_keep_alive(&frame, ENGINE_KEEP_ALIVE)
+    } else {
+        frame.clone()
+    };
+    if shared.conform {
+        tokio::select! {
+            () = cut.cancelled() => return conn.record_closed(CloseReason::Cut, None),
+            () = shared.departures.settle(&client_id) => {}
+        }
+    }
     let mut broker = match TcpStream::connect(
         upstream.for_client(protocol, conn.client.as_deref().unwrap_or_default()),
     )
@@ -670,11 +686,6 @@ async fn serve<S: ClientStream>(
         }
     };
     let _ = broker.set_nodelay(true);
-    let engine_connect = if shared.conform {
-        conform::with_keep_alive(&frame, ENGINE_KEEP_ALIVE)
-    } else {
-        frame.clone()
-    };
     if let Err(error) = broker.write_all(&engine_connect).await {
         return conn.record_closed(CloseReason::ByBroker, Some(error.to_string()));
     }
@@ -740,8 +751,42 @@ async fn serve<S: ClientStream>(
         );
     }
     conn.record_closed(reason, detail);
+    shared.departures.left(&client_id);
     // Both sockets close here, when they drop. A client that vanished thus vanishes for
     // the broker too, without DISCONNECT, so its will fires as it would without the tap.
+}
+
+/// When each client id's last connection through the tap to the engine ended.
+///
+/// rumqttd 0.20 cannot take a client back at once: when a client's connection ends,
+/// its link tells the router later, and a new connection with the same client id that
+/// the router set up in between is taken for the old one and ended before its CONNACK
+/// (the router hands the new connection the old one's slot, and with MQTT 5 the
+/// listener that served the refused one panics on that client id's next connection).
+/// So a client that comes back within `ENGINE_SETTLE` of leaving waits out the rest of
+/// it before its CONNECT reaches the engine.
+#[derive(Default)]
+struct Departures(Mutex<std::collections::HashMap<String, Instant>>);
+
+impl Departures {
+    /// Past this many client ids, the ones that left long ago are forgotten.
+    const KEPT: usize = 1024;
+
+    fn left(&self, client_id: &str) {
+        let now = Instant::now();
+        let mut left = lock(&self.0);
+        if left.len() >= Self::KEPT {
+            left.retain(|_, at| now.duration_since(*at) < ENGINE_SETTLE);
+        }
+        left.insert(client_id.to_string(), now);
+    }
+
+    async fn settle(&self, client_id: &str) {
+        let left_at = lock(&self.0).get(client_id).copied();
+        if let Some(left_at) = left_at {
+            tokio::time::sleep_until(left_at + ENGINE_SETTLE).await;
+        }
+    }
 }
 
 /// Waits until the client has been silent for 1.5 times its keep-alive (MQTT 3.1.1 and 5,
@@ -997,7 +1042,7 @@ fn take_complete_frames(
                 return (outgoing, Some(End::Malformed));
             }
             Ok(mut packet) => {
-                if dir == Direction::ToBroker && matches!(packet, Packet::Disconnect) {
+                if dir == Direction::ToBroker && matches!(packet, Packet::Disconnect { .. }) {
                     conn.disconnect_sent.store(true, Ordering::Relaxed);
                 }
                 if dir == Direction::ToClient && conn.shared.conform {

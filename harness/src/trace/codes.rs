@@ -1,4 +1,5 @@
-//! hil's own names for the reason codes of CONNACK and SUBACK, so that what a trace,
+//! hil's own names for the reason codes of CONNACK, SUBACK, PUBACK / PUBREC and
+//! DISCONNECT, so that what a trace,
 //! a snapshot or a verdict says does not change when the MQTT library does. Written in
 //! the MQTT 5 specification's words (3.1.1's codes map onto them).
 
@@ -76,6 +77,76 @@ impl SubackCode {
     }
 }
 
+/// What a PUBACK or PUBREC answered (MQTT 5 §3.4.2.1, §3.5.2.1). MQTT 3.1.1 acks carry
+/// no code: they are `success`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PubackCode {
+    #[default]
+    Success,
+    /// Accepted, but nobody subscribes to the topic (still a success in MQTT 5).
+    NoMatchingSubscribers,
+    UnspecifiedError,
+    ImplementationSpecificError,
+    NotAuthorized,
+    TopicNameInvalid,
+    PacketIdentifierInUse,
+    QuotaExceeded,
+    PayloadFormatInvalid,
+}
+
+impl PubackCode {
+    /// Plain `success`, which the trace leaves unwritten.
+    pub fn is_success(&self) -> bool {
+        *self == PubackCode::Success
+    }
+}
+
+/// Why a DISCONNECT was sent (MQTT 5 §3.14.2.1). An MQTT 3.1.1 DISCONNECT carries no
+/// code: it is a `normal_disconnection`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DisconnectCode {
+    #[default]
+    NormalDisconnection,
+    /// The client leaves and asks the broker to publish its will all the same.
+    DisconnectWithWillMessage,
+    UnspecifiedError,
+    MalformedPacket,
+    ProtocolError,
+    ImplementationSpecificError,
+    NotAuthorized,
+    ServerBusy,
+    ServerShuttingDown,
+    KeepAliveTimeout,
+    SessionTakenOver,
+    TopicFilterInvalid,
+    TopicNameInvalid,
+    ReceiveMaximumExceeded,
+    TopicAliasInvalid,
+    PacketTooLarge,
+    MessageRateTooHigh,
+    QuotaExceeded,
+    AdministrativeAction,
+    PayloadFormatInvalid,
+    RetainNotSupported,
+    QosNotSupported,
+    UseAnotherServer,
+    ServerMoved,
+    SharedSubscriptionsNotSupported,
+    ConnectionRateExceeded,
+    MaximumConnectTime,
+    SubscriptionIdentifiersNotSupported,
+    WildcardSubscriptionsNotSupported,
+}
+
+impl DisconnectCode {
+    /// A plain goodbye, which the trace leaves unwritten.
+    pub fn is_normal(&self) -> bool {
+        *self == DisconnectCode::NormalDisconnection
+    }
+}
+
 /// The code as the trace writes it (`success`, `granted_qos1`, `not_authorized`).
 fn snake_case<T: Serialize>(code: &T, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     match serde_json::to_value(code) {
@@ -91,6 +162,18 @@ impl fmt::Display for ConnackCode {
 }
 
 impl fmt::Display for SubackCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        snake_case(self, f)
+    }
+}
+
+impl fmt::Display for PubackCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        snake_case(self, f)
+    }
+}
+
+impl fmt::Display for DisconnectCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         snake_case(self, f)
     }

@@ -6,7 +6,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::codes::{ConnackCode, SubackCode};
+use super::codes::{ConnackCode, DisconnectCode, PubackCode, SubackCode};
 
 /// One observation, stamped with its place in the run (`seq`) and the run's clock (`t_us`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -200,9 +200,13 @@ pub enum Packet {
     },
     Puback {
         pkid: u16,
+        #[serde(default, skip_serializing_if = "PubackCode::is_success")]
+        code: PubackCode,
     },
     Pubrec {
         pkid: u16,
+        #[serde(default, skip_serializing_if = "PubackCode::is_success")]
+        code: PubackCode,
     },
     Pubrel {
         pkid: u16,
@@ -227,7 +231,10 @@ pub enum Packet {
     },
     Pingreq,
     Pingresp,
-    Disconnect,
+    Disconnect {
+        #[serde(default, skip_serializing_if = "DisconnectCode::is_normal")]
+        code: DisconnectCode,
+    },
     Auth,
 }
 
@@ -248,7 +255,7 @@ impl Packet {
             Packet::Unsuback { .. } => "unsuback",
             Packet::Pingreq => "pingreq",
             Packet::Pingresp => "pingresp",
-            Packet::Disconnect => "disconnect",
+            Packet::Disconnect { .. } => "disconnect",
             Packet::Auth => "auth",
         }
     }

@@ -19,7 +19,7 @@ use std::time::{Instant, SystemTime};
 
 use tokio::sync::watch;
 
-pub use codes::{ConnackCode, SubackCode};
+pub use codes::{ConnackCode, DisconnectCode, PubackCode, SubackCode};
 pub use event::{
     hex_excerpt, BoardChange, BrokerAction, CloseReason, Direction, Event, EventBody, Packet,
     Payload, Subscription, Will,

@@ -94,7 +94,7 @@ impl Row {
             } => {
                 let tone = match packet {
                     Packet::Publish { .. } => Tone::Message,
-                    Packet::Connect { .. } | Packet::Connack { .. } | Packet::Disconnect => {
+                    Packet::Connect { .. } | Packet::Connack { .. } | Packet::Disconnect { .. } => {
                         Tone::Session
                     }
                     _ => Tone::Plain,
@@ -375,8 +375,11 @@ fn packet_detail(packet: &Packet) -> String {
             }
             text
         }
-        Packet::Puback { pkid }
-        | Packet::Pubrec { pkid }
+        Packet::Puback { pkid, code } | Packet::Pubrec { pkid, code } if !code.is_success() => {
+            format!("{code} pkid={pkid}")
+        }
+        Packet::Puback { pkid, .. }
+        | Packet::Pubrec { pkid, .. }
         | Packet::Pubrel { pkid }
         | Packet::Pubcomp { pkid }
         | Packet::Unsuback { pkid } => {
@@ -398,7 +401,10 @@ fn packet_detail(packet: &Packet) -> String {
                 .join(", ")
         ),
         Packet::Unsubscribe { pkid, filters } => format!("{} pkid={pkid}", filters.join(", ")),
-        Packet::Pingreq | Packet::Pingresp | Packet::Disconnect | Packet::Auth => String::new(),
+        Packet::Disconnect { code } if !code.is_normal() => code.to_string(),
+        Packet::Pingreq | Packet::Pingresp | Packet::Disconnect { .. } | Packet::Auth => {
+            String::new()
+        }
     }
 }
 

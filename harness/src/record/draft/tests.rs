@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::*;
-use crate::trace::{CloseReason, ConnackCode, SubackCode, Will};
+use crate::trace::{CloseReason, ConnackCode, DisconnectCode, PubackCode, SubackCode, Will};
 
 /// A trace being written: every event one millisecond after the previous, unless `at`
 /// moves the clock.
@@ -124,7 +124,10 @@ impl Tape {
             conn,
             client,
             Direction::ToClient,
-            Packet::Puback { pkid: 1 },
+            Packet::Puback {
+                pkid: 1,
+                code: PubackCode::Success,
+            },
         )
     }
 
@@ -280,7 +283,9 @@ fn a_command_becomes_a_publish_and_the_board_s_reactions_expectations() {
             conn: 3,
             client: Some("phone".into()),
             dir: Direction::ToBroker,
-            packet: Packet::Disconnect,
+            packet: Packet::Disconnect {
+                code: DisconnectCode::NormalDisconnection,
+            },
         });
     let draft = tape.draft(&[], &[]);
     assert!(draft.activity);
