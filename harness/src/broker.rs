@@ -86,8 +86,12 @@ pub enum BrokerError {
     Capture { path: PathBuf, source: io::Error },
     #[error("broker engine {exe} failed to start: {detail}")]
     Engine { exe: PathBuf, detail: String },
-    #[error("the broker at {0} is external: hil cannot restart it (broker_restart needs the embedded broker)")]
-    External(SocketAddr),
+    /// A step that changes the broker, run against one hil does not control.
+    #[error("the broker at {addr} is external, and hil cannot change what it does: `{step}` needs hil's embedded broker (run without --broker, or leave the step out)")]
+    External {
+        addr: SocketAddr,
+        step: &'static str,
+    },
 }
 
 /// The `hil` executable: `HIL_EXE` if set, else the running program if it is `hil`, else a
@@ -264,6 +268,22 @@ impl Broker {
         self.tap.faults()
     }
 
+    /// From now on, refuses subscriptions that `filter` covers (SUBACK 0x80 / 0x87).
+    /// Only hil's own engine can be made to: an external broker grants what it grants.
+    pub fn deny_subscribe(&self, filter: &str) -> Result<(), BrokerError> {
+        self.embedded_for("deny_subscribe")?;
+        self.tap.faults().deny_subscribe(filter);
+        Ok(())
+    }
+
+    /// Refuses `step` when the broker is an external one.
+    fn embedded_for(&self, step: &'static str) -> Result<(), BrokerError> {
+        match self.config.external {
+            Some(addr) => Err(BrokerError::External { addr, step }),
+            None => Ok(()),
+        }
+    }
+
     /// The engine process, for measuring its memory.
     pub async fn engine_pid(&self) -> Option<u32> {
         self.engine
@@ -286,9 +306,7 @@ impl Broker {
     /// session, subscription, in-flight and retained message with it), connections are
     /// turned away for `down_for`, then a fresh engine serves the same public address.
     pub async fn restart(&self, down_for: Duration) -> Result<(), BrokerError> {
-        if let Some(external) = self.config.external {
-            return Err(BrokerError::External(external));
-        }
+        self.embedded_for("broker_restart")?;
         let mut engine = self.engine.lock().await;
         self.tap.set_upstream(None);
         self.tap.cut_all();

@@ -122,3 +122,50 @@ fn a_broker_url_without_its_scheme_is_a_usage_error() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("mqtt://HOST:PORT"));
 }
+
+/// Steps that change the broker cannot change someone else's: against `--broker` they
+/// end their scenario as an error that names the step and what to do, instead of
+/// passing while doing nothing.
+#[test]
+fn steps_that_change_the_broker_are_errors_on_an_external_one() {
+    let broker = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    for (name, step) in [
+        ("refuse", "deny_subscribe: { filter: \"secret/#\" }"),
+        ("restart", "broker_restart: { down_for: 100ms }"),
+    ] {
+        let scenario = format!("name: {name}\nclients:\n  phone: {{}}\nsteps:\n  - {step}\n");
+        std::fs::write(dir.path().join(format!("{name}.yaml")), scenario).unwrap();
+    }
+    let output = Command::new(hil_exe())
+        .current_dir(dir.path())
+        .args([
+            "run",
+            ".",
+            "--broker",
+            &broker.url(),
+            "--json",
+            "report.json",
+        ])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(output.status.code(), Some(3), "{text}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap())
+            .unwrap();
+    for scenario in report["scenarios"].as_array().unwrap() {
+        assert_eq!(scenario["status"], "error", "{scenario}");
+    }
+    for step in ["deny_subscribe", "broker_restart"] {
+        assert!(
+            text.contains(&format!("`{step}` needs hil's embedded broker")),
+            "{text}"
+        );
+    }
+}

@@ -635,6 +635,12 @@ impl Scene for Stage<'_> {
         self.broker.faults()
     }
 
+    fn deny_subscribe(&mut self, filter: &str) -> Result<(), StepError> {
+        self.broker
+            .deny_subscribe(filter)
+            .map_err(|e| StepError::Broker(Box::new(e)))
+    }
+
     async fn restart_broker(&mut self, down_for: Duration) -> Result<(), StepError> {
         self.broker
             .restart(down_for)

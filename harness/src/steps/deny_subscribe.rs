@@ -7,7 +7,7 @@ use super::{Checks, Needs, Role, Scene, StepError, StepKind};
 /// From now on the broker refuses subscriptions that `filter` covers, for every client
 /// (SUBACK 0x80 on MQTT 3.1.1, 0x87 "not authorized" on MQTT 5); subscriptions granted
 /// before stay. Reset a board after it to see how its firmware takes a refusal. Needs
-/// hil's own broker: in front of an external one, subscriptions pass as they are.
+/// hil's embedded broker: against an external one (`--broker`) the step fails.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DenySubscribe {
@@ -31,7 +31,7 @@ impl StepKind for DenySubscribe {
     }
 
     async fn run<S: Scene>(&self, scene: &mut S) -> Result<(), StepError> {
-        scene.faults().deny_subscribe(&self.filter);
+        scene.deny_subscribe(&self.filter)?;
         fault::record(
             scene,
             Self::NAME,

@@ -146,6 +146,9 @@ pub trait Scene: Send {
     /// The broker's fault table, keyed by client id.
     fn faults(&self) -> &Faults;
 
+    /// From now on the broker refuses subscriptions that `filter` covers.
+    fn deny_subscribe(&mut self, filter: &str) -> Result<(), StepError>;
+
     /// Restarts the broker: everything it knows is lost; connections are refused for
     /// `down_for`.
     fn restart_broker(

@@ -172,6 +172,11 @@ impl Scene for FakeScene {
         &self.faults
     }
 
+    fn deny_subscribe(&mut self, filter: &str) -> Result<(), StepError> {
+        self.faults.deny_subscribe(filter);
+        Ok(())
+    }
+
     async fn restart_broker(&mut self, down_for: Duration) -> Result<(), StepError> {
         self.calls
             .lock()
