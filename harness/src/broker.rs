@@ -4,8 +4,7 @@
 //! Why a child process: rumqttd has no shutdown and keeps its state until the process
 //! ends, so the only way to stop it, or to restart it with every session, subscription,
 //! in-flight and retained message gone, is to end its process. The tap owns the public
-//! listener (so `:0` works and the address survives restarts; while the broker is down
-//! its port is closed, so connects are refused as by a stopped broker) and forwards each
+//! listener (so `:0` works and the address survives restarts) and forwards each
 //! connection to the engine's internal loopback ports, several per protocol version
 //! (`tap::ENGINE_LISTENERS`).
 
@@ -18,6 +17,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::TcpListener;
 use tokio::process::{Child, Command};
 use tokio::sync::Mutex;
 
@@ -26,7 +26,7 @@ use crate::engine::{BIND_FAILED_PREFIX, READY_LINE};
 use crate::login::Credentials;
 use crate::namespace::Namespace;
 use crate::pcap::Capture;
-use crate::tap::{self, Faults, Tap, TapStats, Upstream, ENGINE_LISTENERS};
+use crate::tap::{Faults, Tap, TapStats, Upstream, ENGINE_LISTENERS};
 use crate::trace::{BrokerAction, EventBody, Trace};
 
 /// Largest MQTT packet accepted by default: room for the firmware's 1 MB payload test.
@@ -164,7 +164,7 @@ pub struct Broker {
 impl Broker {
     /// Binds the public address, starts the engine and records `broker started`.
     pub async fn start(config: BrokerConfig, trace: Trace) -> Result<Broker, BrokerError> {
-        let listener = tap::listen(config.listen).map_err(|source| BrokerError::Bind {
+        let listener = listen(config.listen).map_err(|source| BrokerError::Bind {
             addr: config.listen,
             hint: bind_hint(&source),
             source,
@@ -309,7 +309,6 @@ impl Broker {
         self.embedded_for("broker_restart")?;
         let mut engine = self.engine.lock().await;
         self.tap.set_upstream(None);
-        self.tap.close_listener().await;
         self.tap.cut_all();
         if let Some(old) = engine.take() {
             old.kill().await;
@@ -322,14 +321,6 @@ impl Broker {
         let fresh = fresh?;
         self.tap.set_upstream(Some(fresh.upstream));
         *engine = Some(fresh);
-        self.tap
-            .open_listener()
-            .await
-            .map_err(|source| BrokerError::Bind {
-                addr: self.addr(),
-                source,
-                hint: "another program took the broker's port while it was down: give the run a fixed --port nobody else uses",
-            })?;
         self.record(BrokerAction::Restarted);
         Ok(())
     }
@@ -358,6 +349,23 @@ impl Broker {
             addr: self.addr().to_string(),
         });
     }
+}
+
+/// Pending connections the public listener queues: a fleet of boards powering on at once
+/// must not overflow it (the kernel caps it at `net.core.somaxconn`).
+const LISTEN_BACKLOG: i32 = 8192;
+
+fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    TcpListener::from_std(socket.into())
 }
 
 fn bind_hint(error: &io::Error) -> &'static str {

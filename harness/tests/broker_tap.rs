@@ -589,35 +589,6 @@ async fn restart_drops_sessions_subscriptions_and_retained_messages() {
     broker.stop().await.unwrap();
 }
 
-/// While the broker is down its port is closed, as a stopped broker's is: a connect is
-/// refused at once (not accepted and dropped, which a client would wait out as a
-/// silent broker), and served again on the same address once it is back.
-#[tokio::test]
-async fn a_restarting_broker_refuses_connects_until_it_is_back() {
-    let (broker, trace) = broker().await;
-    let addr = broker.addr();
-    let restart = broker.restart(Duration::from_secs(1));
-    let probe = async {
-        wait_for(&trace, "the broker going down", |e| {
-            matches!(
-                e.body,
-                EventBody::Broker {
-                    action: hil::trace::BrokerAction::Down,
-                    ..
-                }
-            )
-        })
-        .await;
-        TcpStream::connect(addr).await.map(drop)
-    };
-    let (restarted, while_down) = tokio::join!(restart, probe);
-    restarted.unwrap();
-    let refused = while_down.expect_err("a connect while the broker is down");
-    assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
-    Client::connect("back", addr).await;
-    broker.stop().await.unwrap();
-}
-
 #[tokio::test]
 async fn passwords_never_reach_the_trace() {
     let (broker, trace) = broker().await;

@@ -21,7 +21,7 @@ use subtle::ConstantTimeEq;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -52,10 +52,6 @@ const ENGINE_KEEP_ALIVE: u16 = u16::MAX;
 /// How long the engine is given to let a client's connection go before the client's
 /// next one reaches it (see [`Departures`]).
 const ENGINE_SETTLE: Duration = Duration::from_millis(30);
-/// Reopening the public port after a restart: how often, and how far apart, when
-/// another program holds it.
-const REOPEN_TRIES: u32 = 100;
-const REOPEN_PAUSE: Duration = Duration::from_millis(20);
 
 /// Bytes an in-process link buffers each way before the writer waits.
 const LOCAL_LINK_BUFFER: usize = 16 * 1024;
@@ -112,33 +108,6 @@ pub struct Tap {
     shared: Arc<Shared>,
     tasks: TaskTracker,
     stop: CancellationToken,
-    gate: mpsc::UnboundedSender<Gate>,
-}
-
-/// Orders for the accept loop: close the public port, or open it again (each answered
-/// once done).
-enum Gate {
-    Close(oneshot::Sender<()>),
-    Open(oneshot::Sender<io::Result<()>>),
-}
-
-/// Pending connections the public listener queues: a fleet of boards powering on at once
-/// must not overflow it (the kernel caps it at `net.core.somaxconn`).
-const LISTEN_BACKLOG: i32 = 8192;
-
-/// The public listener, bound with the options the tap needs (also to bind it again
-/// after a broker restart).
-pub fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
-    let socket = socket2::Socket::new(
-        socket2::Domain::for_address(addr),
-        socket2::Type::STREAM,
-        None,
-    )?;
-    socket.set_reuse_address(true)?;
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(LISTEN_BACKLOG)?;
-    TcpListener::from_std(socket.into())
 }
 
 struct Shared {
@@ -191,11 +160,8 @@ impl Tap {
         });
         let tasks = TaskTracker::new();
         let stop = CancellationToken::new();
-        let (gate, gates) = mpsc::unbounded_channel();
         tasks.spawn(accept_loop(
             listener,
-            addr,
-            gates,
             shared.clone(),
             tasks.clone(),
             stop.clone(),
@@ -205,7 +171,6 @@ impl Tap {
             shared,
             tasks,
             stop,
-            gate,
         })
     }
 
@@ -234,38 +199,6 @@ impl Tap {
     /// Points new connections at `upstream`, or turns them away while it is `None`.
     pub fn set_upstream(&self, upstream: Option<Upstream>) {
         *lock(&self.shared.upstream) = upstream;
-    }
-
-    /// Closes the public port, as a broker that went down has none: a client's TCP
-    /// connect is then refused at once, as it is by a stopped broker, rather than
-    /// accepted and closed. In-process links are turned away (`conn_refused`).
-    pub async fn close_listener(&self) {
-        let (done, closed) = oneshot::channel();
-        if self.gate.send(Gate::Close(done)).is_ok() {
-            let _ = closed.await;
-        }
-    }
-
-    /// Opens the public port again, on the same address. Another program may have taken
-    /// the port meanwhile: tried again for a while before giving up.
-    pub async fn open_listener(&self) -> io::Result<()> {
-        let mut tries = 0;
-        loop {
-            let (done, opened) = oneshot::channel();
-            self.gate
-                .send(Gate::Open(done))
-                .map_err(|_| io::Error::other("the tap has stopped"))?;
-            match opened
-                .await
-                .map_err(|_| io::Error::other("the tap has stopped"))?
-            {
-                Err(error) if error.kind() == io::ErrorKind::AddrInUse && tries < REOPEN_TRIES => {
-                    tries += 1;
-                    tokio::time::sleep(REOPEN_PAUSE).await;
-                }
-                result => return result,
-            }
-        }
     }
 
     /// Forgets every session the tap followed, when the engine holding them ends.
@@ -318,40 +251,15 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 async fn accept_loop(
     listener: TcpListener,
-    addr: SocketAddr,
-    mut gates: mpsc::UnboundedReceiver<Gate>,
     shared: Arc<Shared>,
     tasks: TaskTracker,
     stop: CancellationToken,
 ) {
     let mut last_warning: Option<std::time::Instant> = None;
-    let mut listener = Some(listener);
     loop {
-        let accept = async {
-            match &listener {
-                Some(listener) => listener.accept().await,
-                None => std::future::pending().await,
-            }
-        };
         let accepted = tokio::select! {
             () = stop.cancelled() => return,
-            Some(gate) = gates.recv() => {
-                match gate {
-                    Gate::Close(done) => {
-                        listener = None;
-                        let _ = done.send(());
-                    }
-                    Gate::Open(done) => {
-                        let opened = match listener {
-                            Some(_) => Ok(()),
-                            None => listen(addr).map(|bound| listener = Some(bound)),
-                        };
-                        let _ = done.send(opened);
-                    }
-                }
-                continue;
-            }
-            accepted = accept => accepted,
+            accepted = listener.accept() => accepted,
         };
         let (socket, peer) = match accepted {
             Ok(pair) => pair,
