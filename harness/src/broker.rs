@@ -12,8 +12,7 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -26,6 +25,7 @@ use crate::engine::{BIND_FAILED_PREFIX, READY_LINE};
 use crate::login::Credentials;
 use crate::namespace::Namespace;
 use crate::pcap::Capture;
+use crate::spare_ports;
 use crate::tap::{Faults, Tap, TapStats, Upstream, ENGINE_LISTENERS};
 use crate::trace::{BrokerAction, EventBody, Trace};
 
@@ -388,7 +388,7 @@ impl Engine {
     async fn spawn(config: &BrokerConfig) -> Result<Engine, BrokerError> {
         let mut last_error = String::new();
         for _ in 0..ENGINE_PORT_ATTEMPTS {
-            let mut ports = engine_ports();
+            let mut ports = spare_ports::block(2 * ENGINE_LISTENERS);
             let mut upstream = Upstream::single(loopback(0));
             for addr in upstream.v311.iter_mut().chain(upstream.v5.iter_mut()) {
                 *addr = loopback(ports.next().expect("the block holds every listener"));
@@ -465,33 +465,4 @@ fn engine_error(exe: &Path, detail: String) -> BrokerError {
 
 fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, port))
-}
-
-/// Ports for one engine's listeners, picked below the system's ephemeral range. The
-/// engine binds them after this process chose them; a port picked by binding `:0` and
-/// letting go could meanwhile be handed to any socket bound to `:0` (a tap, a client) and
-/// the engine would then be "ready" on someone else's listener. Ports below the ephemeral
-/// range are never handed out that way; a port some service holds is found by the
-/// engine's bind check and the spawn is tried again on the next block.
-fn engine_ports() -> impl Iterator<Item = u16> {
-    const FIRST: u32 = 10_000;
-    let last = ephemeral_range_start().max(FIRST + 1_000);
-    let span = last - FIRST;
-    let block = (2 * ENGINE_LISTENERS) as u32;
-    // Each process starts at a random place, so two of them rarely pick alike, and moves
-    // on by one block per engine, so its own engines never do.
-    static FIRST_BLOCK: OnceLock<u32> = OnceLock::new();
-    static PICKED: AtomicU32 = AtomicU32::new(0);
-    let first_block = *FIRST_BLOCK.get_or_init(|| fastrand::u32(0..span));
-    let start = (first_block + PICKED.fetch_add(block, Ordering::Relaxed)) % span;
-    (0..block).map(move |i| (FIRST + (start + i) % span) as u16)
-}
-
-/// The first port the system hands out for `:0`.
-fn ephemeral_range_start() -> u32 {
-    // Linux says where its range starts; elsewhere it is IANA's dynamic range.
-    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|range| range.split_whitespace().next()?.parse().ok())
-        .unwrap_or(49_152)
 }

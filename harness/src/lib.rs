@@ -26,6 +26,7 @@ pub mod runner;
 pub mod scenario;
 pub mod seed;
 pub mod snapshot;
+pub mod spare_ports;
 pub mod steps;
 pub mod tap;
 pub mod trace;

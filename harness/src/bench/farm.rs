@@ -5,7 +5,7 @@
 //! deadline.
 
 use std::io;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -65,7 +65,7 @@ impl Drop for Process {
 
 /// A free TCP port on loopback (free when asked; ser2net and labgrid take a number).
 pub fn free_port() -> io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    crate::spare_ports::one()
 }
 
 /// ser2net serving a serial device with RFC 2217 on a loopback port.
