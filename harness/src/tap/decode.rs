@@ -494,34 +494,30 @@ fn suback_v5(code: &v5::SubscribeReasonCode) -> SubackCode {
     }
 }
 
+/// PUBACK and PUBREC carry the same reasons, in two rumqttc enums.
+macro_rules! ack_code {
+    ($code:expr, $reasons:ident) => {{
+        use v5::$reasons as Code;
+        match $code {
+            Code::Success => PubackCode::Success,
+            Code::NoMatchingSubscribers => PubackCode::NoMatchingSubscribers,
+            Code::UnspecifiedError => PubackCode::UnspecifiedError,
+            Code::ImplementationSpecificError => PubackCode::ImplementationSpecificError,
+            Code::NotAuthorized => PubackCode::NotAuthorized,
+            Code::TopicNameInvalid => PubackCode::TopicNameInvalid,
+            Code::PacketIdentifierInUse => PubackCode::PacketIdentifierInUse,
+            Code::QuotaExceeded => PubackCode::QuotaExceeded,
+            Code::PayloadFormatInvalid => PubackCode::PayloadFormatInvalid,
+        }
+    }};
+}
+
 fn puback_v5(code: v5::PubAckReason) -> PubackCode {
-    use v5::PubAckReason as Code;
-    match code {
-        Code::Success => PubackCode::Success,
-        Code::NoMatchingSubscribers => PubackCode::NoMatchingSubscribers,
-        Code::UnspecifiedError => PubackCode::UnspecifiedError,
-        Code::ImplementationSpecificError => PubackCode::ImplementationSpecificError,
-        Code::NotAuthorized => PubackCode::NotAuthorized,
-        Code::TopicNameInvalid => PubackCode::TopicNameInvalid,
-        Code::PacketIdentifierInUse => PubackCode::PacketIdentifierInUse,
-        Code::QuotaExceeded => PubackCode::QuotaExceeded,
-        Code::PayloadFormatInvalid => PubackCode::PayloadFormatInvalid,
-    }
+    ack_code!(code, PubAckReason)
 }
 
 fn pubrec_v5(code: v5::PubRecReason) -> PubackCode {
-    use v5::PubRecReason as Code;
-    match code {
-        Code::Success => PubackCode::Success,
-        Code::NoMatchingSubscribers => PubackCode::NoMatchingSubscribers,
-        Code::UnspecifiedError => PubackCode::UnspecifiedError,
-        Code::ImplementationSpecificError => PubackCode::ImplementationSpecificError,
-        Code::NotAuthorized => PubackCode::NotAuthorized,
-        Code::TopicNameInvalid => PubackCode::TopicNameInvalid,
-        Code::PacketIdentifierInUse => PubackCode::PacketIdentifierInUse,
-        Code::QuotaExceeded => PubackCode::QuotaExceeded,
-        Code::PayloadFormatInvalid => PubackCode::PayloadFormatInvalid,
-    }
+    ack_code!(code, PubRecReason)
 }
 
 fn disconnect_v5(code: v5::DisconnectReasonCode) -> DisconnectCode {
