@@ -504,7 +504,7 @@ fn farm_mistakes_are_one_line_and_exit_3() {
     );
     lab.assert_free("bare");
 
-    let closed = farm::free_port().unwrap();
+    let closed = hil::spare_ports::one().unwrap();
     let (code, said) = hil(
         lab.dir.path(),
         &[

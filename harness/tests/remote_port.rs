@@ -14,12 +14,13 @@ use std::time::{Duration, Instant};
 use chip_support::{
     esptool, hil_in as hil, image, lines_of, wait_with_deadline, VirtualChip, DEADLINE,
 };
-use hil::bench::farm::{free_port, Ser2net};
+use hil::bench::farm::Ser2net;
 use hil::board::profile::Profile;
 use hil::board::reset::BoardReset;
 use hil::image::Chip;
 use hil::port::rfc2217::RemotePort;
 use hil::port::PortName;
+use hil::spare_ports;
 
 /// The chip's first boot needs some broker; a run points it at its own.
 const BOOT_BROKER: &str = "mqtt://127.0.0.1:9";
@@ -212,7 +213,7 @@ fn remote_port_mistakes_say_what_to_do() {
     let firmware = firmware.to_str().unwrap();
 
     // Nothing listens there.
-    let closed = free_port().unwrap();
+    let closed = spare_ports::one().unwrap();
     let (code, said) = hil(
         dir.path(),
         &[

@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::labgrid::Client;
+use crate::spare_ports;
 
 /// Bounds a start that never finishes; a quiet machine needs well under a second.
 const START_DEADLINE: Duration = Duration::from_secs(20);
@@ -63,11 +64,6 @@ impl Drop for Process {
     }
 }
 
-/// A free TCP port on loopback (free when asked; ser2net and labgrid take a number).
-pub fn free_port() -> io::Result<u16> {
-    crate::spare_ports::one()
-}
-
 /// ser2net serving a serial device with RFC 2217 on a loopback port.
 pub struct Ser2net {
     _process: Process,
@@ -77,7 +73,7 @@ pub struct Ser2net {
 impl Ser2net {
     /// Serves `device` (config and pid file in `dir`), once it accepts connections.
     pub fn serve(dir: &Path, device: &Path) -> io::Result<Ser2net> {
-        let port = free_port()?;
+        let port = spare_ports::one()?;
         let config = dir.join(format!("ser2net-{port}.yaml"));
         std::fs::write(
             &config,
@@ -118,7 +114,7 @@ pub struct Farm {
 impl Farm {
     /// Starts a coordinator keeping its state in `dir`, found beside `labgrid-client`.
     pub fn start(dir: &Path) -> io::Result<Farm> {
-        let port = free_port()?;
+        let port = spare_ports::one()?;
         let address = format!("127.0.0.1:{port}");
         let client = Client::find(&address).map_err(io::Error::other)?;
         let bin = client

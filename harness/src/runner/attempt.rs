@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::client::{ClientSetup, HarnessClient};
 use super::outcome::{Attempt, Failure, Status, StepRef};
 use crate::board::{self, Board, BoardSetup};
-use crate::broker::{Broker, BrokerConfig};
+use crate::broker::{Broker, BrokerConfig, BrokerError};
 use crate::config::BenchBoard;
 use crate::login::Credentials;
 use crate::scenario::Scenario;
@@ -636,16 +636,11 @@ impl Scene for Stage<'_> {
     }
 
     fn deny_subscribe(&mut self, filter: &str) -> Result<(), StepError> {
-        self.broker
-            .deny_subscribe(filter)
-            .map_err(|e| StepError::Broker(Box::new(e)))
+        self.broker.deny_subscribe(filter).map_err(broker_failed)
     }
 
     async fn restart_broker(&mut self, down_for: Duration) -> Result<(), StepError> {
-        self.broker
-            .restart(down_for)
-            .await
-            .map_err(|e| StepError::Broker(Box::new(e)))
+        self.broker.restart(down_for).await.map_err(broker_failed)
     }
 
     fn now_us(&self) -> u64 {
@@ -684,6 +679,11 @@ impl Scene for Stage<'_> {
     fn step_seed(&self) -> u64 {
         self.seed ^ self.step_number as u64
     }
+}
+
+/// The steps know no broker: its failure reaches them boxed.
+fn broker_failed(error: BrokerError) -> StepError {
+    StepError::Broker(Box::new(error))
 }
 
 /// The filters a client must subscribe to before step 1: those of every step that needs

@@ -751,7 +751,9 @@ async fn serve<S: ClientStream>(
         );
     }
     conn.record_closed(reason, detail);
-    shared.departures.left(&client_id);
+    if shared.conform {
+        shared.departures.left(&client_id);
+    }
     // Both sockets close here, when they drop. A client that vanished thus vanishes for
     // the broker too, without DISCONNECT, so its will fires as it would without the tap.
 }
@@ -766,23 +768,35 @@ async fn serve<S: ClientStream>(
 /// So a client that comes back within `ENGINE_SETTLE` of leaving waits out the rest of
 /// it before its CONNECT reaches the engine.
 #[derive(Default)]
-struct Departures(Mutex<std::collections::HashMap<String, Instant>>);
+struct Departures(Mutex<Departed>);
+
+#[derive(Default)]
+struct Departed {
+    at: std::collections::HashMap<String, Instant>,
+    /// The size at which those that left long ago are next forgotten: twice what was
+    /// kept at the last sweep, so that a fleet leaving at once (a broker restart cuts
+    /// every connection) costs a sweep now and then, not one per departure.
+    sweep_at: usize,
+}
 
 impl Departures {
-    /// Past this many client ids, the ones that left long ago are forgotten.
+    /// Fewer client ids than this are never swept.
     const KEPT: usize = 1024;
 
     fn left(&self, client_id: &str) {
         let now = Instant::now();
-        let mut left = lock(&self.0);
-        if left.len() >= Self::KEPT {
-            left.retain(|_, at| now.duration_since(*at) < ENGINE_SETTLE);
+        let mut departed = lock(&self.0);
+        if departed.at.len() >= departed.sweep_at.max(Self::KEPT) {
+            departed
+                .at
+                .retain(|_, at| now.duration_since(*at) < ENGINE_SETTLE);
+            departed.sweep_at = 2 * departed.at.len();
         }
-        left.insert(client_id.to_string(), now);
+        departed.at.insert(client_id.to_string(), now);
     }
 
     async fn settle(&self, client_id: &str) {
-        let left_at = lock(&self.0).get(client_id).copied();
+        let left_at = lock(&self.0).at.get(client_id).copied();
         if let Some(left_at) = left_at {
             tokio::time::sleep_until(left_at + ENGINE_SETTLE).await;
         }

@@ -155,26 +155,15 @@ fn snake_case<T: Serialize>(code: &T, f: &mut fmt::Formatter<'_>) -> fmt::Result
     }
 }
 
-impl fmt::Display for ConnackCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        snake_case(self, f)
-    }
+/// Each code prints as the trace writes it.
+macro_rules! display_as_written {
+    ($($code:ty),+) => {$(
+        impl fmt::Display for $code {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                snake_case(self, f)
+            }
+        }
+    )+};
 }
 
-impl fmt::Display for SubackCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        snake_case(self, f)
-    }
-}
-
-impl fmt::Display for PubackCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        snake_case(self, f)
-    }
-}
-
-impl fmt::Display for DisconnectCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        snake_case(self, f)
-    }
-}
+display_as_written!(ConnackCode, SubackCode, PubackCode, DisconnectCode);
