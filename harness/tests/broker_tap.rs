@@ -589,6 +589,54 @@ async fn restart_drops_sessions_subscriptions_and_retained_messages() {
     broker.stop().await.unwrap();
 }
 
+/// While the broker is down a client is refused in MQTT's own words, at once, so a client
+/// that waits for its CONNACK (PubSubClient does, for its whole socket timeout) tries again
+/// as soon as it would after a stopped broker's refusal.
+#[tokio::test]
+async fn a_client_that_comes_while_the_broker_is_down_hears_server_unavailable() {
+    let (broker, trace) = broker().await;
+    let broker = std::sync::Arc::new(broker);
+    let restarting = tokio::spawn({
+        let broker = broker.clone();
+        async move { broker.restart(Duration::from_secs(5)).await }
+    });
+    wait_for(&trace, "broker down", |e| {
+        matches!(
+            e.body,
+            EventBody::Broker {
+                action: hil::trace::BrokerAction::Down,
+                ..
+            }
+        )
+    })
+    .await;
+    // MQTT 3.1.1: CONNACK return code 3. MQTT 5: reason 0x88, no properties.
+    let v5_connect = [
+        0x10, 0x0F, 0, 4, b'M', b'Q', b'T', b'T', 5, 2, 0, 60, 0, 0, 2, b'v', b'5',
+    ];
+    let cases: [(&[u8], &[u8]); 2] = [
+        (&connect_frame("v311"), &[0x20, 0x02, 0x00, 0x03]),
+        (&v5_connect, &[0x20, 0x03, 0x00, 0x88, 0x00]),
+    ];
+    for (connect, refusal) in cases {
+        let mut socket = TcpStream::connect(broker.addr()).await.unwrap();
+        let me = socket.local_addr().unwrap().to_string();
+        socket.write_all(connect).await.unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(DEADLINE, socket.read_to_end(&mut answer))
+            .await
+            .expect("the tap answers and closes")
+            .unwrap();
+        assert_eq!(answer, refusal);
+        wait_for(&trace, "conn_refused", |e| {
+            matches!(&e.body, EventBody::ConnRefused { peer, reason } if *peer == me && reason == "broker is down")
+        })
+        .await;
+    }
+    restarting.await.unwrap().unwrap();
+    broker.stop().await.unwrap();
+}
+
 #[tokio::test]
 async fn passwords_never_reach_the_trace() {
     let (broker, trace) = broker().await;

@@ -249,6 +249,16 @@ pub fn refusal_connack(protocol: Protocol) -> &'static [u8] {
     }
 }
 
+/// A CONNACK that refuses a client because the MQTT service is down.
+pub fn unavailable_connack(protocol: Protocol) -> &'static [u8] {
+    match protocol {
+        // Return code 3: server unavailable.
+        Protocol::V311 => &[0x20, 0x02, 0x00, 0x03],
+        // Reason 0x88: server unavailable; no properties.
+        Protocol::V5 => &[0x20, 0x03, 0x00, 0x88, 0x00],
+    }
+}
+
 /// The CONNECT frame with its password overwritten by as many `*`, for captures; other
 /// frames, and a CONNECT without password, come back unchanged. The password is
 /// overwritten where it lies, nothing is encoded again, so no failure can hand back the

@@ -28,8 +28,8 @@ use tokio_util::task::TaskTracker;
 
 pub use conform::with_qos;
 pub use decode::{
-    blank_password, connect_login, connect_protocol, next_frame, refusal_connack, DecodeError,
-    Decoder, Protocol,
+    blank_password, connect_login, connect_protocol, next_frame, refusal_connack,
+    unavailable_connack, DecodeError, Decoder, Protocol,
 };
 pub use faults::{DropAmount, Fate, Faults};
 
@@ -295,16 +295,36 @@ fn admit<S: ClientStream>(
         SocketAddr::from(([127, 0, 0, 1], port as u16))
     });
     let upstream = *lock(&shared.upstream);
+    let cut = lock(&shared.cut).clone();
     let Some(upstream) = upstream else {
         shared.trace.record(EventBody::ConnRefused {
             peer: peer.to_string(),
             reason: "broker is down".into(),
         });
+        tasks.spawn(turn_away(client, shared.max_packet_size, cut));
         return;
     };
     shared.stats.connections.fetch_add(1, Ordering::Relaxed);
-    let cut = lock(&shared.cut).clone();
     tasks.spawn(serve(client, peer, conn, upstream, shared.clone(), cut));
+}
+
+/// Answers a client that comes while the broker is down as a server whose network is up
+/// and whose MQTT service is not: its CONNECT gets "server unavailable", then the
+/// connection closes. The client learns at once that it was refused, as it would from a
+/// stopped broker's closed port; closed without a word, a client that waits for CONNACK
+/// (PubSubClient, for its whole socket timeout) would take far longer to try again than
+/// against a real broker.
+async fn turn_away<S: ClientStream>(mut client: S, max_packet_size: usize, cut: CancellationToken) {
+    let mut from_client = BytesMut::with_capacity(READ_ROOM_LEAST);
+    let opening = tokio::select! {
+        () = cut.cancelled() => return,
+        opening = tokio::time::timeout(CONNECT_TIMEOUT, read_connect(&mut client, &mut from_client, max_packet_size)) => opening,
+    };
+    if let Ok(Ok((_, protocol))) = opening {
+        // The client may be gone already; it was refused either way.
+        let _ = client.write_all(unavailable_connack(protocol)).await;
+        let _ = client.shutdown().await;
+    }
 }
 
 /// A client connection the tap serves: an accepted socket or an in-process link.
