@@ -1,6 +1,8 @@
 //! The broker engine: rumqttd, run by `hil broker-engine` in a child process of the
 //! [`crate::broker::Broker`] that owns it.
 
+mod listeners;
+
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
@@ -32,15 +34,22 @@ pub fn run(v311: &[SocketAddr], v5: &[SocketAddr], max_packet_size: usize) -> Re
             std::process::exit(3);
         })
         .map_err(|e| e.to_string())?;
-    for &addr in v311.iter().chain(v5) {
+    let addrs: Vec<SocketAddr> = v311.iter().chain(v5).copied().collect();
+    for &addr in &addrs {
         wait_until_listening(addr)?;
-        // Another process can take a port between the check above and rumqttd's bind;
-        // rumqttd only logs its failure, and the probe's connection reached the other
-        // listener. Served on, this broker's clients would talk to that one.
-        if !listener_is_ours(addr) {
-            println!("{BIND_FAILED_PREFIX} {addr}: another process listens there");
-            return Err(format!("another process listens on {addr}"));
+    }
+    // Another process can take a port between the check above and rumqttd's bind;
+    // rumqttd only logs its failure, and the probe's connection reached the other
+    // listener. Served on, this broker's clients would talk to that one. Where the kernel
+    // cannot be asked, the probes' answer stands.
+    match listeners::not_ours(&addrs) {
+        Ok(strangers) => {
+            if let Some(addr) = strangers.first() {
+                println!("{BIND_FAILED_PREFIX} {addr}: another process listens there");
+                return Err(format!("another process listens on {addr}"));
+            }
         }
+        Err(error) => eprintln!("hil broker engine: cannot list listening sockets: {error}"),
     }
     println!("{READY_LINE}");
     std::io::stdout().flush().map_err(|e| e.to_string())?;
@@ -111,88 +120,5 @@ fn wait_until_listening(addr: SocketAddr) -> Result<(), String> {
             ));
         }
         std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
-/// Whether the socket listening on `addr` is one of this process's. Linux says so in
-/// `/proc`: the listening socket's inode in `/proc/net/tcp` (or `tcp6`) is one of ours
-/// when a descriptor in `/proc/self/fd` links to it. Where `/proc` cannot tell, the
-/// probe's answer stands.
-fn listener_is_ours(addr: SocketAddr) -> bool {
-    let (table, local) = match addr {
-        SocketAddr::V4(v4) => (
-            "/proc/net/tcp",
-            format!(
-                "{:08X}:{:04X}",
-                u32::from_ne_bytes(v4.ip().octets()),
-                v4.port()
-            ),
-        ),
-        SocketAddr::V6(v6) => {
-            let words: String = v6
-                .ip()
-                .octets()
-                .chunks(4)
-                .map(|word| format!("{:08X}", u32::from_ne_bytes(word.try_into().unwrap())))
-                .collect();
-            ("/proc/net/tcp6", format!("{words}:{:04X}", v6.port()))
-        }
-    };
-    let (Ok(table), Ok(fds)) = (
-        std::fs::read_to_string(table),
-        std::fs::read_dir("/proc/self/fd"),
-    ) else {
-        return true;
-    };
-    let ours: std::collections::HashSet<String> = fds
-        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
-        .filter_map(|link| {
-            let link = link.to_str()?;
-            Some(
-                link.strip_prefix("socket:[")?
-                    .strip_suffix(']')?
-                    .to_string(),
-            )
-        })
-        .collect();
-    const LISTEN: &str = "0A";
-    table.lines().skip(1).any(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        fields.len() > 9 && fields[1] == local && fields[3] == LISTEN && ours.contains(fields[9])
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_listener_is_told_from_another_processs() {
-        let mine = TcpListener::bind("127.0.0.1:0").unwrap();
-        assert!(listener_is_ours(mine.local_addr().unwrap()));
-        let mine6 = TcpListener::bind("[::1]:0").unwrap();
-        assert!(listener_is_ours(mine6.local_addr().unwrap()));
-
-        let mut theirs = std::process::Command::new("python3")
-            .args([
-                "-c",
-                "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1',0)); s.listen(); \
-                 print(s.getsockname()[1], flush=True); sys.stdin.read()",
-            ])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("python3 runs");
-        let mut port = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(theirs.stdout.take().expect("piped")),
-            &mut port,
-        )
-        .unwrap();
-        let port: u16 = port.trim().parse().expect("a port number");
-        let answer = listener_is_ours(SocketAddr::from(([127, 0, 0, 1], port)));
-        drop(theirs.stdin.take());
-        theirs.wait().unwrap();
-        assert!(!answer, "python's listener on {port} is not this process's");
     }
 }
