@@ -19,6 +19,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::process::{Child, Command};
 use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
 
 use crate::board::link::Network;
 use crate::engine::{BIND_FAILED_PREFIX, READY_LINE};
@@ -53,6 +54,19 @@ pub struct BrokerConfig {
     pub namespace: Option<Namespace>,
     /// Clients must log in with these (required for a bind beyond loopback).
     pub login: Option<Credentials>,
+    /// Listeners the engine opens per protocol (1 to [`ENGINE_LISTENERS`]); see
+    /// [`listeners_for`].
+    pub engine_listeners: usize,
+    /// Engines started ahead for the brokers of this config (a run's scenarios).
+    pub warm: Option<WarmEngines>,
+}
+
+/// Engine listeners per protocol for a broker that serves up to `connections` clients at
+/// once: each listener admits about a connection a millisecond, so one is plenty for a
+/// scenario's few, and a fleet gets them all. Every listener is a thread and a port the
+/// engine must open at each start, which a scenario pays for.
+pub fn listeners_for(connections: usize) -> usize {
+    (1 + connections / 64).min(ENGINE_LISTENERS)
 }
 
 impl BrokerConfig {
@@ -67,6 +81,8 @@ impl BrokerConfig {
             external: None,
             namespace: None,
             login: None,
+            engine_listeners: ENGINE_LISTENERS,
+            warm: None,
         })
     }
 }
@@ -181,7 +197,7 @@ impl Broker {
         let (engine, upstream) = match config.external {
             Some(external) => (None, Upstream::single(external)),
             None => {
-                let engine = Engine::spawn(&config).await?;
+                let engine = Engine::take(&config).await?;
                 let upstream = engine.upstream;
                 (Some(engine), upstream)
             }
@@ -317,7 +333,7 @@ impl Broker {
         self.record(BrokerAction::Down);
         // The fresh engine starts while the broker is down, so that the outage lasts
         // `down_for`, not `down_for` plus a process start.
-        let (fresh, ()) = tokio::join!(Engine::spawn(&self.config), tokio::time::sleep(down_for));
+        let (fresh, ()) = tokio::join!(Engine::take(&self.config), tokio::time::sleep(down_for));
         let fresh = fresh?;
         self.tap.set_upstream(Some(fresh.upstream));
         *engine = Some(fresh);
@@ -379,45 +395,62 @@ fn bind_hint(error: &io::Error) -> &'static str {
 
 /// A rumqttd engine process. Its stdin is a pipe it watches: if this process dies
 /// without killing it, the pipe closes and the engine exits by itself.
+#[derive(Debug)]
 struct Engine {
     child: Child,
     upstream: Upstream,
 }
 
 impl Engine {
-    async fn spawn(config: &BrokerConfig) -> Result<Engine, BrokerError> {
+    /// A warm engine of `config` if one is alive, else a new one.
+    async fn take(config: &BrokerConfig) -> Result<Engine, BrokerError> {
+        if let Some(warm) = &config.warm {
+            if let Some(mut engine) = warm.take(config).await {
+                if matches!(engine.child.try_wait(), Ok(None)) {
+                    return Ok(engine);
+                }
+            }
+        }
+        Engine::spawn(EngineSettings::of(config)).await
+    }
+
+    async fn spawn(settings: EngineSettings) -> Result<Engine, BrokerError> {
+        let listeners = settings.listeners.clamp(1, ENGINE_LISTENERS);
         let mut last_error = String::new();
         for _ in 0..ENGINE_PORT_ATTEMPTS {
-            let mut ports = spare_ports::block(2 * ENGINE_LISTENERS);
-            let mut upstream = Upstream::single(loopback(0));
-            for addr in upstream.v311.iter_mut().chain(upstream.v5.iter_mut()) {
-                *addr = loopback(ports.next().expect("the block holds every listener"));
-            }
-            match Engine::try_spawn(&config.engine_exe, upstream, config.max_packet_size).await? {
+            let ports: Vec<u16> = spare_ports::block(2 * listeners).collect();
+            let (v311, v5) = ports.split_at(listeners);
+            // Fewer listeners than slots: clients spread over the ones there are.
+            let upstream = Upstream {
+                v311: std::array::from_fn(|slot| loopback(v311[slot % listeners])),
+                v5: std::array::from_fn(|slot| loopback(v5[slot % listeners])),
+            };
+            match Engine::try_spawn(&settings, upstream, listeners).await? {
                 Ok(engine) => return Ok(engine),
                 Err(bind_failure) => last_error = bind_failure,
             }
         }
-        Err(engine_error(&config.engine_exe, last_error))
+        Err(engine_error(&settings.exe, last_error))
     }
 
     /// `Ok(Err(..))` when the internal ports were taken meanwhile (worth another try).
     async fn try_spawn(
-        exe: &Path,
+        settings: &EngineSettings,
         upstream: Upstream,
-        max_packet_size: usize,
+        listeners: usize,
     ) -> Result<Result<Engine, String>, BrokerError> {
+        let exe = &settings.exe;
         let mut command = Command::new(exe);
         command.arg("broker-engine");
-        for addr in upstream.v311 {
+        for addr in &upstream.v311[..listeners] {
             command.arg("--v311").arg(addr.to_string());
         }
-        for addr in upstream.v5 {
+        for addr in &upstream.v5[..listeners] {
             command.arg("--v5").arg(addr.to_string());
         }
         let mut child = command
             .arg("--max-packet-size")
-            .arg(max_packet_size.to_string())
+            .arg(settings.max_packet_size.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -453,6 +486,102 @@ impl Engine {
     async fn kill(mut self) {
         // The engine holds no state worth saving; ending it at once is the point.
         let _ = self.child.kill().await;
+    }
+}
+
+/// What an engine process is started with.
+#[derive(Debug, Clone, PartialEq)]
+struct EngineSettings {
+    exe: PathBuf,
+    max_packet_size: usize,
+    listeners: usize,
+}
+
+impl EngineSettings {
+    fn of(config: &BrokerConfig) -> EngineSettings {
+        EngineSettings {
+            exe: config.engine_exe.clone(),
+            max_packet_size: config.max_packet_size,
+            listeners: config.engine_listeners,
+        }
+    }
+}
+
+/// Engines started ahead of the brokers that take them, one per scenario running at a
+/// time, so that no scenario waits for a process start (a third of a scenario's harness
+/// work, measured by `hil bench`). Each taken engine is replaced at once, in the
+/// background, until as many have been started as brokers were announced; a broker that
+/// finds none (a restart, a retry) starts its own. Spares left when the last clone is
+/// dropped are stopped and their processes killed.
+#[derive(Debug, Clone)]
+pub struct WarmEngines(Arc<Spares>);
+
+#[derive(Debug)]
+struct Spares {
+    settings: EngineSettings,
+    queue: std::sync::Mutex<SpareQueue>,
+}
+
+#[derive(Debug)]
+struct SpareQueue {
+    starting: std::collections::VecDeque<JoinHandle<Result<Engine, BrokerError>>>,
+    /// Engines still to start ahead.
+    to_start: usize,
+}
+
+impl WarmEngines {
+    /// Starts `at_once` engines for `config` on the current runtime (which the brokers
+    /// that take them must share), and keeps that many ready until `brokers` engines have
+    /// been started.
+    pub fn start(config: &BrokerConfig, at_once: usize, brokers: usize) -> WarmEngines {
+        let spares = Spares {
+            settings: EngineSettings::of(config),
+            queue: std::sync::Mutex::new(SpareQueue {
+                starting: Default::default(),
+                to_start: brokers,
+            }),
+        };
+        let warm = WarmEngines(Arc::new(spares));
+        {
+            let mut queue = warm.0.queue.lock().expect("not poisoned");
+            for _ in 0..at_once {
+                warm.start_one(&mut queue);
+            }
+        }
+        warm
+    }
+
+    fn start_one(&self, queue: &mut SpareQueue) {
+        if queue.to_start > 0 {
+            queue.to_start -= 1;
+            let starting = tokio::spawn(Engine::spawn(self.0.settings.clone()));
+            queue.starting.push_back(starting);
+        }
+    }
+
+    /// The oldest spare, once it listens, and another started in its place; `None` when
+    /// there is none, it failed to start (the broker then starts its own and reports
+    /// why) or it was started for other settings.
+    async fn take(&self, config: &BrokerConfig) -> Option<Engine> {
+        if EngineSettings::of(config) != self.0.settings {
+            return None;
+        }
+        let oldest = {
+            let mut queue = self.0.queue.lock().expect("not poisoned");
+            let oldest = queue.starting.pop_front();
+            self.start_one(&mut queue);
+            oldest
+        };
+        oldest?.await.ok()?.ok()
+    }
+}
+
+impl Drop for Spares {
+    fn drop(&mut self) {
+        let queue = self.queue.get_mut().expect("not poisoned");
+        for starting in queue.starting.drain(..) {
+            starting.abort();
+        }
     }
 }
 

@@ -4,7 +4,8 @@ mod support;
 
 use std::time::Duration;
 
-use hil::trace::{CloseReason, Direction, EventBody, Packet};
+use hil::broker::{Broker, BrokerConfig, WarmEngines};
+use hil::trace::{CloseReason, Direction, EventBody, Packet, Trace};
 use rumqttc::QoS;
 use support::{broker, closed_reason, packets_of, wait_for, Client, DEADLINE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -411,8 +412,35 @@ async fn a_vanished_client_is_recorded_and_its_will_is_delivered() {
 
 #[tokio::test]
 async fn two_brokers_in_one_process_do_not_see_each_other() {
-    let (first, first_trace) = broker().await;
-    let (second, second_trace) = broker().await;
+    assert_apart(broker().await, broker().await).await;
+}
+
+/// A run's brokers take engines started ahead (one listener per protocol, one spare at
+/// a time, three announced): each is a fresh engine of its own, and a broker that comes
+/// after the announced ones starts its own.
+#[tokio::test]
+async fn brokers_on_warm_engines_do_not_see_each_other() {
+    let mut config = BrokerConfig {
+        engine_listeners: 1,
+        ..support::config()
+    };
+    config.warm = Some(WarmEngines::start(&config, 1, 3));
+    let start = || async {
+        let trace = Trace::in_memory();
+        let broker = Broker::start(config.clone(), trace.clone())
+            .await
+            .expect("a broker on a warm engine starts");
+        (broker, trace)
+    };
+    assert_apart(start().await, start().await).await;
+    assert_apart(start().await, start().await).await;
+}
+
+/// Two running brokers: a retained message and each client stay in their own.
+async fn assert_apart(
+    (first, first_trace): (Broker, Trace),
+    (second, second_trace): (Broker, Trace),
+) {
     assert_ne!(first.addr(), second.addr());
     for (broker, id) in [(&first, "one"), (&second, "two")] {
         let client = Client::connect(id, broker.addr()).await;

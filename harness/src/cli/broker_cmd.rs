@@ -112,6 +112,8 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
         capture: args.pcap,
         external: None,
         namespace: None,
+        engine_listeners: hil::tap::ENGINE_LISTENERS,
+        warm: None,
     };
     let broker = Broker::start(config, trace.clone()).await?;
     for filter in &args.deny_subscribe {

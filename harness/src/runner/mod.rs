@@ -25,7 +25,7 @@ pub use outcome::{
 pub use roles::map_roles;
 pub use select::{Partition, Selection};
 
-use crate::broker::BrokerConfig;
+use crate::broker::{listeners_for, BrokerConfig, WarmEngines};
 use crate::login::Credentials;
 use crate::namespace::Namespace;
 use crate::scenario::Scenario;
@@ -135,7 +135,18 @@ pub async fn run(
         unobserved,
         labgrid: labgrid.clone(),
     });
-    let options = Arc::new(options.clone());
+    let mut options = options.clone();
+    if options.broker.external.is_none() {
+        let connections = scenarios
+            .iter()
+            .map(|scenario| scenario.boards.len() + scenario.clients.len())
+            .max()
+            .unwrap_or(0);
+        options.broker.engine_listeners = listeners_for(connections);
+        let warm = WarmEngines::start(&options.broker, options.jobs.max(1), total);
+        options.broker.warm = Some(warm);
+    }
+    let options = Arc::new(options);
     let mut pending = scenarios.into_iter().enumerate();
     let mut running = JoinSet::new();
     let mut summary = RunSummary {

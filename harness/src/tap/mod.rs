@@ -60,7 +60,7 @@ const LOCAL_LINK_BUFFER: usize = 16 * 1024;
 const READ_ROOM_LEAST: usize = 1024;
 const READ_ROOM_MOST: usize = 64 * 1024;
 
-/// Listeners the engine opens per protocol. rumqttd's accept loop pauses for a timer
+/// The most listeners the engine opens per protocol. rumqttd's accept loop pauses for a timer
 /// tick after every accept, so one listener admits about a connection a millisecond;
 /// connections spread over several listeners are admitted side by side.
 pub const ENGINE_LISTENERS: usize = 16;

@@ -38,6 +38,8 @@ pub fn config() -> BrokerConfig {
         external: None,
         namespace: None,
         login: None,
+        engine_listeners: hil::tap::ENGINE_LISTENERS,
+        warm: None,
     }
 }
 
