@@ -415,7 +415,7 @@ impl Engine {
     }
 
     async fn spawn(settings: EngineSettings) -> Result<Engine, BrokerError> {
-        let listeners = settings.listeners.clamp(1, ENGINE_LISTENERS);
+        let listeners = settings.listeners;
         let mut last_error = String::new();
         for _ in 0..ENGINE_PORT_ATTEMPTS {
             let ports: Vec<u16> = spare_ports::block(2 * listeners).collect();
@@ -425,7 +425,7 @@ impl Engine {
                 v311: std::array::from_fn(|slot| loopback(v311[slot % listeners])),
                 v5: std::array::from_fn(|slot| loopback(v5[slot % listeners])),
             };
-            match Engine::try_spawn(&settings, upstream, listeners).await? {
+            match Engine::try_spawn(&settings, upstream).await? {
                 Ok(engine) => return Ok(engine),
                 Err(bind_failure) => last_error = bind_failure,
             }
@@ -437,9 +437,8 @@ impl Engine {
     async fn try_spawn(
         settings: &EngineSettings,
         upstream: Upstream,
-        listeners: usize,
     ) -> Result<Result<Engine, String>, BrokerError> {
-        let exe = &settings.exe;
+        let (exe, listeners) = (&settings.exe, settings.listeners);
         let mut command = Command::new(exe);
         command.arg("broker-engine");
         for addr in &upstream.v311[..listeners] {
@@ -494,6 +493,7 @@ impl Engine {
 struct EngineSettings {
     exe: PathBuf,
     max_packet_size: usize,
+    /// Listeners per protocol, 1 to [`ENGINE_LISTENERS`].
     listeners: usize,
 }
 
@@ -502,7 +502,7 @@ impl EngineSettings {
         EngineSettings {
             exe: config.engine_exe.clone(),
             max_packet_size: config.max_packet_size,
-            listeners: config.engine_listeners,
+            listeners: config.engine_listeners.clamp(1, ENGINE_LISTENERS),
         }
     }
 }

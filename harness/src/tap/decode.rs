@@ -239,23 +239,24 @@ pub fn connect_login(frame: &Bytes, protocol: Protocol) -> Option<(String, Strin
     }
 }
 
-/// A CONNACK that refuses a client for a bad user name or password.
-pub fn refusal_connack(protocol: Protocol) -> &'static [u8] {
-    match protocol {
-        // Return code 4: bad user name or password.
-        Protocol::V311 => &[0x20, 0x02, 0x00, 0x04],
-        // Reason 0x86: bad user name or password; no properties.
-        Protocol::V5 => &[0x20, 0x03, 0x00, 0x86, 0x00],
-    }
+/// Why the tap answers a CONNECT with a refusal of its own.
+#[derive(Debug, Clone, Copy)]
+pub enum Refusal {
+    /// 3.1.1 return code 4, MQTT 5 reason 0x86.
+    BadLogin,
+    /// The broker is down: 3.1.1 return code 3, MQTT 5 reason 0x88.
+    ServerUnavailable,
 }
 
-/// A CONNACK that refuses a client because the MQTT service is down.
-pub fn unavailable_connack(protocol: Protocol) -> &'static [u8] {
+/// The CONNACK that refuses a client (no session present; MQTT 5: no properties).
+pub fn refusal_connack(protocol: Protocol, refusal: Refusal) -> Vec<u8> {
+    let (return_code, reason) = match refusal {
+        Refusal::BadLogin => (0x04, 0x86),
+        Refusal::ServerUnavailable => (0x03, 0x88),
+    };
     match protocol {
-        // Return code 3: server unavailable.
-        Protocol::V311 => &[0x20, 0x02, 0x00, 0x03],
-        // Reason 0x88: server unavailable; no properties.
-        Protocol::V5 => &[0x20, 0x03, 0x00, 0x88, 0x00],
+        Protocol::V311 => vec![0x20, 0x02, 0x00, return_code],
+        Protocol::V5 => vec![0x20, 0x03, 0x00, reason, 0x00],
     }
 }
 

@@ -28,8 +28,8 @@ use tokio_util::task::TaskTracker;
 
 pub use conform::with_qos;
 pub use decode::{
-    blank_password, connect_login, connect_protocol, next_frame, refusal_connack,
-    unavailable_connack, DecodeError, Decoder, Protocol,
+    blank_password, connect_login, connect_protocol, next_frame, refusal_connack, DecodeError,
+    Decoder, Protocol, Refusal,
 };
 pub use faults::{DropAmount, Fate, Faults};
 
@@ -322,7 +322,9 @@ async fn turn_away<S: ClientStream>(mut client: S, max_packet_size: usize, cut: 
     };
     if let Ok(Ok((_, protocol))) = opening {
         // The client may be gone already; it was refused either way.
-        let _ = client.write_all(unavailable_connack(protocol)).await;
+        let _ = client
+            .write_all(&refusal_connack(protocol, Refusal::ServerUnavailable))
+            .await;
         let _ = client.shutdown().await;
     }
 }
@@ -665,7 +667,7 @@ async fn serve<S: ClientStream>(
             bool::from(name & word)
         });
         if !matches {
-            let refusal = refusal_connack(protocol);
+            let refusal = refusal_connack(protocol, Refusal::BadLogin);
             conn.record_packet(
                 Direction::ToClient,
                 Packet::Connack {
@@ -673,7 +675,7 @@ async fn serve<S: ClientStream>(
                     code: ConnackCode::BadUserNameOrPassword,
                 },
             );
-            let _ = client.write_all(refusal).await;
+            let _ = client.write_all(&refusal).await;
             return conn.record_closed(
                 CloseReason::ByBroker,
                 Some("bad user name or password".into()),
